@@ -1,0 +1,95 @@
+"""The one seam every renderer plugs into: plan-time `prepare`, run-time `render`.
+
+A backend turns a scene into canonical parameters (defaults applied, every limit checked, nothing
+sent), and later turns a planned job into a video file. The planner hashes what `prepare` returns,
+so anything that changes the pixels must be in it, and nothing else.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import Issue
+
+if TYPE_CHECKING:
+    from ..cache import Journal
+    from ..encode import EncodeSettings
+    from ..plan import Job
+    from ..scene import Scene
+
+
+@dataclass
+class RenderContext:
+    """What a running job may use. Everything that talks to the outside is injected here."""
+
+    workdir: Path  # private scratch folder on the cache's filesystem, so the result moves in atomically
+    journal: Journal  # remote request ids, written before polling so a crashed run re-attaches
+    encode: EncodeSettings
+    cancel: threading.Event = field(default_factory=threading.Event)
+    status: Callable[[str], None] = lambda _msg: None  # a short per-scene status for the progress display
+
+
+@dataclass
+class RenderResult:
+    video: Path  # an mp4 inside ctx.workdir; the executor moves it into the cache
+    model: str
+    request_id: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. polls, provider timings; goes to the manifest
+
+
+class Backend(ABC):
+    """Base class of every backend. Subclasses live one per file in `wanbatch/backends/`.
+
+    Example::
+
+        backend = get_backend_class("preview")(config={"name": "preview"})
+        params = backend.prepare(scene, issues)   # plan time: validate, apply defaults
+        result = backend.render(job, ctx)         # run time: make the video
+    """
+
+    name: ClassVar[str]
+    #: "remote" jobs run concurrently up to max_in_flight; "local" jobs hold a device; "cpu" jobs are cheap.
+    kind: ClassVar[str] = "cpu"
+
+    def __init__(self, config: Mapping[str, Any]):
+        self.config = dict(config)
+
+    # -- plan time ---------------------------------------------------------------------------------
+    def check_ready(self, issues: list[Issue]) -> None:  # noqa: B027 - optional hook
+        """Project-level preconditions (API key set, extra installed). Append issues; send nothing."""
+
+    @abstractmethod
+    def model_identity(self, scene: Scene) -> dict[str, Any]:
+        """Model name and revision this scene renders with; part of the cache key."""
+
+    @abstractmethod
+    def prepare(self, scene: Scene, issues: list[Issue], *, chained: bool = False) -> dict[str, Any]:
+        """Canonical render parameters for `scene` (defaults applied). Append an Issue for every value
+        this backend cannot honour. `chained` means `image` will be the parent's last frame."""
+
+    def seconds_of_video(self, params: Mapping[str, Any]) -> float:
+        """How long the clip will be; used for the dry-run summary and cost estimates."""
+        if "num_frames" in params and "fps" in params:
+            return float(params["num_frames"]) / float(params["fps"])
+        return float(params.get("duration", 0.0))
+
+    def estimated_cost(self, params: Mapping[str, Any]) -> float | None:
+        """Money one render costs (USD) where the provider prices per video; None if unknown or free."""
+        return None
+
+    @property
+    def max_in_flight(self) -> int:
+        return int(self.config.get("max_in_flight", 4))
+
+    # -- run time ----------------------------------------------------------------------------------
+    @abstractmethod
+    def render(self, job: Job, ctx: RenderContext) -> RenderResult:
+        """Make the clip. Raise RenderError (or a subclass) on failure; never leave partial output."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release clients, pipelines, threads."""

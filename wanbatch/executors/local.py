@@ -1,0 +1,92 @@
+"""`executor=local`: the plan's jobs on a thread pool in this process.
+
+Independent jobs run concurrently up to `executor.concurrency`; each backend also bounds its own
+jobs (`backend.max_in_flight`: a provider's concurrency limit, or one job per device for local GPUs).
+Ready jobs are taken grouped by (backend, model), so a warm pipeline serves its jobs back to back.
+A chained job starts when its parent's clip is in the cache; if the parent failed, so does it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+
+from ..backends.base import RenderContext
+from ..cache import Cache
+from ..encode import EncodeSettings
+from ..plan import Job, Plan
+from ..progress import Progress
+from .common import Outcome, render_and_store
+
+
+class LocalExecutor:
+    def __init__(self, cache: Cache, *, concurrency: int = 4, encode: EncodeSettings | None = None,
+                 progress: Progress | None = None, cancel: threading.Event | None = None):
+        self.cache = cache
+        self.concurrency = max(1, concurrency)
+        self.encode = encode or EncodeSettings()
+        self.progress = progress or Progress(mode="none")
+        self.cancel = cancel or threading.Event()
+
+    def run(self, plan: Plan, on_done: Callable[[Outcome], None] = lambda _o: None) -> dict[str, Outcome]:
+        """Run every job; returns outcomes by scene id. On KeyboardInterrupt, stops starting jobs, lets
+        running ones stop at their next safe point, keeps every finished clip, then re-raises."""
+        limits = {name: threading.BoundedSemaphore(max(1, b.max_in_flight)) for name, b in plan.backends.items()}
+        pending: dict[str, Job] = {j.id: j for j in plan.jobs}
+        outcomes: dict[str, Outcome] = {}
+        running: dict[Future[Outcome], str] = {}
+
+        def task(job: Job, parent_clip: Path | None) -> Outcome:
+            with limits[job.backend]:
+                self.progress.update(job.id, "running")
+
+                def ctx_factory(workdir: Path) -> RenderContext:
+                    return RenderContext(workdir=workdir, journal=self.cache.journal, encode=self.encode,
+                                         cancel=self.cancel,
+                                         status=lambda msg, sid=job.id: self.progress.update(sid, "running", msg))
+
+                return render_and_store(self.cache, plan.backends[job.backend], job, ctx_factory, parent_clip)
+
+        def finish(outcome: Outcome) -> None:
+            outcomes[outcome.scene] = outcome
+            self.progress.update(outcome.scene, outcome.status, outcome.error or "")
+            on_done(outcome)
+
+        interrupted = False
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="wanbatch-job") as pool:
+            try:
+                while pending or running:
+                    # Jobs whose parent failed fail too, with the reason.
+                    for job in [j for j in pending.values() if j.parent in outcomes and not outcomes[j.parent].ok]:
+                        del pending[job.id]
+                        finish(Outcome(job.id, "failed", job.key, model=job.model,
+                                       error=f"parent scene `{job.parent}` did not finish"))
+                    ready = sorted((j for j in pending.values() if j.parent is None or j.parent in outcomes),
+                                   key=lambda j: (j.backend, j.model, j.scene.index))
+                    for job in ready[: max(0, self.concurrency * 2 - len(running))]:
+                        del pending[job.id]
+                        parent_clip = outcomes[job.parent].clip if job.parent else None
+                        running[pool.submit(task, job, parent_clip)] = job.id
+                    if not running:
+                        continue
+                    done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        del running[fut]
+                        finish(fut.result())
+            except KeyboardInterrupt:
+                interrupted = True
+                self.cancel.set()
+                for fut in list(running):
+                    if fut.cancel():
+                        sid = running.pop(fut)
+                        pending[sid] = plan.job(sid)
+                for fut in list(running):
+                    finish(fut.result())  # running jobs see `cancel` and stop; finished clips are kept
+                running.clear()
+                for sid, job in pending.items():
+                    finish(Outcome(sid, "cancelled", job.key, model=job.model, error="interrupted before it started"))
+        if interrupted:
+            raise KeyboardInterrupt
+        return outcomes

@@ -1,0 +1,115 @@
+"""The ffmpeg binary (shipped by imageio-ffmpeg, so no system ffmpeg is needed) and a small prober.
+
+imageio-ffmpeg ships ffmpeg but not ffprobe, so probing parses `ffmpeg -i`'s stream summary.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+def run_ffmpeg(args: list[str], *, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run ffmpeg quietly; raise with its last lines of stderr when it fails."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
+        raise RuntimeError(f"ffmpeg failed ({proc.returncode}): {tail}")
+    return proc
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a media file holds. Fields are None where the file has no such stream."""
+
+    duration: float | None
+    video_codec: str | None = None
+    pix_fmt: str | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    audio_codec: str | None = None
+    sample_rate: int | None = None
+    channels: str | None = None
+
+    @property
+    def has_video(self) -> bool:
+        return self.video_codec is not None
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio_codec is not None
+
+
+_DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_VIDEO = re.compile(r"Stream #\S+.*?: Video: (\w+)[^,]*(?:\([^)]*\))?, ([\w]+)?[^,]*?(?:\([^)]*\))?, (\d+)x(\d+)")
+_FPS = re.compile(r"([\d.]+) fps")
+_TBR = re.compile(r"([\d.]+)k? tbr")
+_AUDIO = re.compile(r"Stream #\S+.*?: Audio: (\w+)[^,]*, (\d+) Hz, ([^,]+)")
+
+
+def probe(path: str | Path, *, timeout: float = 60) -> Probe:
+    """Probe a local media file. Raises ValueError if ffmpeg cannot read it as media."""
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    err = proc.stderr
+    m = _DURATION.search(err)
+    if "Stream #" not in err:
+        last = err.strip().splitlines()[-1] if err.strip() else "no output"
+        raise ValueError(f"not a readable media file: {last}")
+    duration = None
+    if m:
+        h, mi, s = m.groups()
+        duration = int(h) * 3600 + int(mi) * 60 + float(s)
+    fields: dict[str, object] = {"duration": duration}
+    for line in err.splitlines():
+        if "Video:" in line and "video_codec" not in fields:
+            vm = _VIDEO.search(line)
+            if vm:
+                fields.update(
+                    video_codec=vm.group(1),
+                    pix_fmt=vm.group(2),
+                    width=int(vm.group(3)),
+                    height=int(vm.group(4)),
+                )
+            fm = _FPS.search(line) or _TBR.search(line)
+            if fm:
+                fields["fps"] = float(fm.group(1))
+        elif "Audio:" in line and "audio_codec" not in fields:
+            am = _AUDIO.search(line)
+            if am:
+                fields.update(audio_codec=am.group(1), sample_rate=int(am.group(2)), channels=am.group(3).strip())
+    return Probe(**fields)  # type: ignore[arg-type]
+
+
+def last_frame(video: str | Path, out_png: str | Path) -> Path:
+    """Decode the exact last frame of `video` into a lossless PNG (for `chain_from`)."""
+    # -sseof seeks near the end; -update 1 keeps overwriting one image, so the last decoded frame wins.
+    run_ffmpeg(["-sseof", "-1", "-i", str(video), "-update", "1", "-frames:v", "1000", str(out_png)])
+    return Path(out_png)
+
+
+def read_frames(video: str | Path) -> list:
+    """All frames of a video as RGB uint8 arrays (tests and tools; not for long clips)."""
+    import imageio_ffmpeg
+    import numpy as np
+
+    gen = imageio_ffmpeg.read_frames(str(video), pix_fmt="rgb24")
+    meta = next(gen)
+    w, h = meta["size"]
+    return [np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in gen]
