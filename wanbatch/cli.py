@@ -23,12 +23,16 @@ def main(argv: list[str] | None = None) -> None:
         from .cache_cli import main as cache_main
 
         sys.exit(cache_main(argv[1:]))
-    try:
-        argv = _expand_recipe(argv)
-    except SystemExit:
-        raise
+    argv = _expand_recipe(argv)
     sys.argv = [sys.argv[0], *argv]
-    _hydra_entry()
+    try:
+        _hydra_entry()
+    except SystemExit as exc:
+        # Hydra exits 1 when it cannot compose (a bad override, a missing group option). No task ran,
+        # so nothing was sent or written: that is an invalid project, exit 2 by our contract.
+        if exc.code == 1 and not _exit_codes:
+            sys.exit(2)
+        raise
     sys.exit(max(_exit_codes, default=0))
 
 

@@ -1,0 +1,74 @@
+"""Every task a developer or CI runs, each doing its own set-up.
+
+    nox -s demo        render recipes/demo into outputs/ (again: all from the cache)
+    nox -s tests       the test suite (installs Debian's chromium for the report's browser test when root)
+    nox -s lint        ruff
+    nox -s typecheck   mypy on the package
+    nox -s bench       every benchmark; writes BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+# Reusing the environment makes the second `nox -s demo` take seconds; CI starts from a fresh clone anyway.
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = os.environ.get("NOX_PYTHON") or None  # the interpreter nox runs with, unless told otherwise
+# torch is pinned in the [local] extra: on CPU machines that is a local CPU build, not GBs of CUDA wheels.
+LOCAL = ".[local]"
+ALL = ".[local,ray,report,dev]"
+
+
+def _install(session: nox.Session, spec: str) -> None:
+    session.install("--upgrade", "pip")
+    session.install("-e", spec)
+
+
+def _chromium(session: nox.Session) -> None:
+    """The report's browser test drives Debian's chromium; install it where we may (root with apt)."""
+    if shutil.which("chromium") or os.environ.get("WANBATCH_NO_APT"):
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        session.run("bash", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+                    "chromium >/dev/null", external=True)
+    else:
+        session.warn("chromium is not installed and cannot be installed here; the browser test will be skipped")
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    _install(session, LOCAL)
+    session.run("wanbatch", "recipe=demo", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    _install(session, ALL)
+    _chromium(session)
+    session.run("pytest", *(session.posargs or ["-q"]), env={"WANBATCH_CACHE_DIR": str(session.create_tmp())})
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "wanbatch", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    # The core and mypy only: torch, ray and xfuser are imported lazily and typed as Any, so mypy needs
+    # none of the heavy extras (and this session stays quick).
+    _install(session, ".")
+    session.install("mypy")
+    session.run("mypy", "wanbatch")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    _install(session, ALL)
+    session.run("python", "benchmarks/run_all.py", *session.posargs)

@@ -1,0 +1,97 @@
+"""Shared fixtures: compose recipes into plain dicts, run them in-process, count renders."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from wanbatch.backends.base import RenderContext, RenderResult
+from wanbatch.backends.preview import PreviewBackend
+from wanbatch.config import RECIPES_DIR, compose
+from wanbatch.plan import Job
+from wanbatch.run import run_project
+
+DEMO = RECIPES_DIR / "demo" / "project.yaml"
+
+
+class CountingPreview(PreviewBackend):
+    """The real preview backend, counting the renders it actually performs (not inferred from logs)."""
+
+    def __init__(self, config: dict[str, Any], *, fail: set[str] | None = None, delay: float = 0.0):
+        super().__init__(config)
+        self.rendered: list[str] = []
+        self.fail = fail or set()
+        self.delay = delay
+        self.inputs: dict[str, Job] = {}
+        self.first_images: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self.active = 0
+        self.max_active = 0
+
+    def render(self, job: Job, ctx: RenderContext) -> RenderResult:
+        with self._lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            if self.delay:
+                ctx.cancel.wait(self.delay)
+            if job.id in self.fail:
+                from wanbatch.errors import RenderError
+
+                raise RenderError(f"scene {job.id} failed on purpose")
+            if "image" in job.inputs:  # keep the pixels: the job's scratch folder goes when it ends
+                self.first_images[job.id] = np.asarray(Image.open(job.inputs["image"].path).convert("RGB"))
+            result = super().render(job, ctx)
+            with self._lock:
+                self.rendered.append(job.id)
+                self.inputs[job.id] = job
+            return result
+        finally:
+            with self._lock:
+                self.active -= 1
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def compose_demo(cache_dir: Path) -> Callable[..., dict[str, Any]]:
+    def _compose(*overrides: str, project: Path = DEMO) -> dict[str, Any]:
+        return compose(project, [f"cache.dir={cache_dir}", "executor.progress=none", *overrides])
+
+    return _compose
+
+
+@pytest.fixture
+def run_cfg(tmp_path: Path) -> Callable[..., tuple[int, Path, str]]:
+    """Run a composed config in-process; returns (exit code, run dir, stdout)."""
+    counter = iter(range(1000))
+
+    def _run(cfg: dict[str, Any], *, root: Path = DEMO.parent, backends: dict[str, Any] | None = None,
+             cancel: threading.Event | None = None) -> tuple[int, Path, str]:
+        run_dir = tmp_path / f"run{next(counter)}"
+        out = io.StringIO()
+        code = run_project(cfg, run_dir, root, backends=backends, out=out, cancel=cancel)
+        return code, run_dir, out.getvalue()
+
+    return _run
+
+
+def blobs(cache_dir: Path) -> list[Path]:
+    return sorted((cache_dir / "blobs").glob("*/*.mp4")) if cache_dir.exists() else []
+
+
+def tree(path: Path) -> dict[str, int]:
+    """Every file under `path` with its size: a cheap fingerprint to assert "nothing was written"."""
+    if not path.exists():
+        return {}
+    return {str(p.relative_to(path)): p.stat().st_size for p in sorted(path.rglob("*")) if p.is_file()}

@@ -1,0 +1,132 @@
+"""The cache: verified reads, repair of corrupt blobs, two processes at once, list / why / prune."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import DEMO, CountingPreview, blobs
+from wanbatch.cache import Cache
+
+
+def _statuses(run_dir: Path) -> dict[str, str]:
+    return {s["id"]: s["status"] for s in json.loads((run_dir / "manifest.json").read_text())["scenes"]}
+
+
+def test_put_fetch_roundtrip_is_verified(tmp_path):
+    cache = Cache(tmp_path / "c")
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4096))
+    hit = cache.put("k1", video, material={"params": {"seed": 1}}, meta={"scene_id": "s"})
+    assert hit.path.read_bytes() == video.read_bytes()
+    got = cache.fetch("k1")
+    assert got is not None and got.path == hit.path and got.entry["material"] == {"params": {"seed": 1}}
+    assert cache.fetch("other") is None
+
+
+def test_a_corrupt_blob_is_a_miss_and_the_next_run_repairs_it(compose_demo, run_cfg, cache_dir):
+    cfg = compose_demo("stitch.enabled=false")
+    code, _, _ = run_cfg(cfg)
+    assert code == 0
+    victim = blobs(cache_dir)[0]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte, same size: only hashing can tell
+    victim.write_bytes(bytes(data))
+
+    preview = CountingPreview(cfg["backend"])
+    code, run_dir, _ = run_cfg(cfg, backends={"preview": preview})
+    assert code == 0
+    assert len(preview.rendered) == 1  # exactly the corrupt one, re-rendered
+    statuses = _statuses(run_dir)
+    assert sorted(statuses.values()).count("rendered") == 1
+    assert victim.exists() and victim.read_bytes() != bytes(data)  # repaired in place
+    preview2 = CountingPreview(cfg["backend"])
+    code, run_dir, _ = run_cfg(cfg, backends={"preview": preview2})
+    assert preview2.rendered == [] and set(_statuses(run_dir).values()) == {"cached"}
+
+
+def test_a_missing_blob_is_a_miss_too(compose_demo, run_cfg, cache_dir):
+    cfg = compose_demo("stitch.enabled=false")
+    assert run_cfg(cfg)[0] == 0
+    for b in blobs(cache_dir)[:2]:
+        b.unlink()
+    preview = CountingPreview(cfg["backend"])
+    assert run_cfg(cfg, backends={"preview": preview})[0] == 0
+    assert len(preview.rendered) == 2
+
+
+def test_two_processes_on_one_cache_render_each_key_once(tmp_path):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "wanbatch.cli", "recipe=demo", f"cache.dir={cache}",
+                          "stitch.enabled=false", "executor.progress=none", "report=false",
+                          f"hydra.run.dir={tmp_path / f'run{i}'}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=DEMO.parent.parent.parent)
+        for i in range(2)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err.decode()
+    s0, s1 = _statuses(tmp_path / "run0"), _statuses(tmp_path / "run1")
+    assert s0.keys() == s1.keys()
+    for sid in s0:
+        # each scene was rendered by exactly one of the two processes; the other found it cached
+        assert sorted([s0[sid], s1[sid]]) == ["cached", "rendered"], (sid, s0[sid], s1[sid])
+    assert len(blobs(cache)) == len(s0)
+
+
+def test_list_why_and_prune_from_the_command_line(compose_demo, run_cfg, cache_dir, tmp_path):
+    assert run_cfg(compose_demo("stitch.enabled=false"))[0] == 0
+    cli = [sys.executable, "-m", "wanbatch.cli", "cache"]
+    listed = subprocess.run([*cli, "list", "--dir", str(cache_dir), "--json"], capture_output=True, text=True,
+                            timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    entries = json.loads(listed.stdout)
+    assert {e["scene_id"] for e in entries} == {"title", "sunrise", "day_to_night", "harbour_voice", "harbour_after"}
+
+    why = subprocess.run([*cli, "why", "recipe=demo", f"cache.dir={cache_dir}", "scenes.1.seed=99",
+                          "scenes.2.prompt=Hills at dusk."], capture_output=True, text=True, timeout=60,
+                         cwd=DEMO.parent.parent.parent)
+    assert why.returncode == 0, why.stderr
+    lines = dict(line.split(": ", 1) for line in why.stdout.strip().splitlines())
+    assert lines["title"] == "cached"
+    assert lines["sunrise"] == "changed: params.seed"
+    assert lines["day_to_night"] == "changed: params.prompt"
+
+    pruned = subprocess.run([*cli, "prune", "--dir", str(cache_dir), "--all"], capture_output=True, text=True,
+                            timeout=60)
+    assert pruned.returncode == 0 and "pruned 5 entries and 5 blobs" in pruned.stdout
+    assert blobs(cache_dir) == []
+    bad = subprocess.run([*cli, "prune", "--dir", str(cache_dir), "--older-than", "soon"], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "`--older-than` = 'soon' is not allowed" in bad.stderr
+
+
+def test_dry_run_prints_the_plan_says_why_and_touches_nothing(compose_demo, run_cfg, cache_dir):
+    code, run_dir, out = run_cfg(compose_demo("dry_run=true"))
+    assert code == 0
+    assert not cache_dir.exists() and not run_dir.exists()
+    assert "5 scenes: 0 cached, 5 to render (10.0 s of video)" in out
+    assert run_cfg(compose_demo("stitch.enabled=false"))[0] == 0
+    before = _state(cache_dir)
+    cfg = compose_demo("dry_run=true")
+    cfg["scenes"][1]["seed"] = 99
+    code, _, out = run_cfg(cfg)
+    assert code == 0
+    assert "4 cached, 1 to render (2.0 s of video)" in out
+    assert "changed: params.seed" in out
+    assert _state(cache_dir) == before
+
+
+def _state(cache_dir: Path) -> tuple[dict[str, int], list[dict]]:
+    """Blob files with their mtimes, plus every index entry: what a dry run must not change.
+    (SQLite's -wal/-shm side files are touched by any reader, so they are left out.)"""
+    files = {str(p): p.stat().st_mtime_ns for sub in ("blobs", "tmp", "locks") for p in (cache_dir / sub).rglob("*")}
+    cache = Cache(cache_dir)
+    entries = sorted(cache.entries(), key=lambda e: e["key"])
+    cache.close()
+    return files, entries

@@ -1,0 +1,99 @@
+"""The local executor: concurrency, the chain DAG, failures that do not stop the others, Ctrl-C."""
+
+from __future__ import annotations
+
+import _thread
+import json
+import threading
+
+import numpy as np
+
+from conftest import CountingPreview, blobs
+from wanbatch.ffmpeg import read_frames
+
+
+def _manifest(run_dir):
+    return json.loads((run_dir / "manifest.json").read_text())
+
+
+def test_a_failed_scene_keeps_the_others_and_fails_its_chain(compose_demo, run_cfg, cache_dir):
+    cfg = compose_demo("stitch.enabled=false")
+    preview = CountingPreview(cfg["backend"], fail={"harbour_voice"})
+    code, run_dir, out = run_cfg(cfg, backends={"preview": preview})
+    assert code == 1
+    scenes = {s["id"]: s for s in _manifest(run_dir)["scenes"]}
+    assert scenes["harbour_voice"]["status"] == "failed"
+    assert scenes["harbour_voice"]["error"] == "scene harbour_voice failed on purpose"
+    assert scenes["harbour_after"]["status"] == "failed"
+    assert "parent scene `harbour_voice` did not finish" in scenes["harbour_after"]["error"]
+    for sid in ("title", "sunrise", "day_to_night"):
+        assert scenes[sid]["status"] == "rendered" and (run_dir / scenes[sid]["clip"]).is_file()
+    assert len(blobs(cache_dir)) == 3  # the finished ones are cached
+    assert "failed: scene `harbour_voice`: scene harbour_voice failed on purpose" in out
+    # the rerun renders only what failed
+    preview2 = CountingPreview(cfg["backend"])
+    assert run_cfg(cfg, backends={"preview": preview2})[0] == 0
+    assert sorted(preview2.rendered) == ["harbour_after", "harbour_voice"]
+
+
+def test_chained_scene_starts_from_the_exact_last_frame_of_its_parent(compose_demo, run_cfg):
+    cfg = compose_demo("stitch.enabled=false")
+    preview = CountingPreview(cfg["backend"])
+    code, run_dir, _ = run_cfg(cfg, backends={"preview": preview})
+    assert code == 0
+    assert preview.rendered.index("harbour_voice") < preview.rendered.index("harbour_after")
+    parent_clip = run_dir / next(s["clip"] for s in _manifest(run_dir)["scenes"] if s["id"] == "harbour_voice")
+    last = read_frames(parent_clip)[-1]
+    given = preview.first_images["harbour_after"]
+    assert given.shape == last.shape and np.array_equal(given, last)
+
+
+def test_concurrency_is_bounded(compose_demo, run_cfg):
+    cfg = compose_demo("stitch.enabled=false", "executor.concurrency=2", "backend.max_in_flight=8")
+    preview = CountingPreview(cfg["backend"], delay=0.3)
+    assert run_cfg(cfg, backends={"preview": preview})[0] == 0
+    assert preview.max_active == 2
+    cfg = compose_demo("stitch.enabled=false", "executor.concurrency=8", "backend.max_in_flight=1",
+                       "cache.dir=" + str(compose_demo()["cache"]["dir"]) + "-2")
+    preview = CountingPreview(cfg["backend"], delay=0.2)
+    assert run_cfg(cfg, backends={"preview": preview})[0] == 0
+    assert preview.max_active == 1  # the backend's own limit holds even with more threads
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_finished_clips(compose_demo, run_cfg, cache_dir):
+    cfg = compose_demo("stitch.enabled=false", "executor.concurrency=1")
+    preview = CountingPreview(cfg["backend"], delay=0.4)
+    cancel = threading.Event()
+
+    def interrupt_after_two() -> None:
+        while len(preview.rendered) < 2:
+            threading.Event().wait(0.02)
+        _thread.interrupt_main()  # what Ctrl-C does to the main thread
+
+    threading.Thread(target=interrupt_after_two, daemon=True).start()
+    code, run_dir, out = run_cfg(cfg, backends={"preview": preview}, cancel=cancel)
+    assert code == 130
+    assert cancel.is_set()
+    statuses = {s["id"]: s["status"] for s in _manifest(run_dir)["scenes"]}
+    done = [sid for sid, st in statuses.items() if st == "rendered"]
+    assert set(preview.rendered) == set(done) and len(done) >= 2
+    assert all(st in ("rendered", "cancelled") for st in statuses.values())
+    assert "cancelled" in statuses.values()
+    assert len(blobs(cache_dir)) == len(done)  # every finished clip kept
+    assert "interrupted" in out
+    # and the next run renders only the rest
+    preview2 = CountingPreview(cfg["backend"])
+    assert run_cfg(cfg, backends={"preview": preview2})[0] == 0
+    assert set(preview2.rendered) == set(statuses) - set(done)
+
+
+def test_the_manifest_has_the_contract_shape(compose_demo, run_cfg):
+    code, run_dir, _ = run_cfg(compose_demo("stitch.enabled=false"))
+    assert code == 0
+    m = _manifest(run_dir)
+    assert m["film"] is None
+    for s in m["scenes"]:
+        for key in ("id", "status", "cache_key", "backend", "model", "seed", "clip", "request_id", "error", "seconds"):
+            assert key in s
+        assert s["status"] == "rendered" and s["backend"] == "preview" and s["model"] == "preview"
+        assert (run_dir / s["clip"]).is_file() and not s["clip"].startswith("/")
