@@ -95,3 +95,30 @@ def tree(path: Path) -> dict[str, int]:
     if not path.exists():
         return {}
     return {str(p.relative_to(path)): p.stat().st_size for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+class CountingProxy:
+    """Wraps any real backend and counts the renders it is asked for."""
+
+    def __init__(self, inner: Any):
+        self._inner = inner
+        self.calls: list[str] = []
+        self._lock = threading.Lock()
+
+    def render(self, job: Job, ctx: RenderContext) -> RenderResult:
+        with self._lock:
+            self.calls.append(job.id)
+        return self._inner.render(job, ctx)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def counting_backends(cfg: dict[str, Any]) -> dict[str, CountingProxy]:
+    """A counting proxy around the real backend for every backend the project uses."""
+    from wanbatch.backends import get_backend_class
+    from wanbatch.config import backend_configs
+
+    configs = backend_configs(cfg)
+    used = {s.get("backend") or cfg["backend"]["name"] for s in cfg["scenes"]}
+    return {name: CountingProxy(get_backend_class(name)(configs[name])) for name in used}

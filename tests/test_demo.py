@@ -1,0 +1,37 @@
+"""The demo end to end through the console script, then again with zero renders (counted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import DEMO, counting_backends
+from wanbatch.ffmpeg import probe
+
+
+def test_demo_renders_a_film_then_reruns_entirely_from_the_cache(tmp_path, compose_demo, run_cfg, cache_dir):
+    run_dir = tmp_path / "first"
+    proc = subprocess.run(
+        [sys.executable, "-m", "wanbatch.cli", "recipe=demo", f"cache.dir={cache_dir}", f"hydra.run.dir={run_dir}"],
+        capture_output=True, text=True, timeout=600, cwd=DEMO.parent.parent.parent,
+    )
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert {s["status"] for s in manifest["scenes"]} == {"rendered"}
+    assert len(manifest["scenes"]) >= 4
+    assert manifest["film"] == "film.mp4"
+    film = probe(run_dir / "film.mp4")
+    assert film.has_video and film.duration and film.duration > 4
+    assert (run_dir / "index.html").is_file()
+
+    cfg = compose_demo()
+    backends = counting_backends(cfg)
+    code, rerun_dir, out = run_cfg(cfg, backends=backends)
+    assert code == 0
+    assert sum(len(b.calls) for b in backends.values()) == 0  # not one render: counted at the backends
+    rerun = json.loads((rerun_dir / "manifest.json").read_text())
+    assert {s["status"] for s in rerun["scenes"]} == {"cached"}
+    assert [s["cache_key"] for s in rerun["scenes"]] == [s["cache_key"] for s in manifest["scenes"]]
+    assert (rerun_dir / "film.mp4").is_file()
+    assert f"{len(rerun['scenes'])} scenes: {len(rerun['scenes'])} cached, 0 to render" in out
