@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from conftest import DEMO, CountingPreview, blobs
+
 from wanbatch.cache import Cache
 
 
@@ -69,7 +70,7 @@ def test_two_processes_on_one_cache_render_each_key_once(tmp_path):
         for i in range(2)
     ]
     for p in procs:
-        out, err = p.communicate(timeout=180)
+        _, err = p.communicate(timeout=180)
         assert p.returncode == 0, err.decode()
     s0, s1 = _statuses(tmp_path / "run0"), _statuses(tmp_path / "run1")
     assert s0.keys() == s1.keys()

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import DEMO, tree
 
 
@@ -77,7 +76,7 @@ CASES = [
     ("odd width", _set("title", width=321), ["scene `title`", "`width`", "321", "even number"]),
     ("loras not a list", _set("title", loras="style.safetensors"), ["scene `title`", "`loras`", "list of {path"]),
     ("prompt_extend as text", _set("title", prompt_extend="yes"), ["scene `title`", "`prompt_extend`", "'yes'", "true or false"]),
-    ("both duration and frames", _set("title", num_frames=20), ["scene `title`", "`num_frames`", "20", "either `duration` or `num_frames`"]),
+    ("both duration and frames", _set("title", num_frames=20, duration=3), ["scene `title`", "`num_frames`", "20", "either `duration` or `num_frames`"]),
     ("project default unknown", _project(project__defaults__colour="red"), ["project", "`project.defaults.colour`", "'red'", "unknown field"]),
     ("soundtrack volume", _project(project__soundtrack={"path": "assets/narration.wav", "volume": 2}), ["`project.soundtrack.volume`", "2", "from 0 to 1"]),
     ("no scenes", _project(scenes=[]), ["`scenes`", "[]", "non-empty list"]),

@@ -23,7 +23,8 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 def _age(text: str) -> float:
     m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhdw])", text.strip())
     if not m:
-        raise argparse.ArgumentTypeError(f"`--older-than` = {text!r} is not allowed; a number with a unit s|m|h|d|w, e.g. 30d")
+        raise argparse.ArgumentTypeError(
+            f"`--older-than` = {text!r} is not allowed; a number with a unit s|m|h|d|w, e.g. 30d")
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
@@ -63,7 +64,8 @@ def main(argv: list[str]) -> int:
             print(f"{len(entries)} entries in {cache.dir}")
         return 0
     stats = cache.prune(older_than_s=args.older_than, everything=args.all)
-    print(f"pruned {stats['entries']} entries and {stats['blobs']} blobs ({stats['bytes'] / 1e6:.1f} MB) in {cache.dir}")
+    print(f"pruned {stats['entries']} entries and {stats['blobs']} blobs "
+          f"({stats['bytes'] / 1e6:.1f} MB) in {cache.dir}")
     return 0
 
 

@@ -6,10 +6,11 @@ Hashes are memoised on (path, size, mtime_ns): a file is read once per run howev
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ class Media:
     height: int | None = None
     duration: float | None = None
     size_bytes: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, hash=False)
 
     @property
     def is_local(self) -> bool:

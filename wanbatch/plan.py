@@ -124,7 +124,7 @@ def make_plan(project: Project, backends: Mapping[str, Backend] | None = None,
                 continue
             parent_key = parent.key
         inputs = scene.media()
-        material = {
+        material: dict[str, Any] = {
             "v": KEY_VERSION,
             "backend": backend.name,
             "model": identity,

@@ -80,7 +80,8 @@ class Progress:
         done = c["rendered"] + c["cached"] + c["failed"] + c["cancelled"]
         eta = self.eta()
         eta_s = f" eta {eta:.0f}s" if eta is not None else ""
-        return f"{done}/{len(self._rows)} done: {c['rendered']} rendered, {c['cached']} cached, {c['failed']} failed{eta_s}"
+        return (f"{done}/{len(self._rows)} done: {c['rendered']} rendered, {c['cached']} cached, "
+                f"{c['failed']} failed{eta_s}")
 
     def eta(self) -> float | None:
         """Remaining seconds: mean render time of finished renders x jobs left / concurrency."""

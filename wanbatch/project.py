@@ -48,7 +48,8 @@ def load_project(cfg: Mapping[str, Any], root: Path, backend_configs: Mapping[st
     issues: list[Issue] = []
     proj = dict(cfg.get("project") or {})
     for key in sorted(set(proj) - PROJECT_KEYS):
-        issues.append(Issue(None, f"project.{key}", proj[key], f"unknown key; known: {', '.join(sorted(PROJECT_KEYS))}"))
+        known = ", ".join(sorted(PROJECT_KEYS))
+        issues.append(Issue(None, f"project.{key}", proj[key], f"unknown key; known: {known}"))
     name = str(proj.get("name") or root.name)
     defaults_raw = proj.get("defaults") or {}
     if not isinstance(defaults_raw, dict):
@@ -76,7 +77,8 @@ def load_project(cfg: Mapping[str, Any], root: Path, backend_configs: Mapping[st
         if sid in seen:
             issues.append(Issue(sid, "id", sid, f"ids must be unique; scene #{seen[sid]} has it too"))
         seen[sid] = i
-        fields = {**defaults, **parse_fields(raw, sid, issues)}
+        own = parse_fields(raw, sid, issues)
+        fields = {**_defaults_for(own, defaults), **own}
         fields["id"] = sid
         for mf in MEDIA_FIELDS:
             if mf in fields:
@@ -100,6 +102,21 @@ def load_project(cfg: Mapping[str, Any], root: Path, backend_configs: Mapping[st
         raise ConfigError(issues)
     return Project(name=name, root=root, scenes=scenes, default_backend=default_backend,
                    backend_configs=configs, soundtrack=soundtrack)
+
+
+# Fields that say the same thing two ways: a scene that sets one side overrides the defaults' other side,
+# so `num_frames: 33` in a scene is not a conflict with a project-wide `duration: 5`.
+ALTERNATIVES = ({"duration"}, {"num_frames"}), ({"resolution"}, {"width", "height"})
+
+
+def _defaults_for(own: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    out = dict(defaults)
+    for a, b in ALTERNATIVES:
+        for mine, other in ((a, b), (b, a)):
+            if mine & own.keys():
+                for k in other:
+                    out.pop(k, None)
+    return out
 
 
 def _resolve_media(sid: str | None, field_name: str, value: str, root: Path,
@@ -131,7 +148,8 @@ def _check_chains(scenes: list[Scene], issues: list[Issue]) -> None:
         if s.chain_from == s.id:
             issues.append(Issue(s.id, "chain_from", s.chain_from, "the id of another scene (not itself)"))
         elif s.chain_from not in ids:
-            issues.append(Issue(s.id, "chain_from", s.chain_from, f"the id of a scene in this project: {', '.join(sorted(ids))}"))
+            issues.append(Issue(s.id, "chain_from", s.chain_from,
+                                f"the id of a scene in this project: {', '.join(sorted(ids))}"))
         elif s.image is not None:
             issues.append(Issue(s.id, "image", s.image.describe(), "unset: `chain_from` provides the first frame"))
     reported: set[str] = set()
@@ -148,7 +166,8 @@ def _check_chains(scenes: list[Scene], issues: list[Issue]) -> None:
                                 f"an acyclic chain; these scenes form a cycle: {' -> '.join([*cycle, cur])}"))
 
 
-def _soundtrack(raw: Any, root: Path, memo: dict[tuple[str, str], Media | str], issues: list[Issue]) -> Soundtrack | None:
+def _soundtrack(raw: Any, root: Path, memo: dict[tuple[str, str], Media | str],
+                issues: list[Issue]) -> Soundtrack | None:
     if raw is None:
         return None
     if isinstance(raw, str):

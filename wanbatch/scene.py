@@ -108,13 +108,15 @@ def parse_fields(raw: dict[str, Any], scene_id: str | None, issues: list[Issue],
         if key not in SCENE_FIELDS:
             close = [f for f in sorted(SCENE_FIELDS) if f.startswith(str(key)[:3])]
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            issues.append(Issue(scene_id, name, value, f"unknown field{hint}; known: {', '.join(sorted(SCENE_FIELDS))}"))
+            known = ", ".join(sorted(SCENE_FIELDS))
+            issues.append(Issue(scene_id, name, value, f"unknown field{hint}; known: {known}"))
             continue
         if value is None:
             continue
         if key in MEDIA_FIELDS:
             if not isinstance(value, str) or not value:
-                issues.append(Issue(scene_id, name, value, "a local path (relative to the project file) or an http(s) URL"))
+                issues.append(Issue(scene_id, name, value,
+                                    "a local path (relative to the project file) or an http(s) URL"))
             else:
                 out[key] = value
         elif key == "loras":
@@ -127,9 +129,7 @@ def parse_fields(raw: dict[str, Any], scene_id: str | None, issues: list[Issue],
                 out[key] = tr
         else:
             types, allowed = _SCALARS[key]
-            if not _type_ok(value, types):
-                issues.append(Issue(scene_id, name, value, allowed))
-            elif not _in_range(key, value):
+            if not _type_ok(value, types) or not _in_range(key, value):
                 issues.append(Issue(scene_id, name, value, allowed))
             else:
                 out[key] = float(value) if float in types and not isinstance(value, bool) else value

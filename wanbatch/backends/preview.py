@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import Issue
+from ..errors import Issue, RenderError
 from ..ffmpeg import last_frame
 from ..plan import Job
 from ..scene import Scene
@@ -46,8 +46,10 @@ class PreviewBackend(Backend):
             if v % 2:
                 issues.append(Issue(scene.id, name, v, "an even number of pixels (H.264 4:2:0 needs it)"))
         if scene.num_frames is not None and scene.duration is not None:
-            issues.append(Issue(scene.id, "num_frames", scene.num_frames, "either `duration` or `num_frames`, not both"))
-        num_frames = scene.num_frames or max(1, round((scene.duration or float(self.config.get("default_duration", 2.0))) * fps))
+            issues.append(Issue(scene.id, "num_frames", scene.num_frames,
+                                "either `duration` or `num_frames`, not both"))
+        duration = scene.duration or float(self.config.get("default_duration", 2.0))
+        num_frames = scene.num_frames or max(1, round(duration * fps))
         return {
             "prompt": scene.prompt or "",
             "title": scene.title,
@@ -63,8 +65,8 @@ class PreviewBackend(Backend):
         w, h, n = p["width"], p["height"], p["num_frames"]
         t0 = time.perf_counter()
         first = self._first_image(job, ctx.workdir)
-        last = _fit(Image.open(job.inputs["last_image"].path), w, h) if "last_image" in job.inputs else None
-        audio = job.inputs["audio"].path if "audio" in job.inputs else None
+        last = _fit(Image.open(_local(job, "last_image")), w, h) if "last_image" in job.inputs else None
+        audio = _local(job, "audio") if "audio" in job.inputs else None
         out = ctx.workdir / "clip.mp4"
         from ..encode import write_clip
 
@@ -75,14 +77,21 @@ class PreviewBackend(Backend):
         p = job.params
         w, h = p["width"], p["height"]
         if "image" in job.inputs:
-            return _fit(Image.open(job.inputs["image"].path), w, h)
+            return _fit(Image.open(_local(job, "image")), w, h)
         if "first_clip" in job.inputs:
-            return _fit(Image.open(last_frame(job.inputs["first_clip"].path, workdir / "first_clip_last.png")), w, h)
+            return _fit(Image.open(last_frame(_local(job, "first_clip"), workdir / "first_clip_last.png")), w, h)
         from ..titles import title_card
 
         text = p.get("title") or p["prompt"] or job.id
         sub = p["prompt"] if p.get("title") and p["prompt"] else None
         return Image.fromarray(title_card(text, w, h, subtitle=sub))
+
+
+def _local(job: Job, field: str) -> Path:
+    media = job.inputs[field]
+    if media.path is None:  # a URL: preview draws offline, so it needs the file
+        raise RenderError(f"scene `{job.id}`: preview needs a local `{field}`, not {media.url}")
+    return media.path
 
 
 def _fit(im: Image.Image, w: int, h: int) -> Image.Image:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from functools import partial
 from pathlib import Path
 
 from ..backends.base import RenderContext
@@ -45,7 +46,7 @@ class LocalExecutor:
                 def ctx_factory(workdir: Path) -> RenderContext:
                     return RenderContext(workdir=workdir, journal=self.cache.journal, encode=self.encode,
                                          cancel=self.cancel,
-                                         status=lambda msg, sid=job.id: self.progress.update(sid, "running", msg))
+                                         status=partial(self.progress.update, job.id, "running"))
 
                 return render_and_store(self.cache, plan.backends[job.backend], job, ctx_factory, parent_clip)
 
