@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import DEMO, CountingPreview, blobs
-
 from wanbatch.cache import Cache
+
+from conftest import DEMO, CountingPreview, blobs
 
 
 def _statuses(run_dir: Path) -> dict[str, str]:

@@ -9,11 +9,12 @@ from typing import Any
 
 from PIL import Image
 
-from conftest import DEMO
 from wanbatch.config import backend_configs, compose
 from wanbatch.encode import EncodeSettings
 from wanbatch.plan import make_plan
 from wanbatch.project import load_project
+
+from conftest import DEMO
 
 
 def keys_of(cfg: dict[str, Any], root: Path) -> dict[str, str]:

@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 
-from conftest import DEMO, counting_backends
 from wanbatch.ffmpeg import probe
+
+from conftest import DEMO, counting_backends
 
 
 def test_demo_renders_a_film_then_reruns_entirely_from_the_cache(tmp_path, compose_demo, run_cfg, cache_dir):

@@ -8,8 +8,9 @@ import threading
 
 import numpy as np
 
-from conftest import CountingPreview, blobs
 from wanbatch.ffmpeg import read_frames
+
+from conftest import CountingPreview, blobs
 
 
 def _manifest(run_dir):

@@ -7,8 +7,9 @@ import json
 import numpy as np
 from PIL import Image
 
-from conftest import DEMO
 from wanbatch.ffmpeg import probe, read_frames
+
+from conftest import DEMO
 
 
 def _clips(run_dir):
