@@ -20,6 +20,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -162,7 +163,8 @@ class Cache:
         dest = self._blob_path(digest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if not (dest.exists() and dest.stat().st_size == size):
-            staged = dest.with_name(f".{digest}.{os.getpid()}.partial")
+            # unique per thread too: two jobs can store identical bytes at the same moment
+            staged = dest.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.partial")
             shutil.copyfile(video, staged)
             with open(staged, "rb") as f:
                 os.fsync(f.fileno())

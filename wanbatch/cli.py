@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .config import CONF_DIR, PROJECT_FILE, recipe_dir, recipe_names
+from .config import CONF_DIR, PROJECT_FILE, open_backends, recipe_dir, recipe_names
 
 _exit_codes: list[int] = []
 
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
         from .cache_cli import main as cache_main
 
         sys.exit(cache_main(argv[1:]))
-    argv = _expand_recipe(argv)
+    argv = open_backends(_expand_recipe(argv))
     sys.argv = [sys.argv[0], *argv]
     try:
         _hydra_entry()

@@ -44,8 +44,14 @@ def compose(project_file: str | Path, overrides: Sequence[str] = ()) -> dict[str
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(project_file.parent), version_base="1.3"):
         cfg = hydra_compose(config_name=project_file.stem,
-                            overrides=[f"hydra.searchpath=[file://{CONF_DIR}]", *overrides])
+                            overrides=[f"hydra.searchpath=[file://{CONF_DIR}]", *open_backends(overrides)])
     return to_dict(cfg)
+
+
+def open_backends(overrides: Sequence[str]) -> list[str]:
+    """`backends.<name>.<key>=v` configures a backend that is not the project's default. `backends` starts
+    empty, so in Hydra's struct mode such keys need `++`; we add it, so the plain form works too."""
+    return [f"++{o}" if o.startswith("backends.") else o for o in overrides]
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -67,7 +73,7 @@ def backend_configs(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         else:
             path = CONF_DIR / "backend" / f"{name}.yaml"
             base = to_dict(OmegaConf.load(path)) if path.is_file() else {"name": name}
-        out[name] = {**base, **dict(per.get(name) or {})}
+        out[name] = to_dict(OmegaConf.merge(base, per.get(name) or {}))
     return out
 
 

@@ -1,0 +1,74 @@
+"""The fsspec uploader: content-addressed names, one upload per file, clear issues for bad targets."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pytest
+from PIL import Image
+
+from wanbatch.media import sha256_file
+from wanbatch.uploader import Uploader
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    path = tmp_path / "Frame One.PNG"
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(path, format="PNG")
+    return path
+
+
+def make(cfg: Any) -> tuple[Uploader | None, list[Any]]:
+    issues: list[Any] = []
+    return Uploader.from_config(cfg, issues), issues
+
+
+def test_a_local_folder_served_at_a_url(image: Path, tmp_path: Path) -> None:
+    served = tmp_path / "www" / "x"
+    up, issues = make({"target": f"file://{served}", "public_url": "http://127.0.0.1:8000/x/"})
+    assert issues == [] and up is not None
+    url = up.upload(image)
+    digest = sha256_file(image)
+    assert url == f"http://127.0.0.1:8000/x/{digest}.png"  # named by content, not by path
+    assert (served / f"{digest}.png").read_bytes() == image.read_bytes()
+    assert [p.name for p in served.iterdir()] == [f"{digest}.png"]  # no staging file left behind
+
+
+def test_a_file_is_uploaded_once(image: Path) -> None:
+    up, _ = make({"target": "memory://wanbatch-once", "public_url": "https://cdn.example/o"})
+    assert up is not None
+    fs = fsspec.filesystem("memory")
+    first = up.upload(image)
+    dest = f"/wanbatch-once/{first.rsplit('/', 1)[1]}"
+    stamp = fs.info(dest)["created"]
+    assert up.upload(image, sha256_file(image)) == first
+    assert fs.info(dest)["created"] == stamp
+
+
+@pytest.mark.parametrize(("cfg", "fields"), [
+    ("s3://bucket", {"backend.uploader"}),
+    ({"target": "memory://b"}, {"backend.uploader.public_url"}),
+    ({"target": "memory://b", "public_url": "ftp://b"}, {"backend.uploader.public_url"}),
+    ({"target": "", "public_url": "https://x"}, {"backend.uploader.target"}),
+    ({"target": "nosuchproto://x", "public_url": "https://x"}, {"backend.uploader.target"}),
+    ({"target": "memory://x", "public_url": "https://x", "bucket": "b"}, {"backend.uploader.bucket"}),
+    ({"target": "memory://x", "public_url": "https://x", "storage_options": [1]},
+     {"backend.uploader.storage_options"}),
+])
+def test_bad_configs_are_issues(cfg: Any, fields: set[str]) -> None:
+    up, issues = make(cfg)
+    assert up is None and {i.field for i in issues} == fields
+
+
+def test_null_means_no_uploader() -> None:
+    assert make(None) == (None, [])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed here")
+def test_s3_without_s3fs_names_the_package_to_install() -> None:
+    _, issues = make({"target": "s3://bucket/prefix", "public_url": "https://bucket.s3.amazonaws.com/prefix"})
+    (issue,) = issues
+    assert issue.field == "backend.uploader.target" and "s3fs" in issue.allowed

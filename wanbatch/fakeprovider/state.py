@@ -1,0 +1,193 @@
+"""The fake provider's memory: settings, jobs, fault rules and counters.
+
+A job's status is computed from the clock (submitted at t, done at t + latency), so thousands of jobs in
+flight cost nothing between polls: no thread, no timer per job.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+# Each fault kind and the phase it hits unless told otherwise.
+FAULT_KINDS = {
+    "429": "submit",  # HTTP 429 with Retry-After; a submit is not accepted
+    "500": "poll",
+    "502": "poll",
+    "503": "poll",  # with Retry-After; a submit is not accepted
+    "slow": "poll",  # the answer comes after `delay` s (a submit is accepted first: ambiguous for the client)
+    "drop": "poll",  # the connection closes without an answer (a submit is accepted first)
+    "malformed": "poll",  # 200 with a cut-off JSON body (a submit is accepted first)
+    "failed": "result",  # the next job ends `failed` with `reason`
+    "cancelled": "result",  # the next job ends `cancelled`
+    "404": "download",
+    "truncate": "download",  # full Content-Length announced, half the bytes sent, connection closed
+    "truncate_unsized": "download",  # no Content-Length, half the bytes, connection closed
+    "not_video": "download",  # 200 with an HTML error page
+    "expired": "download",  # the job's URL is expired from now on (HTTP 403, as a signed URL answers)
+}
+PHASES = ("submit", "poll", "list", "download", "result")
+
+
+@dataclass
+class Settings:
+    latency_s: float = 2.0  # submit to terminal state
+    latency_by_model: dict[str, float] = field(default_factory=dict)
+    response_delay_s: float = 0.0  # added to every API answer (a network round trip)
+    slow_s: float = 5.0  # how long a `slow` fault stalls unless the fault says
+    retry_after_s: float = 1.0  # Retry-After of 429/503 faults unless the fault says
+    url_ttl_s: float = 3600.0  # a new job's video URL expires this long after the job is done
+    fps: int = 8  # the served clips: this frame rate...
+    scale: float = 0.1  # ...and this fraction of the requested size (real mp4s, a few KB each)
+    api_keys: dict[str, str] = field(default_factory=dict)  # provider -> the only key accepted; else any
+
+    def update(self, values: dict[str, Any]) -> None:
+        known = {f.name for f in fields(self)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        for key, value in values.items():
+            setattr(self, key, value)
+
+
+@dataclass
+class Fault:
+    """A rule: the next `times` matching requests misbehave as `kind` (times -1: all of them)."""
+
+    kind: str
+    phase: str | None = None
+    model: str | None = None  # only requests for this model id
+    times: int = 1
+    retry_after: float | None = None
+    delay: float | None = None
+    reason: str | None = None  # for failed/cancelled
+
+    def __post_init__(self) -> None:
+        self.kind = str(self.kind)
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {self.kind!r}; known: {', '.join(FAULT_KINDS)}")
+        self.phase = self.phase or FAULT_KINDS[self.kind]
+        if self.phase not in PHASES:
+            raise ValueError(f"unknown phase {self.phase!r}; known: {', '.join(PHASES)}")
+
+
+@dataclass
+class FakeJob:
+    id: str
+    provider: str
+    model: str
+    payload: dict[str, Any]
+    created: float
+    latency: float
+    width: int  # the size and length the model would render (the served file is scaled down)
+    height: int
+    seconds: int
+    seed: int
+    url_ttl: float = 3600.0  # its video URL is signed once: valid until done_at + url_ttl
+    outcome: str = "success"  # success | failed | cancelled
+    reason: str = ""
+    expired: bool = False
+
+    @property
+    def done_at(self) -> float:
+        return self.created + self.latency
+
+    def status(self, now: float) -> str:
+        """queued (first fifth of its latency), processing, then its outcome."""
+        if now >= self.done_at:
+            return self.outcome
+        return "queued" if now < self.created + self.latency / 5 else "processing"
+
+    def summary(self) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "id": self.id,
+            "provider": self.provider,
+            "model": self.model,
+            "payload": self.payload,
+            "status": self.status(now),
+            "created": self.created,
+            "expired": self.expired,
+        }
+
+
+class State:
+    def __init__(self, settings: Settings | None = None):
+        self.lock = threading.Lock()
+        self._initial = asdict(settings or Settings())
+        self.settings = Settings(**self._initial)
+        self.jobs: dict[str, FakeJob] = {}
+        self.faults: list[Fault] = []
+        self.counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self.max_active: Counter[str] = Counter()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.settings = Settings(**self._initial)
+            self.jobs.clear()
+            self.faults.clear()
+            self.counts.clear()
+            self.max_active.clear()
+
+    def add_fault(self, fault: Fault) -> None:
+        with self.lock:
+            self.faults.append(fault)
+
+    def take_fault(self, phase: str, model: str | None) -> Fault | None:
+        """The first rule for this phase and model, used up by one."""
+        with self.lock:
+            for fault in self.faults:
+                if fault.phase == phase and fault.model in (None, model):
+                    if fault.times > 0:
+                        fault.times -= 1
+                        if fault.times == 0:
+                            self.faults.remove(fault)
+                    self.counts["faults"][fault.kind] += 1
+                    return fault
+        return None
+
+    def count(self, what: str, model: str) -> None:
+        with self.lock:
+            self.counts[what][model] += 1
+
+    def create_job(
+        self, provider: str, model: str, payload: dict[str, Any], *, width: int, height: int, seconds: int, seed: int
+    ) -> FakeJob:
+        result = self.take_fault("result", model)
+        now = time.time()
+        with self.lock:
+            job = FakeJob(
+                id=str(uuid.uuid4()),
+                provider=provider,
+                model=model,
+                payload=payload,
+                created=now,
+                latency=float(self.settings.latency_by_model.get(model, self.settings.latency_s)),
+                width=width,
+                height=height,
+                seconds=seconds,
+                seed=seed,
+                url_ttl=self.settings.url_ttl_s,
+            )
+            if result is not None:
+                job.outcome = result.kind
+                job.reason = result.reason or f"the fake provider {result.kind} this job on request"
+            self.jobs[job.id] = job
+            self.counts["submissions"][model] += 1
+            active = sum(1 for j in self.jobs.values() if j.provider == provider and j.done_at > now)
+            self.max_active[provider] = max(self.max_active[provider], active)
+        return job
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            out: dict[str, Any] = {name: dict(c) for name, c in self.counts.items()}
+            for name in ("submissions", "submit_attempts", "polls", "lists", "downloads", "faults"):
+                out.setdefault(name, {})
+            out["max_active"] = dict(self.max_active)
+            out["jobs"] = len(self.jobs)
+            out["total"] = {name: sum(c.values()) for name, c in self.counts.items()}
+            return out
