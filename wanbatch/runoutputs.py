@@ -50,13 +50,7 @@ class RunOutputs:
                             "duration": round(result.duration, 3), "seconds": round(result.seconds, 3)}
 
     def report(self, data: dict[str, Any]) -> None:
-        """index.html and the timeline export; a failure here never fails the run (the film is made)."""
-        try:
-            from .report import write_report
-
-            data["report"] = write_report(self.run_dir, data).name
-        except Exception as exc:
-            data["report_error"] = f"{type(exc).__name__}: {exc}"
+        """The timeline export, then index.html (which links it); a failure here never fails the run."""
         if data.get("film"):
             try:
                 from .timeline import write_timeline
@@ -64,6 +58,12 @@ class RunOutputs:
                 data["timeline"] = write_timeline(self.run_dir, data).name
             except Exception as exc:
                 data["timeline_error"] = f"{type(exc).__name__}: {exc}"
+        try:
+            from .report import write_report
+
+            data["report"] = write_report(self.run_dir, data).name
+        except Exception as exc:
+            data["report_error"] = f"{type(exc).__name__}: {exc}"
 
 
 def _safe(name: str) -> str:
