@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import wanbatch.compose as compose
 import wanbatch.stitch as stitch
 from wanbatch.encode import EncodeSettings, write_clip
 from wanbatch.errors import ConfigError
@@ -91,7 +92,7 @@ def no_compose(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("the compose path was taken")
 
-    monkeypatch.setattr(stitch, "_compose", boom)
+    monkeypatch.setattr(compose, "compose_film", boom)
 
 
 # -- the copy path -----------------------------------------------------------------------------------------
