@@ -35,4 +35,8 @@ def test_demo_renders_a_film_then_reruns_entirely_from_the_cache(tmp_path, compo
     assert {s["status"] for s in rerun["scenes"]} == {"cached"}
     assert [s["cache_key"] for s in rerun["scenes"]] == [s["cache_key"] for s in manifest["scenes"]]
     assert (rerun_dir / "film.mp4").is_file()
+    assert manifest["stitch"]["cached"] is False and rerun["stitch"]["cached"] is True  # not even re-joined
+    assert (rerun_dir / "film.mp4").read_bytes() == (run_dir / "film.mp4").read_bytes()
+    kinds = {s["backend"] for s in manifest["scenes"]}
+    assert kinds == {"preview", "diffusers"}  # animatics and real (tiny) Wan pipelines side by side
     assert f"{len(rerun['scenes'])} scenes: {len(rerun['scenes'])} cached, 0 to render" in out

@@ -157,7 +157,7 @@ class Cache:
             shutil.rmtree(path, ignore_errors=True)
 
     def put(self, key: str, video: Path, *, material: Mapping[str, Any], meta: Mapping[str, Any]) -> Hit:
-        """Move `video` into the blob store and index it. Atomic: readers see all of it or nothing."""
+        """Copy `video` into the blob store and index it. Atomic: readers see all of it or nothing."""
         digest = _sha256_uncached(video)
         size = video.stat().st_size
         dest = self._blob_path(digest)

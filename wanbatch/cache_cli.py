@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
         else:
             for e in entries:
                 when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e["created"]))
-                print(f"{e['key']}  {when}  {e.get('backend', '?'):<18} {e.get('scene_id', '?'):<20} "
+                print(f"{e['key']}  {when}  {e.get('backend') or '?':<18} {e.get('scene_id') or '(film)':<20} "
                       f"seed={e.get('seed')}  {e['size'] / 1e6:.2f} MB")
             print(f"{len(entries)} entries in {cache.dir}")
         return 0

@@ -74,6 +74,12 @@ def backend_configs(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             path = CONF_DIR / "backend" / f"{name}.yaml"
             base = to_dict(OmegaConf.load(path)) if path.is_file() else {"name": name}
         out[name] = to_dict(OmegaConf.merge(base, per.get(name) or {}))
+    # Tiny built-in models live beside the run's cache unless told otherwise (where they are built does
+    # not change any cache key: their identity is a version string).
+    cache_dir = (cfg.get("cache") or {}).get("dir")
+    for name in ("diffusers", "xdit"):
+        if cache_dir and not out[name].get("models_dir"):
+            out[name]["models_dir"] = str(Path(str(cache_dir)).expanduser() / "models")
     return out
 
 

@@ -80,7 +80,7 @@ def run_project(cfg: Mapping[str, Any], run_dir: Path, project_root: Path, *,
     notes: dict[str, Any] = {}
     if not failed and not interrupted and cfg.get("stitch", {}).get("enabled", True):
         try:
-            film, notes = outputs.stitch(dict(cfg.get("stitch") or {}), encode, plan.project.soundtrack)
+            film, notes = outputs.stitch(dict(cfg.get("stitch") or {}), encode, plan.project.soundtrack, cache)
         except Exception as exc:  # the clips are safe; say what went wrong with the film
             print(f"error: the clips are kept in {run_dir}/clips, but the film failed: {exc}", file=sys.stderr)
             failed.append(Outcome("film", "failed", "", error=str(exc)))
@@ -158,6 +158,9 @@ def print_summary(plan: Plan, cache: Cache | None, out: TextIO, *, brief: bool =
         for row in rows:
             table.add_row(*row)
         console.print(table)
+    for job in plan.jobs:  # decisions the user did not spell out (e.g. frames rounded to 4k+1): never silent
+        for note in plan.backends[job.backend].notes(job.scene, job.params):
+            console.print(f"note: scene `{job.id}`: {note}", highlight=False)
     cost = f", est. cost ${totals['cost']:.2f}" if totals["cost"] else ""
     console.print(f"{totals['jobs']} scenes: {totals['cached']} cached, {totals['to_render']} to render "
                   f"({totals['seconds_to_render']:.1f} s of video{cost})", highlight=False)

@@ -10,10 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from . import manifest
+from .cache import Cache
 from .encode import EncodeSettings
 from .executors.common import Outcome
-from .plan import Plan
+from .plan import Plan, key_of
 from .project import Soundtrack
+
+
+FILM_VERSION = 1  # bump when stitching changes its output for the same inputs
 
 
 class RunOutputs:
@@ -38,16 +42,33 @@ class RunOutputs:
     def manifest(self, film: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         return manifest.build(self.plan, self.outcomes, self.clips, started=self.started, film=film, extra=extra)
 
-    def stitch(self, settings: dict[str, Any], encode: EncodeSettings,
-               soundtrack: Soundtrack | None) -> tuple[str, dict[str, Any]]:
+    def stitch(self, settings: dict[str, Any], encode: EncodeSettings, soundtrack: Soundtrack | None,
+               cache: Cache) -> tuple[str, dict[str, Any]]:
+        """film.mp4 from the clips. The film is cached too, keyed by its clips' keys and everything else
+        that shapes it, so a fully cached rerun does not even re-join (a compose costs real seconds)."""
         from .stitch import FilmClip, stitch_film
 
-        clips = [FilmClip(path=self.run_dir / self.clips[j.id], scene_id=j.id, transition=j.scene.transition)
-                 for j in self.plan.jobs]
-        result = stitch_film(clips, self.run_dir / "film.mp4", settings=settings, encode=encode,
-                             soundtrack=soundtrack)
-        return "film.mp4", {"method": result.method, "reason": result.reason,
-                            "duration": round(result.duration, 3), "seconds": round(result.seconds, 3)}
+        film = self.run_dir / "film.mp4"
+        key = key_of({
+            "film": FILM_VERSION,
+            "clips": [[j.key, j.scene.transition.type, j.scene.transition.duration] for j in self.plan.jobs],
+            "stitch": {k: v for k, v in sorted(settings.items()) if k != "enabled"},
+            "encode": encode.identity(),
+            "soundtrack": None if soundtrack is None else
+            {"sha256": soundtrack.media.sha256, "volume": soundtrack.volume, "duck": soundtrack.duck},
+        })
+        with cache.lock(key):
+            hit = cache.fetch(key)
+            if hit is not None:
+                _link(hit.path, film)
+                return film.name, {**hit.entry["film"], "cached": True, "cache_key": key}
+            clips = [FilmClip(path=self.run_dir / self.clips[j.id], scene_id=j.id, transition=j.scene.transition)
+                     for j in self.plan.jobs]
+            result = stitch_film(clips, film, settings=settings, encode=encode, soundtrack=soundtrack)
+            notes = {"method": result.method, "reason": result.reason,
+                     "duration": round(result.duration, 3), "seconds": round(result.seconds, 3)}
+            cache.put(key, film, material={"film": key}, meta={"backend": "stitch", "film": notes})
+        return film.name, {**notes, "cached": False, "cache_key": key}
 
     def report(self, data: dict[str, Any]) -> None:
         """The timeline export, then index.html (which links it); a failure here never fails the run."""

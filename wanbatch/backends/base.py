@@ -72,6 +72,11 @@ class Backend(ABC):
         """Canonical render parameters for `scene` (defaults applied). Append an Issue for every value
         this backend cannot honour. `chained` means `image` will be the parent's last frame."""
 
+    def notes(self, scene: Scene, params: Mapping[str, Any]) -> list[str]:
+        """What `prepare` decided that the scene did not say (frame rounding, a derived size). Shown in
+        dry runs and before every run; never part of the cache key."""
+        return []
+
     def seconds_of_video(self, params: Mapping[str, Any]) -> float:
         """How long the clip will be; used for the dry-run summary and cost estimates."""
         if "num_frames" in params and "fps" in params:

@@ -1,0 +1,74 @@
+"""Tiny Wan checkpoints: built without downloads, deterministically, loaded back with from_pretrained."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from wanbatch.models.tiny import MARKER, TINY_MODELS, build_tiny, ensure_tiny, tiny_folder
+
+from local_fixtures import tiny_models_dir
+
+__all__ = ["tiny_models_dir"]
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_building_twice_gives_the_same_bytes_and_leaves_the_global_rng_alone(tmp_path: Path) -> None:
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    build_tiny("tiny-i2v", tmp_path / "a")
+    assert torch.equal(torch.rand(3), before)  # the caller's RNG stream is untouched
+    build_tiny("tiny-i2v", tmp_path / "b")
+    a, b = digest(tmp_path / "a"), digest(tmp_path / "b")
+    weights = [k for k in a if k.endswith(".safetensors")]
+    assert len(weights) == 4  # text encoder, transformer, vae, image encoder
+    assert a == b
+
+
+@pytest.mark.parametrize(("name", "cls", "image_encoder"), [
+    ("tiny-t2v", "WanPipeline", False),
+    ("tiny-i2v", "WanImageToVideoPipeline", True),
+    ("tiny-flf2v", "WanImageToVideoPipeline", True),
+])
+def test_tiny_models_load_through_from_pretrained_offline(tiny_models_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          name: str, cls: str, image_encoder: bool) -> None:
+    import diffusers
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = tiny_folder(name, tiny_models_dir)
+    pipe = getattr(diffusers, cls).from_pretrained(folder, local_files_only=True)
+    assert type(pipe).__name__ == cls
+    assert pipe.transformer.config.num_layers == 2
+    assert (getattr(pipe, "image_encoder", None) is not None) == image_encoder
+    if name == "tiny-flf2v":
+        assert pipe.transformer.config.pos_embed_seq_len  # both frames' image tokens
+
+
+def test_ensure_builds_once_even_when_asked_concurrently(tmp_path: Path) -> None:
+    results: list[Path] = []
+    threads = [threading.Thread(target=lambda: results.append(ensure_tiny("tiny-t2v", tmp_path))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    folder = tiny_folder("tiny-t2v", tmp_path)
+    assert results == [folder] * 3 and (folder / MARKER).is_file()
+    stamp = (folder / "model_index.json").stat().st_mtime_ns
+    assert ensure_tiny("tiny-t2v", tmp_path) == folder
+    assert (folder / "model_index.json").stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == [folder.name]  # no staging left behind
+
+
+def test_unknown_tiny_model() -> None:
+    with pytest.raises(KeyError, match="tiny-t2v"):
+        ensure_tiny("tiny-s2v")
+    assert set(TINY_MODELS) == {"tiny-t2v", "tiny-i2v", "tiny-flf2v"}
