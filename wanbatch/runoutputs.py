@@ -16,7 +16,6 @@ from .executors.common import Outcome
 from .plan import Plan, key_of
 from .project import Soundtrack
 
-
 FILM_VERSION = 1  # bump when stitching changes its output for the same inputs
 
 
