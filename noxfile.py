@@ -71,4 +71,6 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     _install(session, ALL)
+    # benchmarks/run_all.py runs each benchmark in its own process and writes BENCHMARKS.md;
+    # `nox -s bench -- --quick` is a smaller run.
     session.run("python", "benchmarks/run_all.py", *session.posargs)

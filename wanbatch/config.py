@@ -7,7 +7,7 @@ config group of `conf/` (backend, cache, executor, stitch, encode) can be swappe
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,26 +61,46 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return {str(k): v for k, v in out.items()}
 
 
-def backend_configs(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The config of every known backend: conf/backend/<name>.yaml, then `backends.<name>` overrides.
-    The project's default backend takes the composed `backend` group instead (it carries CLI overrides)."""
-    default = dict(cfg.get("backend") or {"name": "preview"})
-    per = cfg.get("backends") or {}
-    out: dict[str, dict[str, Any]] = {}
-    for name in REGISTRY:
-        if name == default.get("name"):
-            base: dict[str, Any] = default
+class BackendConfigs(Mapping[str, dict[str, Any]]):
+    """The config of every known backend, built on first use (a project touches only a few, and each
+    YAML load costs milliseconds): conf/backend/<name>.yaml, then `backends.<name>` overrides. The
+    project's default backend takes the composed `backend` group instead (it carries CLI overrides)."""
+
+    def __init__(self, cfg: Mapping[str, Any]):
+        self._default = dict(cfg.get("backend") or {"name": "preview"})
+        self._per = cfg.get("backends") or {}
+        self._cache_dir = (cfg.get("cache") or {}).get("dir")
+        self._built: dict[str, dict[str, Any]] = {}
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        if name not in REGISTRY:
+            raise KeyError(name)
+        if name not in self._built:
+            self._built[name] = self._build(name)
+        return self._built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(REGISTRY)
+
+    def __len__(self) -> int:
+        return len(REGISTRY)
+
+    def _build(self, name: str) -> dict[str, Any]:
+        if name == self._default.get("name"):
+            base: dict[str, Any] = self._default
         else:
             path = CONF_DIR / "backend" / f"{name}.yaml"
             base = to_dict(OmegaConf.load(path)) if path.is_file() else {"name": name}
-        out[name] = to_dict(OmegaConf.merge(base, per.get(name) or {}))
-    # Tiny built-in models live beside the run's cache unless told otherwise (where they are built does
-    # not change any cache key: their identity is a version string).
-    cache_dir = (cfg.get("cache") or {}).get("dir")
-    for name in ("diffusers", "xdit"):
-        if cache_dir and not out[name].get("models_dir"):
-            out[name]["models_dir"] = str(Path(str(cache_dir)).expanduser() / "models")
-    return out
+        out = to_dict(OmegaConf.merge(base, self._per.get(name) or {}))
+        # Tiny built-in models live beside the run's cache unless told otherwise (where they are built
+        # does not change any cache key: their identity is a version string).
+        if name in ("diffusers", "xdit") and self._cache_dir and not out.get("models_dir"):
+            out["models_dir"] = str(Path(str(self._cache_dir)).expanduser() / "models")
+        return out
+
+
+def backend_configs(cfg: Mapping[str, Any]) -> BackendConfigs:
+    return BackendConfigs(cfg)
 
 
 def default_cache_dir() -> Path:
