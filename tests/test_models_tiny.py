@@ -72,3 +72,24 @@ def test_unknown_tiny_model() -> None:
     with pytest.raises(KeyError, match="tiny-t2v"):
         ensure_tiny("tiny-s2v")
     assert set(TINY_MODELS) == {"tiny-t2v", "tiny-i2v", "tiny-flf2v"}
+
+
+def test_concurrent_builds_give_the_same_weights_as_sequential_ones(tmp_path):
+    """The executor renders scenes in threads; builds then overlap. Weights must not depend on timing
+    (a shared global RNG and meta-device init once made them do)."""
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    from wanbatch.models.tiny import ensure_tiny
+
+    names = ["tiny-t2v", "tiny-i2v", "tiny-flf2v"]
+    with ThreadPoolExecutor(3) as pool:
+        together = dict(zip(names, pool.map(lambda n: ensure_tiny(n, tmp_path / "together"), names)))
+    alone = {n: ensure_tiny(n, tmp_path / "alone") for n in names}
+
+    def digest(folder):
+        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(folder.rglob("*.safetensors"))}
+
+    for n in names:
+        assert digest(together[n]) == digest(alone[n]), n

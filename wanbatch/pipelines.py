@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from .models.construction import CONSTRUCTION_LOCK
+
 DTYPES = ("bfloat16", "float16", "float32")
 OFFLOAD = ("none", "model", "sequential", "group")
 
@@ -103,13 +105,14 @@ def load_pipeline(spec: LoadSpec, device: str, **components: Any) -> Any:
         "vae": torch_dtype(spec.vae_dtype),
         "image_encoder": torch.float32,
     }
-    pipe = cls.from_pretrained(
-        spec.source,
-        revision=spec.revision,
-        local_files_only=spec.local_files_only,
-        **{_dtype_kwarg(): dtypes},
-        **components,
-    )
+    with CONSTRUCTION_LOCK:  # loads must not overlap other loads or tiny-model builds (construction.py)
+        pipe = cls.from_pretrained(
+            spec.source,
+            revision=spec.revision,
+            local_files_only=spec.local_files_only,
+            **{_dtype_kwarg(): dtypes},
+            **components,
+        )
     place(pipe, device, spec.offload)
     if spec.vae_tiling:
         pipe.vae.enable_tiling()

@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .construction import CONSTRUCTION_LOCK
 from .registry import ModelSpec
 
 TINY_VERSION = "1"
@@ -114,7 +115,8 @@ def build_tiny(name: str, path: Path) -> Path:
     """Build tiny model `name` with fixed seeds and `save_pretrained` it into `path`."""
     import torch
 
-    with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG as it was
+    # One build or load at a time per process (see construction.py), and the caller's RNG left as it was.
+    with CONSTRUCTION_LOCK, torch.random.fork_rng(devices=[]):
         pipe = _make_pipeline(name)
         pipe.save_pretrained(str(path), safe_serialization=True)
     (path / MARKER).write_text(json.dumps({"name": name, "version": TINY_VERSION}, sort_keys=True) + "\n")
