@@ -191,6 +191,20 @@ def test_download_faults(http: httpx.Client, fake: FakeProvider) -> None:
     assert fake.stats()["downloads"] == {"wan2.1-t2v": 7}
 
 
+def test_a_job_s_clip_is_made_while_the_job_runs(http: httpx.Client, fake: FakeProvider) -> None:
+    from wanbatch.fakeprovider import video
+
+    fake.configure(latency_s=3.0, fps=5)  # a frame rate no other test uses: this clip is not made yet
+    sub = http.post("/v3/async/wan-t2v", json={"model_name": "wan2.1-t2v", "prompt": "p", "seed": 3}).json()
+    key = video._key(832, 480, 5, 3, 0.1, 5)
+    deadline = time.monotonic() + 2.5
+    while key not in video._clips and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert key in video._clips  # before the job is done: its download will not wait for an encode
+    status = http.get("/v3/async/task-result", params={"task_id": sub["task_id"]}).json()
+    assert status["task"]["status"] != "TASK_STATUS_SUCCEED"
+
+
 def test_control_over_http(http: httpx.Client, fake: FakeProvider) -> None:
     assert http.post("/_fake/faults", json=[{"kind": "500", "phase": "poll", "times": 2}]).json() == {"ok": True}
     assert http.post("/_fake/settings", json={"latency_s": 0.05}).status_code == 200

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from wanbatch.backends.remote import ProviderPool, RedactingFilter, redact, register_secret
+from wanbatch.backends.remote_limits import ProviderPool
+from wanbatch.backends.remote_secrets import RedactingFilter, redact, register_secret
 from wanbatch.errors import Cancelled, ProviderError, RenderError
 
 import remote_fixtures as rf
@@ -170,6 +171,32 @@ def test_novita_polls_follow_the_eta_hint(remote: rf.Remote) -> None:
     result = remote.render(job, backend)
     assert result.info["polls"] <= 3  # 0.1 s, then at the eta (1.2 s): done
     # The same job on a fixed 0.1 s interval would have polled about 12 times.
+
+
+def test_the_first_poll_is_due_when_the_job_is_and_never_earlier(remote: rf.Remote) -> None:
+    remote.fake.configure(latency_s=0.4)
+    # jitter 0.5 would have put half the first polls before the job is done, had it been +-50%
+    poll = {"initial_s": 0.4, "interval_s": 5, "jitter": 0.5, "min_interval_s": 0.05}
+    for seed in range(3):
+        job, backend = remote.job({**GMI, "seed": seed}, poll=poll)
+        result = remote.render(job, backend)
+        assert result.info["polls"] == 1  # never early, so never twice
+    posts = [t for t, r in remote.recorder.timed if r.method == "POST"]
+    gaps = [next(t for t in polls_of(remote) if t > p) - p for p in posts]
+    assert len(gaps) == 3 and all(0.4 <= g < 1.0 for g in gaps), gaps
+
+
+def test_the_provider_slot_is_free_while_the_video_downloads(remote: rf.Remote) -> None:
+    job, backend = remote.job(GMI)
+    seen: list[int] = []
+
+    def check(request: httpx.Request) -> None:
+        if "/_fake/videos/" in str(request.url):
+            seen.append(backend.pool.in_flight)
+
+    backend.client.event_hooks["request"].append(check)
+    remote.render(job, backend)
+    assert seen == [0]  # the job left the provider when it was done; the next may be submitted
 
 
 def test_a_job_that_never_finishes_times_out_with_its_id_kept(remote: rf.Remote) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,35 @@ def test_a_file_is_uploaded_once(image: Path) -> None:
     stamp = fs.info(dest)["created"]
     assert up.upload(image, sha256_file(image)) == first
     assert fs.info(dest)["created"] == stamp
+
+
+def test_different_files_upload_at_once_the_same_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    real_put = MemoryFileSystem.put_file
+    puts: list[str] = []
+
+    def slow_put(self: Any, lpath: str, rpath: str, **kw: Any) -> None:
+        puts.append(Path(lpath).name)
+        time.sleep(0.4)  # a slow link to the bucket
+        real_put(self, lpath, rpath, **kw)
+
+    monkeypatch.setattr(MemoryFileSystem, "put_file", slow_put)
+    up, _ = make({"target": "memory://wanbatch-parallel", "public_url": "https://cdn.example/p"})
+    assert up is not None
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"f{i}.png")
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(files[-1], format="PNG")
+    work = [*files, files[0]]  # the first file twice: uploaded once
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=up.upload, args=(f,)) for f in work]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert time.monotonic() - t0 < 1.0  # three 0.4 s uploads side by side, not one after another
+    assert sorted(puts) == ["f0.png", "f1.png", "f2.png"]
 
 
 @pytest.mark.parametrize(("cfg", "fields"), [

@@ -71,7 +71,7 @@ class Uploader:
         fs, root = fsspec.core.url_to_fs(self.target, **dict(self.storage_options))
         root = root.rstrip("/")
         dest = f"{root}/{name}"
-        with _lock:  # two scenes sharing one image upload it once
+        with _lock_for(dest):  # two scenes sharing one image upload it once; other files go in parallel
             if not (fs.exists(dest) and fs.size(dest) == path.stat().st_size):
                 fs.makedirs(root, exist_ok=True)
                 # A half-written file under its final name would be served; write aside, then move.
@@ -81,6 +81,13 @@ class Uploader:
         return f"{self.public_url.rstrip('/')}/{name}"
 
 
-_lock = threading.Lock()
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock_for(dest: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(dest, threading.Lock())
+
 
 __all__ = ["Uploader"]

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import Issue, ProviderError
-from .remote import SEED_MAX, RemoteBackend, Status, choice, drop_none, in_range, text, whole_seconds
+from .remote import RemoteBackend, Status
+from .remote_scene import SEED_MAX, check_media, check_scene, choice, drop_none, in_range, text, whole_seconds
 
 if TYPE_CHECKING:
     from ..plan import Job
@@ -40,9 +41,9 @@ class AimlWan27I2V(RemoteBackend):
     )
 
     def prepare(self, scene: Scene, issues: list[Issue], *, chained: bool = False) -> dict[str, Any]:
-        self.check_scene(scene, issues, chained=chained)
-        self.check_media(scene, issues, "image", "image_url", send_as="either", required=True, chained=chained)
-        self.check_media(scene, issues, "audio", "audio_url", send_as="url")
+        check_scene(self, scene, issues, chained=chained)
+        check_media(self, scene, issues, "image", "image_url", send_as="either", required=True, chained=chained)
+        check_media(self, scene, issues, "audio", "audio_url", send_as="url")
         resolution = choice(scene, issues, "resolution", scene.resolution, ["720P", "1080P"])
         return drop_none(
             {

@@ -17,7 +17,9 @@ from urllib.parse import quote
 
 from ..errors import Issue, ProviderError
 from ..media import Media
-from .remote import SEED_MAX, RemoteBackend, Status, _Run, choice, drop_none, in_range, text, whole_seconds
+from .remote import RemoteBackend, Status
+from .remote_run import Run
+from .remote_scene import SEED_MAX, check_media, check_scene, choice, drop_none, in_range, text, whole_seconds
 
 if TYPE_CHECKING:
     from ..plan import Job
@@ -68,8 +70,8 @@ class _Gmi(RemoteBackend):
             status=str(raw),
         )
 
-    def find_submitted(self, run: _Run, body: Mapping[str, Any], since: float) -> str | None:
-        data = self._api(run, "GET", self.api_url(), what="request list", params={"model_id": self.model})
+    def find_submitted(self, run: Run, body: Mapping[str, Any], since: float) -> str | None:
+        data = self.api.call(run, "GET", self.api_url(), what="request list", params={"model_id": self.model})
         items = data.get("requests") if isinstance(data, dict) else data
         if not isinstance(items, list):
             return None
@@ -121,8 +123,8 @@ class GmiWan21I2V(_Gmi):
     )
 
     def prepare(self, scene: Scene, issues: list[Issue], *, chained: bool = False) -> dict[str, Any]:
-        self.check_scene(scene, issues, chained=chained)
-        self.check_media(scene, issues, "image", "path_to_image", send_as="data", required=True, chained=chained)
+        check_scene(self, scene, issues, chained=chained)
+        check_media(self, scene, issues, "image", "path_to_image", send_as="data", required=True, chained=chained)
         self.fixed_720p(scene, issues)
         return self.wan21_params(scene, issues)
 
@@ -140,9 +142,9 @@ class GmiWan21Flf2v(_Gmi):
     )
 
     def prepare(self, scene: Scene, issues: list[Issue], *, chained: bool = False) -> dict[str, Any]:
-        self.check_scene(scene, issues, chained=chained)
-        self.check_media(scene, issues, "image", "first_frame_image", send_as="data", required=True, chained=chained)
-        self.check_media(scene, issues, "last_image", "last_frame_image", send_as="data", required=True)
+        check_scene(self, scene, issues, chained=chained)
+        check_media(self, scene, issues, "image", "first_frame_image", send_as="data", required=True, chained=chained)
+        check_media(self, scene, issues, "last_image", "last_frame_image", send_as="data", required=True)
         self.fixed_720p(scene, issues)
         return self.wan21_params(scene, issues)
 
@@ -178,9 +180,9 @@ class GmiWan27I2V(_Gmi):
     )
 
     def prepare(self, scene: Scene, issues: list[Issue], *, chained: bool = False) -> dict[str, Any]:
-        self.check_scene(scene, issues, chained=chained)
+        check_scene(self, scene, issues, chained=chained)
         for name, provider_field in WAN27_MEDIA.items():
-            self.check_media(scene, issues, name, provider_field, send_as="url", chained=chained)
+            check_media(self, scene, issues, name, provider_field, send_as="url", chained=chained)
         for name in ("image", "last_image"):
             _check_frame(scene, issues, getattr(scene, name))
         _check_driving_audio(scene, issues, scene.audio)

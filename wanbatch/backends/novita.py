@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import Issue, ProviderError
-from .remote import RemoteBackend, Status, drop_none, in_range, text
+from .remote import RemoteBackend, Status
+from .remote_scene import check_scene, drop_none, in_range, text
 
 if TYPE_CHECKING:
     from ..plan import Job
@@ -57,7 +58,7 @@ class NovitaWan21T2V(RemoteBackend):
     )
 
     def prepare(self, scene: Scene, issues: list[Issue], *, chained: bool = False) -> dict[str, Any]:
-        self.check_scene(scene, issues, chained=chained)
+        check_scene(self, scene, issues, chained=chained)
         width, height = self._size(scene, issues)
         if scene.duration is not None and scene.duration != 5:
             issues.append(

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from . import protocols as P
 from .state import FakeJob, Fault, Settings, State
-from .video import clip_bytes, tagged, thumbnail
+from .video import clip_bytes, prepare, tagged, thumbnail
 
 log = logging.getLogger("wanbatch.fakeprovider")
 
@@ -52,6 +52,9 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real APIs
     timeout = 120  # an idle keep-alive connection is closed after this (longer than httpx keeps one)
+    # Headers and body go out as two writes; with Nagle's algorithm the body would wait for the client's
+    # delayed ACK of the headers (up to 40 ms a response), a stall no real provider's front end adds.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -117,6 +120,8 @@ class _Handler(BaseHTTPRequestHandler):
         width, height, seconds = P.clip_shape(provider, model, payload)
         seed = payload.get("seed", 0) if isinstance(payload.get("seed"), int) else 0
         job = self.state.create_job(provider, model, payload, width=width, height=height, seconds=seconds, seed=seed)
+        s = self.state.settings
+        prepare(width, height, seconds, seed, scale=s.scale, fps=s.fps)
         self._answer(P.submit_answer(job), fault)
 
     def _status(self, provider: str, job_id: str) -> None:

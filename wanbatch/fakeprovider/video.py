@@ -1,8 +1,9 @@
 """The clips the fake provider serves: real, tiny mp4s (H.264 + silent AAC) made with wanbatch's encoder.
 
-One clip per (size, length, colour) is encoded on first use and kept in memory, so serving 200 jobs costs
-a handful of encodes. The colour follows the seed (eight colours), so neighbouring scenes differ, and each
-job's copy carries its id in a `free` box, so no two jobs' files are the same bytes.
+One clip per (size, length, colour) is encoded once and kept in memory, so serving 200 jobs costs a handful
+of encodes; the encode starts when a job is submitted (`prepare`), so its download does not wait for it.
+The colour follows the seed (eight colours), so neighbouring scenes differ, and each job's copy carries its
+id in a `free` box, so no two jobs' files are the same bytes.
 """
 
 from __future__ import annotations
@@ -35,9 +36,30 @@ def _even(n: float) -> int:
     return max(16, round(n / 2) * 2)
 
 
+def _key(width: int, height: int, seconds: int, seed: int, scale: float, fps: int) -> tuple[int, int, int, int, int]:
+    return (_even(width * scale), _even(height * scale), max(1, seconds), seed % len(PALETTE), fps)
+
+
+def prepare(width: int, height: int, seconds: int, seed: int, *, scale: float, fps: int) -> None:
+    """Start encoding a job's clip in the background, if it is not made yet: a real provider renders while
+    the job runs, so a download when the job is done must not wait for an encode."""
+    key = _key(width, height, seconds, seed, scale, fps)
+    with _guard:
+        if key in _clips or key in _locks:  # made, or being made
+            return
+        _locks[key] = threading.Lock()
+    threading.Thread(
+        target=clip_bytes,
+        args=(width, height, seconds, seed),
+        kwargs={"scale": scale, "fps": fps},
+        name="wanbatch-fakeprovider-encode",
+        daemon=True,
+    ).start()
+
+
 def clip_bytes(width: int, height: int, seconds: int, seed: int, *, scale: float, fps: int) -> bytes:
     """An mp4 of `seconds` at `scale` x (width, height): a colour field with a bar sweeping across."""
-    key = (_even(width * scale), _even(height * scale), max(1, seconds), seed % len(PALETTE), fps)
+    key = _key(width, height, seconds, seed, scale, fps)
     with _guard:
         lock = _locks.setdefault(key, threading.Lock())
     with lock:

@@ -1,0 +1,93 @@
+"""The whole-video check of a download: cut-off mp4s, non-videos and files without video never pass, and
+probes that arrive together share ffmpeg runs without changing any answer."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wanbatch.backends.remote_download import check_video, mp4_whole
+from wanbatch.backends.remote_probe import Opened, Prober
+from wanbatch.encode import EncodeSettings, write_clip
+from wanbatch.errors import DownloadError
+from wanbatch.fakeprovider.video import tagged
+from wanbatch.ffmpeg import probe
+
+import remote_fixtures as rf
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Ten distinct whole clips, a cut-off one, an HTML page and a wav."""
+    d = tmp_path_factory.mktemp("downloads")
+    frames = [np.full((32, 48, 3), i * 20, np.uint8) for i in range(8)]
+    whole = write_clip(frames, d / "whole.mp4", fps=8, settings=EncodeSettings(preset="ultrafast")).read_bytes()
+    out = {f"ok{i}": d / f"ok{i}.mp4" for i in range(10)}
+    for i, path in enumerate(out.values()):
+        path.write_bytes(tagged(whole, f"job-{i}"))  # as the fake serves them: each its own bytes
+    out["cut"] = d / "cut.mp4"
+    out["cut"].write_bytes(whole[: len(whole) // 2])
+    out["html"] = d / "page.mp4"
+    out["html"].write_bytes(b"<html><body>Service Unavailable</body></html>")
+    out["wav"] = rf.write_wav(d / "voice.wav", 1.0)
+    return out
+
+
+def test_a_whole_clip_passes_and_each_bad_download_is_told_apart(clips: dict[str, Path]) -> None:
+    check_video(clips["ok0"], "s")
+    assert mp4_whole(clips["ok0"]) and not mp4_whole(clips["cut"]) and mp4_whole(clips["html"])
+    with pytest.raises(DownloadError, match="cut short"):
+        check_video(clips["cut"], "s")
+    with pytest.raises(DownloadError, match="not a video ffmpeg can open"):
+        check_video(clips["html"], "s")
+    with pytest.raises(DownloadError, match="no video stream"):
+        check_video(clips["wav"], "s")
+
+
+def test_probes_that_arrive_together_share_ffmpeg_runs(clips: dict[str, Path]) -> None:
+    prober = Prober(runners=1)
+    names = [f"ok{i}" for i in range(10)]
+    start = threading.Barrier(len(names))
+    got: dict[str, Opened] = {}
+
+    def open_one(name: str) -> None:
+        start.wait()
+        got[name] = prober.open(clips[name])
+
+    threads = [threading.Thread(target=open_one, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    alone = probe(clips["ok0"])
+    assert got == {n: Opened(True, alone.duration) for n in names}
+    assert prober.runs <= 5  # ten probes; one ffmpeg run each without batching
+
+
+def test_a_bad_file_in_a_batch_is_told_exactly_as_alone(clips: dict[str, Path]) -> None:
+    prober = Prober(runners=1)
+    names = ["ok1", "html", "ok2", "wav", "ok3"]
+    start = threading.Barrier(len(names))
+    got: dict[str, object] = {}
+
+    def open_one(name: str) -> None:
+        start.wait()
+        try:
+            got[name] = prober.open(clips[name])
+        except ValueError as exc:
+            got[name] = str(exc)
+
+    threads = [threading.Thread(target=open_one, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    with pytest.raises(ValueError) as alone:
+        probe(clips["html"])
+    wav = probe(clips["wav"])
+    assert got["html"] == str(alone.value)
+    assert got["wav"] == Opened(False, wav.duration)
+    assert all(got[n] == Opened(True, probe(clips[n]).duration) for n in ("ok1", "ok2", "ok3"))

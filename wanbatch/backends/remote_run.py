@@ -1,0 +1,58 @@
+"""One remote render's state: its job, its context, the counters that go to the manifest, and the one way
+it waits (so that a cancel interrupts every wait: polls, retries, rate limits)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import Cancelled
+from .base import RenderContext
+
+if TYPE_CHECKING:
+    from ..plan import Job
+
+
+class Gone(Exception):
+    """What was journalled can no longer be fetched: an expired video URL, a request the provider forgot.
+    The render reports it and submits once more."""
+
+
+@dataclass
+class Run:
+    """One render's state and counters (they go to the manifest through RenderResult.info)."""
+
+    job: Job
+    ctx: RenderContext
+    reattached: bool = False
+    reconciled: bool = False
+    submits: int = 0
+    polls: int = 0
+    retries: int = 0
+    notes: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def wait(self, seconds: float) -> None:
+        """Sleep unless cancelled; a cancel raises Cancelled at once."""
+        if self.ctx.cancel.wait(max(0.0, seconds)):
+            raise Cancelled(
+                f"scene `{self.job.id}`: cancelled; a journalled request id is kept, so a rerun re-attaches"
+            )
+
+    def info(self, provider: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "provider": provider,
+            "polls": self.polls,
+            "submits": self.submits,
+            "retries": self.retries,
+            "reattached": self.reattached,
+            "reconciled": self.reconciled,
+            "seconds": round(time.monotonic() - self.started, 3),
+        }
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
+
+
+__all__ = ["Gone", "Run"]
