@@ -10,7 +10,7 @@ from pathlib import Path
 
 from wanbatch.cache import Cache
 
-from conftest import DEMO, CountingPreview, blobs
+from conftest import PROJECT, REPO, CountingPreview, blobs
 
 
 def _statuses(run_dir: Path) -> dict[str, str]:
@@ -63,10 +63,11 @@ def test_two_processes_on_one_cache_render_each_key_once(tmp_path):
     cache = tmp_path / "cache"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs = [
-        subprocess.Popen([sys.executable, "-m", "wanbatch.cli", "recipe=demo", f"cache.dir={cache}",
+        subprocess.Popen([sys.executable, "-m", "wanbatch.cli", "--config-dir", str(PROJECT.parent),
+                          "--config-name", "project", f"cache.dir={cache}",
                           "stitch.enabled=false", "executor.progress=none", "report=false",
                           f"hydra.run.dir={tmp_path / f'run{i}'}"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=DEMO.parent.parent.parent)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO)
         for i in range(2)
     ]
     for p in procs:
@@ -89,9 +90,10 @@ def test_list_why_and_prune_from_the_command_line(compose_demo, run_cfg, cache_d
     entries = json.loads(listed.stdout)
     assert {e["scene_id"] for e in entries} == {"title", "sunrise", "day_to_night", "harbour_voice", "harbour_after"}
 
-    why = subprocess.run([*cli, "why", "recipe=demo", f"cache.dir={cache_dir}", "scenes.1.seed=99",
+    why = subprocess.run([*cli, "why", "--config-dir", str(PROJECT.parent), "--config-name", "project",
+                          f"cache.dir={cache_dir}", "scenes.1.seed=99",
                           "scenes.2.prompt=Hills at dusk."], capture_output=True, text=True, timeout=60,
-                         cwd=DEMO.parent.parent.parent)
+                         cwd=REPO)
     assert why.returncode == 0, why.stderr
     lines = dict(line.split(": ", 1) for line in why.stdout.strip().splitlines())
     assert lines["title"] == "cached"

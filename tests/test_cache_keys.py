@@ -14,7 +14,7 @@ from wanbatch.encode import EncodeSettings
 from wanbatch.plan import make_plan
 from wanbatch.project import load_project
 
-from conftest import DEMO
+from conftest import PROJECT
 
 
 def keys_of(cfg: dict[str, Any], root: Path) -> dict[str, str]:
@@ -23,12 +23,12 @@ def keys_of(cfg: dict[str, Any], root: Path) -> dict[str, str]:
 
 
 def copy_demo(dest: Path) -> Path:
-    shutil.copytree(DEMO.parent, dest)
+    shutil.copytree(PROJECT.parent, dest)
     return dest / "project.yaml"
 
 
 def test_moving_input_files_keeps_every_key(tmp_path):
-    base = keys_of(compose(DEMO), DEMO.parent)
+    base = keys_of(compose(PROJECT), PROJECT.parent)
     moved = copy_demo(tmp_path / "elsewhere")
     (moved.parent / "assets").rename(moved.parent / "media")
     text = moved.read_text().replace("assets/", "media/")
@@ -37,14 +37,14 @@ def test_moving_input_files_keeps_every_key(tmp_path):
 
 
 def test_reordering_scenes_keeps_every_key():
-    cfg = compose(DEMO)
-    base = keys_of(cfg, DEMO.parent)
+    cfg = compose(PROJECT)
+    base = keys_of(cfg, PROJECT.parent)
     cfg["scenes"] = list(reversed(cfg["scenes"]))
-    assert keys_of(cfg, DEMO.parent) == base
+    assert keys_of(cfg, PROJECT.parent) == base
 
 
 def test_comments_and_formatting_keep_every_key(tmp_path):
-    base = keys_of(compose(DEMO), DEMO.parent)
+    base = keys_of(compose(PROJECT), PROJECT.parent)
     edited = copy_demo(tmp_path / "p")
     lines = edited.read_text().splitlines()
     edited.write_text("\n".join(f"{line}  # note {i}" if line.strip().startswith("prompt:") else line
@@ -53,9 +53,9 @@ def test_comments_and_formatting_keep_every_key(tmp_path):
 
 
 def test_output_dir_and_cache_dir_do_not_enter_the_key(tmp_path):
-    a = compose(DEMO, [f"hydra.run.dir={tmp_path}/a", f"cache.dir={tmp_path}/c1"])
-    b = compose(DEMO, [f"hydra.run.dir={tmp_path}/b", f"cache.dir={tmp_path}/c2"])
-    assert keys_of(a, DEMO.parent) == keys_of(b, DEMO.parent)
+    a = compose(PROJECT, [f"hydra.run.dir={tmp_path}/a", f"cache.dir={tmp_path}/c1"])
+    b = compose(PROJECT, [f"hydra.run.dir={tmp_path}/b", f"cache.dir={tmp_path}/c2"])
+    assert keys_of(a, PROJECT.parent) == keys_of(b, PROJECT.parent)
 
 
 def test_one_pixel_changes_the_scene_and_its_chain_only(tmp_path):
@@ -72,24 +72,24 @@ def test_one_pixel_changes_the_scene_and_its_chain_only(tmp_path):
 
 
 def test_seed_prompt_and_encoding_change_the_key():
-    cfg = compose(DEMO)
-    base = keys_of(cfg, DEMO.parent)
+    cfg = compose(PROJECT)
+    base = keys_of(cfg, PROJECT.parent)
     cfg["scenes"][1]["seed"] = 8
     cfg["scenes"][2]["prompt"] = "Hills at dusk."
-    seeds_prompts = keys_of(cfg, DEMO.parent)
+    seeds_prompts = keys_of(cfg, PROJECT.parent)
     assert {s for s in base if base[s] != seeds_prompts[s]} == {"sunrise", "day_to_night"}
-    crf = keys_of(compose(DEMO, ["encode.crf=20"]), DEMO.parent)
+    crf = keys_of(compose(PROJECT, ["encode.crf=20"]), PROJECT.parent)
     assert all(crf[s] != base[s] for s in base)
 
 
 def test_project_defaults_and_explicit_values_give_the_same_key():
-    cfg = compose(DEMO)
-    base = keys_of(cfg, DEMO.parent)
+    cfg = compose(PROJECT)
+    base = keys_of(cfg, PROJECT.parent)
     defaults = cfg["project"].pop("defaults")
     for scene in cfg["scenes"]:
         for k, v in defaults.items():
             scene.setdefault(k, v)
-    assert keys_of(cfg, DEMO.parent) == base
+    assert keys_of(cfg, PROJECT.parent) == base
 
 
 def test_a_random_seed_is_resolved_once_and_recorded(compose_demo, run_cfg):

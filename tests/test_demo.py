@@ -8,14 +8,16 @@ import sys
 
 from wanbatch.ffmpeg import probe
 
-from conftest import DEMO, counting_backends
+from conftest import REPO, counting_backends
+
+DEMO = REPO / "recipes" / "demo" / "project.yaml"
 
 
 def test_demo_renders_a_film_then_reruns_entirely_from_the_cache(tmp_path, compose_demo, run_cfg, cache_dir):
     run_dir = tmp_path / "first"
     proc = subprocess.run(
         [sys.executable, "-m", "wanbatch.cli", "recipe=demo", f"cache.dir={cache_dir}", f"hydra.run.dir={run_dir}"],
-        capture_output=True, text=True, timeout=600, cwd=DEMO.parent.parent.parent,
+        capture_output=True, text=True, timeout=600, cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -26,9 +28,9 @@ def test_demo_renders_a_film_then_reruns_entirely_from_the_cache(tmp_path, compo
     assert film.has_video and film.duration and film.duration > 4
     assert (run_dir / "index.html").is_file()
 
-    cfg = compose_demo()
+    cfg = compose_demo(project=DEMO)
     backends = counting_backends(cfg)
-    code, rerun_dir, out = run_cfg(cfg, backends=backends)
+    code, rerun_dir, out = run_cfg(cfg, root=DEMO.parent, backends=backends)
     assert code == 0
     assert sum(len(b.calls) for b in backends.values()) == 0  # not one render: counted at the backends
     rerun = json.loads((rerun_dir / "manifest.json").read_text())

@@ -84,7 +84,7 @@ def test_concurrent_builds_give_the_same_weights_as_sequential_ones(tmp_path):
 
     names = ["tiny-t2v", "tiny-i2v", "tiny-flf2v"]
     with ThreadPoolExecutor(3) as pool:
-        together = dict(zip(names, pool.map(lambda n: ensure_tiny(n, tmp_path / "together"), names)))
+        together = dict(zip(names, pool.map(lambda n: ensure_tiny(n, tmp_path / "together"), names), strict=True))
     alone = {n: ensure_tiny(n, tmp_path / "alone") for n in names}
 
     def digest(folder):

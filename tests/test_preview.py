@@ -9,7 +9,7 @@ from PIL import Image
 
 from wanbatch.ffmpeg import probe, read_frames
 
-from conftest import DEMO
+from conftest import PROJECT
 
 
 def _clips(run_dir):
@@ -42,8 +42,8 @@ def test_first_and_last_frames_and_driving_audio(compose_demo, run_cfg):
     assert code == 0
     clips = _clips(run_dir)
     frames = read_frames(clips["day_to_night"])
-    day = np.asarray(Image.open(DEMO.parent / "assets/day.png").convert("RGB"), dtype=np.float32)
-    night = np.asarray(Image.open(DEMO.parent / "assets/night.png").convert("RGB"), dtype=np.float32)
+    day = np.asarray(Image.open(PROJECT.parent / "assets/day.png").convert("RGB"), dtype=np.float32)
+    night = np.asarray(Image.open(PROJECT.parent / "assets/night.png").convert("RGB"), dtype=np.float32)
     first, last = frames[0].astype(np.float32), frames[-1].astype(np.float32)
     assert np.abs(first - day).mean() < np.abs(first - night).mean() / 4  # starts on the first frame image
     assert np.abs(last - night).mean() < np.abs(last - day).mean() / 4  # ends on the last frame image

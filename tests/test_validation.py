@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import DEMO, tree
+from conftest import REPO, tree
 
 
 def _scene(cfg: dict[str, Any], sid: str) -> dict[str, Any]:
@@ -120,7 +120,7 @@ def test_cli_exits_2_on_an_invalid_override(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "wanbatch.cli", "recipe=demo", f"cache.dir={cache}", "+scenes.0.resolution=4K",
          f"hydra.run.dir={tmp_path / 'run'}"],
-        capture_output=True, text=True, cwd=DEMO.parent.parent.parent, timeout=120,
+        capture_output=True, text=True, cwd=REPO, timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     assert "scene `title`: `resolution` = '4K' is not allowed" in proc.stderr
