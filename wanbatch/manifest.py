@@ -38,8 +38,12 @@ def scene_record(plan: Plan, scene_id: str, outcome: Outcome | None, clip_rel: s
 
 
 def build(plan: Plan, outcomes: dict[str, Outcome], clips: dict[str, str], *, started: float,
-          film: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    scenes = [scene_record(plan, j.id, outcomes.get(j.id), clips.get(j.id)) for j in plan.jobs]
+          film: str | None = None, extra: dict[str, Any] | None = None,
+          records: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The manifest. `records` may hold scene records built earlier (each is built once per outcome,
+    not once per write: a run of thousands of jobs would otherwise spend quadratic time here)."""
+    records = records or {}
+    scenes = [records.get(j.id) or scene_record(plan, j.id, outcomes.get(j.id), clips.get(j.id)) for j in plan.jobs]
     counts: dict[str, int] = {}
     for s in scenes:
         counts[s["status"]] = counts.get(s["status"], 0) + 1

@@ -51,8 +51,11 @@ class Plan:
     jobs: list[Job]  # in scene order
     backends: dict[str, Backend] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self._by_id = {j.id: j for j in self.jobs}  # job() is called per finished job: keep it O(1)
+
     def job(self, scene_id: str) -> Job:
-        return next(j for j in self.jobs if j.id == scene_id)
+        return self._by_id[scene_id]
 
     def children(self, scene_id: str) -> list[Job]:
         return [j for j in self.jobs if j.parent == scene_id]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from .executors.common import Outcome
 from .plan import Plan, key_of
 from .project import Soundtrack
 
+MANIFEST_EVERY_S = 0.5
 FILM_VERSION = 1  # bump when stitching changes its output for the same inputs
 
 
@@ -26,20 +28,30 @@ class RunOutputs:
         self.started = started
         self.outcomes: dict[str, Outcome] = {}
         self.clips: dict[str, str] = {}
+        self.records: dict[str, dict[str, Any]] = {}
+        self._written = 0.0
         (run_dir / "clips").mkdir(parents=True, exist_ok=True)
 
     def add(self, outcome: Outcome) -> None:
-        """Record one finished job: link its clip into clips/ and rewrite the manifest."""
+        """Record one finished job: link its clip into clips/ and rewrite the manifest. Rewrites are at
+        most twice a second (the clip itself is already safe in the cache; the run ends with a full
+        write), so thousands of quick jobs do not spend their time re-serialising the manifest."""
         self.outcomes[outcome.scene] = outcome
         if outcome.ok and outcome.clip is not None:
             job = self.plan.job(outcome.scene)
             rel = f"clips/{job.scene.index + 1:03d}-{_safe(job.id)}.mp4"
             _link(outcome.clip, self.run_dir / rel)
             self.clips[outcome.scene] = rel
-        manifest.write(self.run_dir, self.manifest())
+        self.records[outcome.scene] = manifest.scene_record(self.plan, outcome.scene, outcome,
+                                                            self.clips.get(outcome.scene))
+        now = time.monotonic()
+        if now - self._written >= MANIFEST_EVERY_S or len(self.outcomes) == len(self.plan.jobs):
+            manifest.write(self.run_dir, self.manifest())
+            self._written = now
 
     def manifest(self, film: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        return manifest.build(self.plan, self.outcomes, self.clips, started=self.started, film=film, extra=extra)
+        return manifest.build(self.plan, self.outcomes, self.clips, started=self.started, film=film, extra=extra,
+                              records=self.records)
 
     def stitch(self, settings: dict[str, Any], encode: EncodeSettings, soundtrack: Soundtrack | None,
                cache: Cache) -> tuple[str, dict[str, Any]]:

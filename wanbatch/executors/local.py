@@ -8,6 +8,7 @@ A chained job starts when its parent's clip is in the cache; if the parent faile
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -34,7 +35,12 @@ class LocalExecutor:
     def run(self, plan: Plan, on_done: Callable[[Outcome], None] = lambda _o: None) -> dict[str, Outcome]:
         """Run every job; returns outcomes by scene id. On KeyboardInterrupt, stops starting jobs, lets
         running ones stop at their next safe point, keeps every finished clip, then re-raises."""
-        limits = {name: threading.BoundedSemaphore(max(1, b.max_in_flight)) for name, b in plan.backends.items()}
+        # Remote backends bound themselves per provider account (shared by every backend of a provider, and
+        # released as soon as the provider is done, before the download): a second limit here would hold
+        # their slots through download and check. Every other backend is bounded here.
+        limits = {name: (contextlib.nullcontext() if b.kind == "remote" else
+                         threading.BoundedSemaphore(max(1, b.max_in_flight)))
+                  for name, b in plan.backends.items()}
         pending: dict[str, Job] = {j.id: j for j in plan.jobs}
         outcomes: dict[str, Outcome] = {}
         running: dict[Future[Outcome], str] = {}
