@@ -85,7 +85,7 @@ def run_project(cfg: Mapping[str, Any], run_dir: Path, project_root: Path, *,
             print(f"error: the clips are kept in {run_dir}/clips, but the film failed: {exc}", file=sys.stderr)
             failed.append(Outcome("film", "failed", "", error=str(exc)))
     data = outputs.manifest(film=film, extra={"stitch": notes, "cache_dir": str(cache.dir),
-                                              "repaired": cache.repaired})
+                                              "repaired": cache.repaired, "executor": _summary(executor)})
     if cfg.get("report", True):
         outputs.report(data)
     manifest.write(run_dir, data)
@@ -110,6 +110,10 @@ def _check_executor(cfg: Mapping[str, Any]) -> None:
     conc = ex.get("concurrency", 4)
     if isinstance(conc, bool) or not isinstance(conc, int) or conc < 1:
         issues.append(Issue(None, "executor.concurrency", conc, "an integer >= 1"))
+    if ex.get("name") == "ray":  # every ray option, and the `ray` extra, before anything starts
+        from .executors.ray import check_config
+
+        issues += [i for i in check_config(ex) if i not in issues]
     if issues:
         raise ConfigError(issues)
 
@@ -124,6 +128,12 @@ def _executor(ex_cfg: dict[str, Any], cache: Cache, encode: EncodeSettings, prog
     from .executors.local import LocalExecutor
 
     return LocalExecutor(cache, concurrency=conc, encode=encode, progress=progress, cancel=cancel)
+
+
+def _summary(executor: Any) -> dict[str, Any]:
+    """What the executor reports for the manifest (ray: start-up time, what each render actor did)."""
+    summary = getattr(executor, "summary", None)
+    return summary() if callable(summary) else {"name": "local"}
 
 
 def _close(plan: Plan) -> None:
