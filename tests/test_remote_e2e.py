@@ -131,3 +131,27 @@ def test_a_run_killed_mid_flight_is_finished_by_the_next_without_paying_twice(
     assert list(rf.Remote(fake, RECIPE, tmp_path).cache.journal.items()) == []
     assert rf.scan_for_keys(tmp_path) == []
     assert all(k not in second.stdout + second.stderr for k in rf.KEYS.values())
+
+
+def test_the_storyboard_renders_on_a_remote_backend_by_switching_config(fake: FakeProvider,
+                                                                         api_keys: dict[str, str],
+                                                                         uploads: Path, tmp_path: Path) -> None:
+    """recipes/storyboard/remote.yaml: the same storyboard, its model scenes sent to GMI wan2.7-i2v
+    (text, first frame, first/last pair, driving audio, a chained frame), stitched with the rest."""
+    fake.configure(latency_s=0.3)
+    storyboard = REPO / "recipes" / "storyboard"
+    cfg = compose(storyboard / "remote.yaml", [f"backend.base_url={fake.url}", f"backend.poll={POLL}",
+                                               f"cache.dir={tmp_path / 'cache'}", "executor.progress=none"])
+    code = run_project(cfg, tmp_path / "run", storyboard, out=io.StringIO())
+    assert code == 0
+    got = scenes(tmp_path / "run")
+    remote = {sid for sid, s in got.items() if s["backend"] == "gmi_wan27_i2v"}
+    assert remote == {"opening", "dawn", "harbour", "pier_walk", "storm", "song", "end"}
+    assert all(got[sid]["status"] == "rendered" and got[sid]["request_id"] for sid in remote)
+    assert fake.stats()["submissions"] == {"wan2.7-i2v": 7}
+    sent = {j["payload"].get("prompt"): j["payload"] for j in fake.jobs()}
+    storm = next(p for prompt, p in sent.items() if prompt and "lightning" in prompt.lower())
+    assert storm["first_frame"].startswith("http://127.0.0.1:8000/") and storm["last_frame"].endswith(".png")
+    assert any(p.get("driving_audio", "").endswith(".wav") for p in sent.values())
+    assert (tmp_path / "run" / "film.mp4").is_file()
+    assert rf.scan_for_keys(tmp_path) == []
