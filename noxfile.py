@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 
 import nox
 
@@ -50,7 +51,10 @@ def demo(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     _install(session, ALL)
     _chromium(session)
-    session.run("pytest", *(session.posargs or ["-q"]), env={"WANBATCH_CACHE_DIR": str(session.create_tmp())})
+    # A cache of its own, outside the virtualenv: nox's create_tmp() would also point TMPDIR into the venv,
+    # where Ray refuses to put its session ("temp_dir must not be child directory of virtualenv root").
+    cache = tempfile.mkdtemp(prefix="wanbatch-test-cache-")
+    session.run("pytest", *(session.posargs or ["-q"]), env={"WANBATCH_CACHE_DIR": cache})
 
 
 @nox.session(python=PYTHON)
