@@ -67,7 +67,12 @@ def probe(path: str | Path, *, timeout: float = 60) -> Probe:
         text=True,
         timeout=timeout,
     )
-    err = proc.stderr
+    return parse_probe(proc.stderr)
+
+
+def parse_probe(err: str) -> Probe:
+    """Read ffmpeg's stream summary of one input (what `ffmpeg -i FILE` prints). Raises ValueError when
+    it shows no stream. Shared by `probe` and the batched probe of downloads, so both accept the same files."""
     m = _DURATION.search(err)
     if "Stream #" not in err:
         last = err.strip().splitlines()[-1] if err.strip() else "no output"

@@ -23,8 +23,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-# The patterns `probe` reads ffmpeg's summary with, so that a file passes here exactly when it would there.
-from ..ffmpeg import _DURATION, _VIDEO, ffmpeg_exe, probe
+from ..ffmpeg import ffmpeg_exe, parse_probe, probe
 
 _INPUT = re.compile(r"^Input #(\d+), ", re.MULTILINE)
 
@@ -129,13 +128,13 @@ class Prober:
 
 
 def _healthy(section: str) -> Opened | None:
-    """The input's video and duration, where its section clearly shows both; else None (probe it alone)."""
-    m = _DURATION.search(section)
-    if not m or not any("Video:" in line and _VIDEO.search(line) for line in section.splitlines()):
+    """The input's video and duration, where its section clearly shows both; else None (probe it alone).
+    Read by `ffmpeg.parse_probe`, as a lone probe reads it, so a file passes here exactly when it would there."""
+    try:
+        p = parse_probe(section)
+    except ValueError:
         return None
-    h, mi, s = m.groups()
-    duration = int(h) * 3600 + int(mi) * 60 + float(s)
-    return Opened(True, duration) if duration else None
+    return Opened(True, p.duration) if p.has_video and p.duration else None
 
 
 # One for the process: jobs of every backend finish into the same waves.
