@@ -92,7 +92,24 @@ def render_and_store(cache: Cache, backend: Backend, job: Job, ctx_factory: Any,
         return Outcome(job.id, "cancelled", job.key, model=job.model, error=str(exc) or "cancelled",
                        seconds=round(time.perf_counter() - t0, 3))
     except Exception as exc:  # a failed scene must not stop the others
-        request_id = getattr(exc, "request_id", None)
-        msg = str(exc) if isinstance(exc, RenderError) else f"{type(exc).__name__}: {exc}"
-        return Outcome(job.id, "failed", job.key, model=job.model, request_id=request_id, error=msg,
-                       seconds=round(time.perf_counter() - t0, 3))
+        return failed_outcome(job, exc, t0)
+
+
+def first_line_of(exc: BaseException) -> str:
+    """`Type: first line of the message`, for errors whose text runs on (a remote traceback)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def failed_outcome(job: Job, exc: BaseException, t0: float, *, prefix: str = "",
+                   first_line: bool = False) -> Outcome:
+    """A failed job's outcome: a RenderError's own message (written for the user), otherwise the exception's
+    type and text; `first_line` keeps only its first line (Ray's errors carry the remote traceback)."""
+    if isinstance(exc, RenderError):
+        msg = str(exc)
+    elif first_line:
+        msg = first_line_of(exc)
+    else:
+        msg = f"{type(exc).__name__}: {exc}"
+    return Outcome(job.id, "failed", job.key, model=job.model, request_id=getattr(exc, "request_id", None),
+                   error=prefix + msg, seconds=round(time.perf_counter() - t0, 3))

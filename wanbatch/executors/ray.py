@@ -47,7 +47,7 @@ from ..encode import EncodeSettings
 from ..errors import ConfigError, Issue
 from ..plan import Job, Plan
 from ..progress import Progress
-from .common import Outcome, cached_outcome, store, with_chain_input
+from .common import Outcome, cached_outcome, failed_outcome, first_line_of, store, with_chain_input
 from .ray_actors import RenderWorker, Shipped, WorkerResult, render_task
 
 DEFAULTS: dict[str, Any] = {
@@ -474,7 +474,7 @@ class _Run:
         died = worker.label
         self.deaths.setdefault(job.id, []).append(died)
         self.died_on.setdefault(job.id, set()).add(worker.slot)
-        self.retired.append({"worker": died, "died": True, "jobs": None, "error": _first_line(exc)})
+        self.retired.append({"worker": died, "died": True, "jobs": None, "error": first_line_of(exc)})
         if self.ex.cancel.is_set():
             worker.handle = None  # no replacement: nothing more will start
         else:
@@ -482,7 +482,7 @@ class _Run:
         if len(self.deaths[job.id]) >= 2 or self.ex.cancel.is_set():
             self.finish(Outcome(job.id, "failed", job.key, model=job.model, seconds=_since(t0),
                                 error=f"the render worker died ({', '.join(self.deaths[job.id])}; retried once): "
-                                      f"{_first_line(exc)}"))
+                                      f"{first_line_of(exc)}"))
         else:
             self.pending[job.id] = job
             self.progress.update(job.id, "waiting", f"{died} died; retrying on another worker")
@@ -557,7 +557,7 @@ class _Run:
                 if not keep:
                     self.ray.get(w.handle.close.remote(), timeout=30)
             except (RayError, GetTimeoutError) as exc:
-                stats.append({"worker": w.label, "error": _first_line(exc)})
+                stats.append({"worker": w.label, "error": first_line_of(exc)})
                 keep_this = False
             else:
                 keep_this = keep
@@ -608,14 +608,5 @@ def _since(t0: float) -> float:
     return round(time.perf_counter() - t0, 3)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
 def _failed(job: Job, exc: BaseException, t0: float, prefix: str = "") -> Outcome:
-    from ..errors import RenderError
-
-    msg = str(exc) if isinstance(exc, RenderError) else _first_line(exc)
-    return Outcome(job.id, "failed", job.key, model=job.model, request_id=getattr(exc, "request_id", None),
-                   error=prefix + msg, seconds=_since(t0))
+    return failed_outcome(job, exc, t0, prefix=prefix, first_line=True)
