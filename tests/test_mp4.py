@@ -58,9 +58,15 @@ def test_read_movie_describes_the_tracks_ffmpeg_wrote(tmp_path):
     assert (a.codec, a.rate, a.channels) == ("aac", EncodeSettings().audio_rate, 2)
     assert abs(movie.duration - 1.0) < 0.1
 
-    silent = read_movie(clip(tmp_path / "b.mp4", audio=False))
+    silent_path = clip(tmp_path / "b.mp4", audio=False)
+    silent = read_movie(silent_path)
     assert silent is not None and silent.audio is None and silent.video is not None
     assert silent.video.signature == v.signature  # same format: a stream copy could join them
+    # the sample tables: 16 frames, and (no audio) the video's samples fill the mdat box to its last byte
+    with open(silent_path, "rb") as f:
+        mdat = next(b for b in file_boxes(f) if b.kind == b"mdat")
+    assert (v.frames, silent.video.frames) == (16, 16) and silent.video.data_end == mdat.end
+    assert 0 < v.data_end <= (tmp_path / "a.mp4").stat().st_size  # audio samples are in the mdat too
 
 
 def test_not_an_mp4_reads_as_none(tmp_path):

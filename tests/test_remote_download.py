@@ -1,20 +1,25 @@
-"""The whole-video check of a download: cut-off mp4s, non-videos and files without video never pass, and
-probes that arrive together share ffmpeg runs without changing any answer."""
+"""The whole-video check of a download: cut-off mp4s, mp4s whose samples lie past their end, non-videos and
+files without video never pass; a whole mp4 is read without ffmpeg; probes that arrive together share
+ffmpeg runs without changing any answer."""
 
 from __future__ import annotations
 
+import io
+import struct
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from wanbatch.backends import remote_download
 from wanbatch.backends.remote_download import check_video, mp4_whole
 from wanbatch.backends.remote_probe import Opened, Prober
 from wanbatch.encode import EncodeSettings, write_clip
 from wanbatch.errors import DownloadError
 from wanbatch.fakeprovider.video import tagged
 from wanbatch.ffmpeg import probe
+from wanbatch.mp4 import boxes, file_boxes, find
 
 import remote_fixtures as rf
 
@@ -45,6 +50,37 @@ def test_a_whole_clip_passes_and_each_bad_download_is_told_apart(clips: dict[str
         check_video(clips["html"], "s")
     with pytest.raises(DownloadError, match="no video stream"):
         check_video(clips["wav"], "s")
+
+
+class _NoFfmpeg:
+    def open(self, path: Path) -> Opened:
+        raise AssertionError(f"ffmpeg was started for {path.name}")
+
+
+def test_a_whole_mp4_is_checked_without_starting_ffmpeg_and_anything_else_goes_to_it(
+    clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(remote_download, "PROBES", _NoFfmpeg())
+    for name in ("ok0", "ok1"):
+        check_video(clips[name], "s")  # read in Python: no ffmpeg
+    for name in ("html", "wav"):
+        with pytest.raises(AssertionError, match="ffmpeg was started"):
+            check_video(clips[name], "s")
+
+
+def test_an_mp4_whose_samples_are_listed_past_its_end_never_passes(clips: dict[str, Path], tmp_path: Path) -> None:
+    data = bytearray(clips["ok0"].read_bytes())
+    moov = next(b for b in file_boxes(io.BytesIO(bytes(data))) if b.kind == b"moov")
+    vide = next(t for t in boxes(data, moov.payload, moov.end)
+                if t.kind == b"trak" and b"vide" in data[t.payload:t.end])
+    stco = find(data, vide.payload, vide.end, b"mdia", b"minf", b"stbl", b"stco")
+    assert stco is not None
+    struct.pack_into(">I", data, stco.payload + 8, len(data))  # its first chunk now starts at the end of the file
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(bytes(data))
+    assert mp4_whole(broken)  # its boxes are whole: only the sample tables tell
+    with pytest.raises(DownloadError, match="listed past the end"):
+        check_video(broken, "s")
 
 
 def test_probes_that_arrive_together_share_ffmpeg_runs(clips: dict[str, Path]) -> None:

@@ -22,11 +22,14 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["AudioTrack", "Box", "Movie", "VideoTrack", "boxes", "file_boxes", "find", "read_moov", "read_movie"]
+__all__ = ["VIDEO_CODECS", "AudioTrack", "Box", "Movie", "VideoTrack", "boxes", "file_boxes", "find", "read_moov",
+           "read_movie"]
 
 # ffmpeg's names for the sample entry types, so a clip reads the same whether parsed here or by ffprobe
 _CODECS = {b"avc1": "h264", b"avc3": "h264", b"hvc1": "hevc", b"hev1": "hevc", b"av01": "av1", b"vp09": "vp9",
            b"mp4v": "mpeg4", b"mp4a": "aac", b"Opus": "opus", b"fLaC": "flac", b".mp3": "mp3", b"ac-3": "ac3"}
+# the video codecs of _CODECS: a track in one of these is a stream ffmpeg decodes
+VIDEO_CODECS = frozenset({"h264", "hevc", "av1", "vp9", "mpeg4"})
 _AUDIO_OTI = {0x40: "aac", 0x66: "aac", 0x67: "aac", 0x68: "aac", 0x69: "mp3", 0x6B: "mp3"}
 _CONFIG_BOXES = (b"avcC", b"hvcC", b"av1C", b"vpcC", b"esds", b"dOps", b"dfLa", b"pasp", b"colr")
 # what a file's first box may be: anything else is not ISO-BMFF
@@ -134,6 +137,8 @@ class VideoTrack:
     # equal for two tracks of the same coded format: sample entry type, size, exact frame rate and the codec
     # configuration boxes (avcC, ...; these hold the profile and encoder parameters)
     signature: tuple[Any, ...]
+    frames: int = 0  # samples in the track (0 for a fragmented mp4, whose samples are listed elsewhere)
+    data_end: int = 0  # one past the last byte of sample data the tables point at: a whole file is this long
 
 
 @dataclass(frozen=True)
@@ -219,8 +224,37 @@ def _video_track(buf: bytes, stbl: Box, timescale: int, duration: int) -> VideoT
     has_delta = stts is not None and struct.unpack_from(">I", buf, stts.payload + 4)[0] > 0
     delta = struct.unpack_from(">I", buf, stts.payload + 12)[0] if stts is not None and has_delta else 0
     fps = Fraction(timescale, delta) if delta else Fraction(0)
+    frames, data_end = _sample_extent(buf, stbl)
     return VideoTrack(codec, width, height, float(fps), duration / timescale,
-                      (entry.kind, width, height, fps, configs))
+                      (entry.kind, width, height, fps, configs), frames, data_end)
+
+
+def _sample_extent(buf: bytes, stbl: Box) -> tuple[int, int]:
+    """(samples, one past the last byte of any sample) from the sample tables: sizes (stsz), samples per
+    chunk (stsc) and chunk offsets (stco/co64). ValueError when a table is missing or disagrees with another."""
+    stsz = find(buf, stbl.payload, stbl.end, b"stsz")
+    stsc = find(buf, stbl.payload, stbl.end, b"stsc")
+    stco = find(buf, stbl.payload, stbl.end, b"stco") or find(buf, stbl.payload, stbl.end, b"co64")
+    if stsz is None or stsc is None or stco is None:
+        raise ValueError("sample tables missing")
+    size, count = struct.unpack_from(">II", buf, stsz.payload + 4)
+    sizes = [size] * count if size else list(struct.unpack_from(f">{count}I", buf, stsz.payload + 12))
+    chunks = struct.unpack_from(">I", buf, stco.payload + 4)[0]
+    offsets = struct.unpack_from(f">{chunks}{'Q' if stco.kind == b'co64' else 'I'}", buf, stco.payload + 8)
+    runs = struct.unpack_from(">I", buf, stsc.payload + 4)[0]
+    table = struct.unpack_from(f">{3 * runs}I", buf, stsc.payload + 8)
+    end = sample = 0
+    for r in range(runs):  # run r: chunks first[r] .. first[r + 1] - 1 (1-based) hold `per` samples each
+        first, per = table[3 * r], table[3 * r + 1]
+        last = table[3 * r + 3] - 1 if r + 1 < runs else chunks
+        for chunk in range(first - 1, last):
+            if sample + per > count:
+                raise ValueError("chunks hold more samples than stsz lists")
+            end = max(end, offsets[chunk] + sum(sizes[sample:sample + per]))
+            sample += per
+    if sample != count:
+        raise ValueError("chunks hold fewer samples than stsz lists")
+    return count, end
 
 
 def _audio_track(buf: bytes, stbl: Box) -> AudioTrack:

@@ -1,4 +1,6 @@
 """Whether ffmpeg can open a downloaded video and finds a video stream in it, for many downloads at once.
+(Most downloads never come here: an mp4 whose header wanbatch reads in full is checked in Python by
+`remote_download.check_video`; these are the rest.)
 
 Starting ffmpeg (a 170 MB binary) is nearly all that a probe costs: ~15 ms of CPU, where reading one small
 file's header takes ~1 ms. Remote jobs finish in waves (fifty submitted together come back together),
