@@ -199,6 +199,30 @@ def test_the_provider_slot_is_free_while_the_video_downloads(remote: rf.Remote) 
     assert seen == [0]  # the job left the provider when it was done; the next may be submitted
 
 
+def test_the_executor_submits_the_next_job_while_a_finished_one_downloads(remote: rf.Remote) -> None:
+    """executor.concurrency counts jobs at the provider: with room for one, the second scene is submitted
+    while the first one's video is still coming down (its download stalls 1.5 s here)."""
+    from wanbatch.executors.local import LocalExecutor
+
+    plan = remote.plan([{"id": "first", "prompt": "A fox.", "seed": 1},
+                        {"id": "second", "prompt": "A hare.", "seed": 2}])
+    backend = plan.backends["novita_wan21_t2v"]
+    answered: list[float] = []
+
+    def on_response(response: httpx.Response) -> None:
+        if "/_fake/videos/" in str(response.request.url):
+            answered.append(time.monotonic())
+
+    backend.client.event_hooks["response"].append(on_response)
+    remote.fake.fault("slow", phase="download", delay=1.5, times=1)
+    outcomes = LocalExecutor(remote.cache, concurrency=1).run(plan)
+    assert [o.status for o in outcomes.values()] == ["rendered", "rendered"]
+    submits = [t for t, r in remote.recorder.timed if r.method == "POST" and "/_fake/" not in str(r.url)]
+    assert len(submits) == 2 and len(answered) == 2
+    assert submits[1] < answered[0]  # sent before the stalled download had even answered
+    assert remote.fake.stats()["max_active"]["novita"] == 1  # still one job at the provider at a time
+
+
 def test_a_job_that_never_finishes_times_out_with_its_id_kept(remote: rf.Remote) -> None:
     remote.fake.configure(latency_s=30)
     job, backend = remote.job(NOVITA, poll={"initial_s": 0.05, "interval_s": 0.05, "timeout_s": 0.3})

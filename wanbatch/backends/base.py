@@ -32,6 +32,10 @@ class RenderContext:
     encode: EncodeSettings
     cancel: threading.Event = field(default_factory=threading.Event)
     status: Callable[[str], None] = lambda _msg: None  # a short per-scene status for the progress display
+    # Called by a backend once what is left of its job is local I/O (a remote render done at the provider, its
+    # video still to download and check): the executor may start its next job now instead of after the download.
+    # Idempotent; the executor also calls it when the job ends.
+    off_backend: Callable[[], None] = lambda: None
 
 
 @dataclass

@@ -215,6 +215,8 @@ class RemoteBackend(Backend):
                 request_id, submitted_at = self._submit(run)
             # 3. Poll until the provider is done with it.
             status = self._poll(run, request_id, submitted_at)
+        # The provider is done: the executor may send its next job while this one's video comes down.
+        run.ctx.off_backend()
         if status.state == "failed":
             # A failed request is final; the journal entry goes, so a rerun renders the scene anew.
             run.ctx.journal.remove(run.job.key)

@@ -1,7 +1,10 @@
 """`executor=local`: the plan's jobs on a thread pool in this process.
 
-Independent jobs run concurrently up to `executor.concurrency`; each backend also bounds its own
+Independent jobs are at work concurrently up to `executor.concurrency`; each backend also bounds its own
 jobs (`backend.max_in_flight`: a provider's concurrency limit, or one job per device for local GPUs).
+A remote job stops counting once the provider is done with it (`RenderContext.off_backend`): its download,
+check and store run on a spare thread while the next job is already submitted, so a provider slot never
+idles behind a download.
 Ready jobs are taken grouped by (backend, model), so a warm pipeline serves its jobs back to back.
 A chained job starts when its parent's clip is in the cache; if the parent failed, so does it.
 """
@@ -45,16 +48,24 @@ class LocalExecutor:
         outcomes: dict[str, Outcome] = {}
         running: dict[Future[Outcome], str] = {}
 
+        at_work = threading.Semaphore(self.concurrency)
+
         def task(job: Job, parent_clip: Path | None) -> Outcome:
-            with limits[job.backend]:
-                self.progress.update(job.id, "running")
+            at_work.acquire()
+            off_backend = _Once(at_work.release)
+            try:
+                with limits[job.backend]:
+                    self.progress.update(job.id, "running")
 
-                def ctx_factory(workdir: Path) -> RenderContext:
-                    return RenderContext(workdir=workdir, journal=self.cache.journal, encode=self.encode,
-                                         cancel=self.cancel,
-                                         status=partial(self.progress.update, job.id, "running"))
+                    def ctx_factory(workdir: Path) -> RenderContext:
+                        return RenderContext(workdir=workdir, journal=self.cache.journal, encode=self.encode,
+                                             cancel=self.cancel,
+                                             status=partial(self.progress.update, job.id, "running"),
+                                             off_backend=off_backend)
 
-                return render_and_store(self.cache, plan.backends[job.backend], job, ctx_factory, parent_clip)
+                    return render_and_store(self.cache, plan.backends[job.backend], job, ctx_factory, parent_clip)
+            finally:
+                off_backend()
 
         def finish(outcome: Outcome) -> None:
             outcomes[outcome.scene] = outcome
@@ -62,7 +73,8 @@ class LocalExecutor:
             on_done(outcome)
 
         interrupted = False
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="wanbatch-job") as pool:
+        # Threads beyond `concurrency` are for jobs past their backend (downloading) and jobs queued for `at_work`.
+        with ThreadPoolExecutor(max_workers=self.concurrency * 2, thread_name_prefix="wanbatch-job") as pool:
             try:
                 while pending or running:
                     # Jobs whose parent failed fail too, with the reason.
@@ -97,3 +109,17 @@ class LocalExecutor:
         if interrupted:
             raise KeyboardInterrupt
         return outcomes
+
+
+class _Once:
+    """A callable that calls `fn` the first time only (a job releases its slot once, early or at its end)."""
+
+    def __init__(self, fn: Callable[[], object]):
+        self._fn, self._lock, self._done = fn, threading.Lock(), False
+
+    def __call__(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        self._fn()
