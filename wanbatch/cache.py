@@ -59,22 +59,34 @@ def diff_material(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return sorted(k for k in a.keys() | b.keys() if a.get(k, "<unset>") != b.get(k, "<unset>"))
 
 
+def _open(directory: Path) -> diskcache.Cache:
+    return diskcache.Cache(str(directory), timeout=60)
+
+
 class Journal:
     """Remote request ids by cache key. Written before the first poll; removed once the clip is cached."""
 
     def __init__(self, directory: Path):
-        self._db = diskcache.Cache(str(directory), timeout=60)
+        self._db = _open(directory)
+        # SQLite takes one writer at a time, and a writer that finds the database busy sleeps in growing steps
+        # (up to 100 ms) before it tries again: fifty job threads writing at once lost far more time asleep than
+        # writing (a `submitted` record, which precedes the first poll, took up to 0.3 s). Writers of this
+        # process queue here instead and go the moment the previous one is done; SQLite's lock still orders
+        # them against other processes.
+        self._writing = threading.Lock()
 
     def record(self, key: str, **fields: Any) -> None:
-        current = self._db.get(key) or {}
-        self._db.set(key, {**current, **fields, "updated": time.time()})
+        with self._writing:
+            current = self._db.get(key) or {}
+            self._db.set(key, {**current, **fields, "updated": time.time()})
 
     def get(self, key: str) -> dict[str, Any] | None:
         got = self._db.get(key)
         return dict(got) if got is not None else None
 
     def remove(self, key: str) -> None:
-        self._db.delete(key)
+        with self._writing:
+            self._db.delete(key)
 
     def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for k in list(self._db.iterkeys()):
@@ -98,7 +110,8 @@ class Cache:
         self.dir = Path(directory).expanduser().resolve()
         for sub in ("blobs", "locks", "tmp"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        self._index = diskcache.Cache(str(self.dir / "index"), timeout=60)
+        self._index = _open(self.dir / "index")
+        self._writing = threading.Lock()  # as Journal's: this process's writers queue here, not in SQLite's sleeps
         self.journal = Journal(self.dir / "journal")
         self.repaired: list[str] = []  # keys whose corrupt entries this process dropped
 
@@ -129,12 +142,12 @@ class Cache:
         except OSError:
             ok = False
         if not ok:
-            self._index.delete(key)
+            with self._writing:
+                self._index.delete(key)
             with contextlib.suppress(OSError):
                 path.unlink()
             self.repaired.append(key)
             return None
-        self._index.touch(key)
         return Hit(key, path, dict(entry))
 
     def __contains__(self, key: str) -> bool:
@@ -177,10 +190,11 @@ class Cache:
             "created": time.time(),
             **dict(meta),
         }
-        self._index.set(key, entry)
         scene_id = meta.get("scene_id")
-        if scene_id:
-            with self._index.transact():
+        # One transaction: the entry and the scene's list of recent keys (what `explain_miss` compares with).
+        with self._writing, self._index.transact():
+            self._index.set(key, entry)
+            if scene_id:
                 skey = f"{_SCENE_PREFIX}{scene_id}"
                 keys = [k for k in (self._index.get(skey) or []) if k != key][-19:]
                 self._index.set(skey, [*keys, key])
@@ -217,7 +231,8 @@ class Cache:
         dropped = 0
         for entry in list(self.entries()):
             if everything or (older_than_s is not None and now - entry["created"] > older_than_s):
-                self._index.delete(entry["key"])
+                with self._writing:
+                    self._index.delete(entry["key"])
                 dropped += 1
         live = {e["blob"] for e in self.entries()}
         blobs = freed = 0
