@@ -16,15 +16,18 @@ HERE = Path(__file__).resolve().parent / "assets"
 W, H = 320, 192
 
 
-def sky(top: tuple[int, int, int], bottom: tuple[int, int, int], sun: tuple[int, int, int], sun_y: float) -> Image.Image:
+RGB = tuple[int, int, int]
+
+
+def sky(top: RGB, bottom: RGB, sun: RGB, sun_y: float) -> Image.Image:
     t = np.linspace(0, 1, H)[:, None, None]
     grad = (np.array(top) * (1 - t) + np.array(bottom) * t).repeat(W, axis=1).astype(np.uint8)
     im = Image.fromarray(grad)
     d = ImageDraw.Draw(im)
     cx, cy, r = W * 0.62, H * sun_y, 22
     d.ellipse((cx - r, cy - r, cx + r, cy + r), fill=sun)
-    d.polygon([(0, H), (0, H * 0.72), (W * 0.3, H * 0.58), (W * 0.55, H * 0.75), (W * 0.8, H * 0.6), (W, H * 0.7), (W, H)],
-              fill=(30, 40, 35))
+    hills = [(0, H), (0, H * 0.72), (W * 0.3, H * 0.58), (W * 0.55, H * 0.75), (W * 0.8, H * 0.6), (W, H * 0.7), (W, H)]
+    d.polygon(hills, fill=(30, 40, 35))
     return im
 
 
