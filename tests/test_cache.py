@@ -100,10 +100,11 @@ def test_list_why_and_prune_from_the_command_line(compose_demo, run_cfg, cache_d
     assert lines["sunrise"] == "changed: params.seed"
     assert lines["day_to_night"] == "changed: params.prompt"
 
+    assert len(list((cache_dir / "posters").glob("*.png"))) == 5  # the report's, one per clip (no film here)
     pruned = subprocess.run([*cli, "prune", "--dir", str(cache_dir), "--all"], capture_output=True, text=True,
                             timeout=60)
     assert pruned.returncode == 0 and "pruned 5 entries and 5 blobs" in pruned.stdout
-    assert blobs(cache_dir) == []
+    assert blobs(cache_dir) == [] and list((cache_dir / "posters").glob("*.png")) == []
     bad = subprocess.run([*cli, "prune", "--dir", str(cache_dir), "--older-than", "soon"], capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "`--older-than` = 'soon' is not allowed" in bad.stderr

@@ -146,3 +146,36 @@ def test_rewriting_replaces_stale_posters(tmp_path):
                settings=FAST)
     write_report(tmp_path, manifest)
     assert (tmp_path / "posters" / "001-s0.png").read_bytes() != first
+
+
+def test_a_rerun_links_its_posters_from_the_cache_and_cuts_none(tmp_path, monkeypatch):
+    import os
+
+    from wanbatch import report as report_module
+
+    cuts: list[str] = []
+    real = report_module.run_ffmpeg
+    monkeypatch.setattr(report_module, "run_ffmpeg", lambda args, **kw: (cuts.append(args[-1]), real(args, **kw))[1])
+    first, again, cache = tmp_path / "run1", tmp_path / "run2", tmp_path / "posters"
+    manifest = make_run(first)
+    manifest["stitch"]["cache_key"] = "e" * 64
+    write_report(first, manifest, poster_cache=cache)
+    assert len(cuts) >= 4 and len(list(cache.glob("*.png"))) == 4  # three clips and the film
+
+    # The next run of the same project: the same cached blobs, hard-linked into another run folder.
+    (again / "clips").mkdir(parents=True)
+    for rel in [s["clip"] for s in manifest["scenes"] if s["clip"]] + ["film.mp4"]:
+        os.link(first / rel, again / rel)
+    cuts.clear()
+    write_report(again, manifest, poster_cache=cache)
+    assert cuts == []
+    for name in ("001-s0.png", "002-s1.png", "003-s2.png", "film.png"):
+        assert (again / "posters" / name).read_bytes() == (first / "posters" / name).read_bytes()
+
+    # Another file under the same key (a re-render, an edit in place) gets a poster of its own.
+    (again / "clips" / "001-s0.mp4").unlink()
+    write_clip([np.full((96, 160, 3), (255, 255, 255), np.uint8)] * 16, again / "clips" / "001-s0.mp4", fps=16,
+               settings=FAST)
+    write_report(again, manifest, poster_cache=cache)
+    assert cuts == [str(again / "posters" / "001-s0.png")]
+    assert (again / "posters" / "001-s0.png").read_bytes() != (first / "posters" / "001-s0.png").read_bytes()

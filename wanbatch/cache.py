@@ -7,6 +7,7 @@ Layout of `cache.dir`::
     journal/         diskcache: cache key -> remote request id and state, written before polling starts
     locks/<key>.lock one file lock per key: two processes never render the same key at once
     tmp/             scratch folders on the same filesystem, so finished files move in atomically
+    posters/<key>-<how>.png  the report's poster of a cached clip (or film), so a rerun cuts none again
 
 A blob is written before its index entry, so a crash can leave an orphan blob (pruned later) but never
 an entry that points at nothing. Every fetch verifies the blob's hash; a bad blob is a miss that the
@@ -226,7 +227,7 @@ class Cache:
                 yield dict(entry)
 
     def prune(self, *, older_than_s: float | None = None, everything: bool = False) -> dict[str, int]:
-        """Drop entries not created within `older_than_s` (or all), then blobs no entry points at."""
+        """Drop entries not created within `older_than_s` (or all), then blobs and posters of no entry."""
         now = time.time()
         dropped = 0
         for entry in list(self.entries()):
@@ -242,6 +243,11 @@ class Cache:
                 freed += blob.stat().st_size
                 blob.unlink()
                 blobs += 1
+        keys = {e["key"] for e in self.entries()}
+        for poster in (self.dir / "posters").glob("*.png"):  # a poster goes with its clip's entry
+            if poster.name.split("-")[0] not in keys:
+                freed += poster.stat().st_size
+                poster.unlink()
         for tmp in (self.dir / "tmp").iterdir():
             if now - tmp.stat().st_mtime > 24 * 3600:
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -1,6 +1,7 @@
 """`index.html` in the run directory: the film, then a contact sheet of every scene.
 
-Each scene card has a poster frame (a PNG cut from its clip into `posters/`), the clip to play inline,
+Each scene card has a poster frame (a PNG cut from its clip into `posters/`, or taken from the cache's
+`posters/` when the same clip had one cut before), the clip to play inline,
 and what made it: prompt, seed, backend, model, cache status, render time and the provider's request
 id; a failed scene shows its error instead. The page is one self-contained file: inline CSS, no script,
 no fonts or anything else from the network, and only relative links, so it works from `file://` and
@@ -13,8 +14,12 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import html
 import os
+import shutil
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,28 +31,31 @@ from .ffmpeg import run_ffmpeg
 __all__ = ["write_report"]
 
 POSTER_WIDTH = 480  # posters are thumbnails: the <video> shows the full frame
+POSTER_VERSION = 1  # bump when the way a poster is cut changes: cached posters are then cut again
 
 
-def write_report(run_dir: Path, manifest: Mapping[str, Any]) -> Path:
-    """Write `run_dir/index.html` (and `run_dir/posters/*.png`) for `manifest`; return the page's path."""
+def write_report(run_dir: Path, manifest: Mapping[str, Any], *, poster_cache: Path | None = None) -> Path:
+    """Write `run_dir/index.html` (and `run_dir/posters/*.png`) for `manifest`; return the page's path.
+    With `poster_cache` (the cache's `posters/`), a clip whose poster was cut before gets that one."""
     run_dir = Path(run_dir)
     scenes = [s for s in manifest.get("scenes") or [] if isinstance(s, Mapping)]
     film = _local(run_dir, manifest.get("film"))
 
     # 1. Posters, cut in parallel (one ffmpeg each): the film's, then each clip's
-    jobs: dict[str, tuple[Path, float | None]] = {}
+    jobs: dict[str, tuple[Path, float | None, Any]] = {}
     if film:
         stitch = manifest.get("stitch") if isinstance(manifest.get("stitch"), Mapping) else {}
-        jobs["film"] = (run_dir / film, _number((stitch or {}).get("duration")))  # not 0 s: it may fade in
+        # not at 0 s: the film may fade in
+        jobs["film"] = (run_dir / film, _number((stitch or {}).get("duration")), (stitch or {}).get("cache_key"))
     clips = [_local(run_dir, s.get("clip")) for s in scenes]  # only clips that are there are shown
     for i, (s, clip) in enumerate(zip(scenes, clips, strict=True)):
         if clip:
-            jobs[_poster_name(i, s)] = (run_dir / clip, _number(s.get("duration")))
+            jobs[_poster_name(i, s)] = (run_dir / clip, _number(s.get("duration")), s.get("cache_key"))
     posters: dict[str, str | None] = {}
     if jobs:
         (run_dir / "posters").mkdir(exist_ok=True)
         with ThreadPoolExecutor(max_workers=min(4, len(jobs))) as pool:
-            done = pool.map(lambda kv: (kv[0], _poster(run_dir, kv[0], *kv[1])), jobs.items())
+            done = pool.map(lambda kv: (kv[0], _poster(run_dir, kv[0], *kv[1], poster_cache)), jobs.items())
             posters = dict(done)
 
     # 2. The page
@@ -70,22 +78,56 @@ def _poster_name(index: int, scene: Mapping[str, Any]) -> str:
     return f"{index + 1:03d}-{safe}"
 
 
-def _poster(run_dir: Path, name: str, video: Path, duration: float | None) -> str | None:
-    """Cut one frame (a third of the way in: past a fade-in, before any fade-out) into posters/NAME.png.
-    Returns its path relative to run_dir, or None if no frame could be read."""
+def _poster(run_dir: Path, name: str, video: Path, duration: float | None, key: Any,
+            poster_cache: Path | None) -> str | None:
+    """Cut one frame (a third of the way in: past a fade-in, before any fade-out) into posters/NAME.png,
+    or link the one cut before from the same clip. Returns its path relative to run_dir, or None if no
+    frame could be read."""
     rel = f"posters/{name}.png"
+    out = run_dir / rel
     at = (duration / 3) if duration else 0.0
+    out.unlink(missing_ok=True)  # never show a stale poster from an earlier report
+    cached = _cached_poster(poster_cache, key, video, at)
+    if cached is not None and cached.is_file():
+        _link(cached, out)
+        return rel
     scale = f"scale='min({POSTER_WIDTH},iw)':-2"
-    (run_dir / rel).unlink(missing_ok=True)  # never show a stale poster from an earlier report
     for seek in (at, 0.0) if at else (0.0,):
         try:
             run_ffmpeg(["-ss", f"{seek:.3f}", "-i", str(video), "-frames:v", "1", "-vf", scale, "-update", "1",
-                        str(run_dir / rel)], timeout=60)
+                        str(out)], timeout=60)
         except (RuntimeError, OSError):
             continue
-        if (run_dir / rel).is_file():
+        if out.is_file():
+            if cached is not None:
+                with contextlib.suppress(OSError):  # a poster cache that cannot be written only costs time
+                    cached.parent.mkdir(parents=True, exist_ok=True)
+                    staged = cached.with_name(f".{cached.name}.{os.getpid()}.{threading.get_ident()}")
+                    shutil.copyfile(out, staged)
+                    os.replace(staged, cached)
             return rel
     return None
+
+
+def _cached_poster(poster_cache: Path | None, key: Any, video: Path, at: float) -> Path | None:
+    """Where the cache keeps this clip's poster: named by the clip's cache key (so `cache prune` can tell
+    whose it is) and by what else makes the picture: the file itself as it is now (size and modification
+    time: a re-render or an edit in place is another file) and where and how the frame is cut."""
+    if poster_cache is None or not isinstance(key, str) or not key.isalnum():
+        return None
+    try:
+        st = video.stat()
+    except OSError:
+        return None
+    how = hashlib.sha256(f"{st.st_size}|{st.st_mtime_ns}|{at:.3f}|{POSTER_WIDTH}|{POSTER_VERSION}".encode())
+    return poster_cache / f"{key}-{how.hexdigest()[:16]}.png"
+
+
+def _link(src: Path, dest: Path) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
 
 
 # -- the page ---------------------------------------------------------------------------------------------

@@ -93,7 +93,8 @@ class RunOutputs:
         try:
             from .report import write_report
 
-            data["report"] = write_report(self.run_dir, data).name
+            posters = Path(data["cache_dir"]) / "posters" if data.get("cache_dir") else None
+            data["report"] = write_report(self.run_dir, data, poster_cache=posters).name
         except Exception as exc:
             data["report_error"] = f"{type(exc).__name__}: {exc}"
 
