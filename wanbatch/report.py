@@ -54,9 +54,13 @@ def write_report(run_dir: Path, manifest: Mapping[str, Any], *, poster_cache: Pa
     posters: dict[str, str | None] = {}
     if jobs:
         (run_dir / "posters").mkdir(exist_ok=True)
+
+        def cut(name: str) -> tuple[str, str | None]:
+            video, duration, key = jobs[name]
+            return name, _poster(run_dir, name, video, duration, key, poster_cache)
+
         with ThreadPoolExecutor(max_workers=min(4, len(jobs))) as pool:
-            done = pool.map(lambda kv: (kv[0], _poster(run_dir, kv[0], *kv[1], poster_cache)), jobs.items())
-            posters = dict(done)
+            posters = dict(pool.map(cut, jobs))
 
     # 2. The page
     # The timeline export is linked when the manifest names it or it is already there.
