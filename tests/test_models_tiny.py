@@ -93,3 +93,45 @@ def test_concurrent_builds_give_the_same_weights_as_sequential_ones(tmp_path):
 
     for n in names:
         assert digest(together[n]) == digest(alone[n]), n
+
+
+RACE = """
+import sys, threading
+from pathlib import Path
+from PIL import Image
+from wanbatch.models.construction import diffusers_attr
+from wanbatch.models.tiny import ensure_tiny
+from wanbatch.pipelines import load_images
+
+folder = Path(sys.argv[1])
+Image.new("RGB", (16, 16)).save(folder / "first.png")
+start, errors = threading.Barrier(4), []
+
+def first_use(what):
+    start.wait()
+    try:
+        what()
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+
+jobs = [lambda: ensure_tiny("tiny-flf2v", folder), lambda: diffusers_attr("WanPipeline"),
+        lambda: diffusers_attr("WanImageToVideoPipeline"), lambda: load_images({"image": folder / "first.png"})]
+threads = [threading.Thread(target=first_use, args=(job,)) for job in jobs]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(errors)
+"""
+
+
+def test_first_uses_of_diffusers_in_threads_do_not_break_each_other(tmp_path: Path) -> None:
+    """Scenes start together: one builds a tiny model while others resolve pipeline classes and read
+    images. diffusers and transformers import lazily on first use; unserialised, such first uses in a
+    fresh process failed every time ("cannot import name 'AutoTokenizer' from 'transformers'")."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", RACE, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

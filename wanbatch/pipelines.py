@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .models.construction import CONSTRUCTION_LOCK
+from .models.construction import CONSTRUCTION_LOCK, diffusers_attr
 
 DTYPES = ("bfloat16", "float16", "float32")
 OFFLOAD = ("none", "model", "sequential", "group")
@@ -90,22 +90,24 @@ def _dtype_kwarg() -> str:
 def load_pipeline(spec: LoadSpec, device: str, **components: Any) -> Any:
     """`from_pretrained` a Wan pipeline and place it on `device` (or set up offloading onto it).
     `components` replace loaded ones (the xdit workers pass their parallel transformer)."""
-    import diffusers
     import torch
 
-    cls = getattr(diffusers, spec.pipeline)
-    # Their per-load tqdm bars would tear through wanbatch's own progress display.
-    diffusers.utils.logging.disable_progress_bar()
-    with contextlib.suppress(ImportError):
-        import transformers
-
-        transformers.utils.logging.disable_progress_bar()
     dtypes = {
         "default": torch_dtype(spec.dtype),
         "vae": torch_dtype(spec.vae_dtype),
         "image_encoder": torch.float32,
     }
-    with CONSTRUCTION_LOCK:  # loads must not overlap other loads or tiny-model builds (construction.py)
+    # Loads must not overlap other loads, tiny-model builds or lazy imports of diffusers (construction.py).
+    with CONSTRUCTION_LOCK:
+        import diffusers
+
+        cls = diffusers_attr(spec.pipeline)
+        # Their per-load tqdm bars would tear through wanbatch's own progress display.
+        diffusers.utils.logging.disable_progress_bar()
+        with contextlib.suppress(ImportError):
+            import transformers
+
+            transformers.utils.logging.disable_progress_bar()
         pipe = cls.from_pretrained(
             spec.source,
             revision=spec.revision,
@@ -142,9 +144,7 @@ def place(pipe: Any, device: str, offload: str) -> None:
 
 def derive_pipeline(pipe: Any, pipeline: str) -> Any:
     """Another pipeline class over the same modules (no reload, no extra memory)."""
-    import diffusers
-
-    derived = getattr(diffusers, pipeline).from_pipe(pipe)
+    derived = diffusers_attr(pipeline).from_pipe(pipe)
     derived.set_progress_bar_config(disable=True)
     return derived
 
@@ -281,8 +281,7 @@ def _free_memory(device: str) -> None:
 # -- calling a pipeline ----------------------------------------------------------------------------------
 def load_images(paths: Mapping[str, Path]) -> dict[str, Any]:
     """`image` / `last_image` files as PIL images, loaded the way diffusers' `load_image` does."""
-    from diffusers.utils import load_image
-
+    load_image = diffusers_attr("utils").load_image
     return {name: load_image(str(p)) for name, p in paths.items()}
 
 
