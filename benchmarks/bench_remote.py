@@ -122,13 +122,22 @@ def run_once(server: FakeServer, tmp: Path, jobs: int, concurrency: int) -> dict
     polls = [s["info"].get("polls", 0) for s in data["scenes"] if s["status"] == "rendered"]
     job_s = [s["info"].get("seconds", 0.0) for s in data["scenes"] if s["status"] == "rendered"]
     stragglers = sum(1 for x in job_s if x > 2 * server.latency_s)
+    timings = [s["info"].get("timings", {}) for s in data["scenes"] if s["status"] == "rendered"]
+    phases = {k: sorted(t[k] for t in timings if k in t) for k in ("submit", "provider", "download")}
     stats = server.stats()
     return {"code": code, "wall_s": wall, "cpu_s": cpu, "child_cpu_s": child_cpu, "statuses": statuses,
             "polls_per_job": sum(polls) / max(1, len(polls)), "server_polls": stats["total"].get("polls", 0),
             "server_submissions": stats["total"].get("submissions", 0),
             "server_max_active": max(stats.get("max_active", {}).values(), default=0),
             "job_s_median": median(job_s) if job_s else float("nan"), "job_s_max": max(job_s, default=0.0),
-            "stragglers": stragglers}
+            "stragglers": stragglers, "phases": phases}
+
+
+def _phase(xs: list[float], scale: float, unit: str) -> str:
+    if not xs:
+        return "n/a"
+    fmt = ".0f" if unit == "ms" else ".3f"
+    return f"{median(xs) * scale:{fmt}} / {xs[int(0.9 * (len(xs) - 1))] * scale:{fmt}} {unit}"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -155,6 +164,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         figure("driver CPU per job incl. its ffmpeg probes", f"{(r['cpu_s'] + r['child_cpu_s']) / jobs * 1e3:.1f} ms"),
         figure("job time at the driver: median / max", f"{r['job_s_median']:.2f} / {r['job_s_max']:.2f} s"),
         figure(f"jobs taking over twice the latency ({2 * latency:g} s)", str(r["stragglers"])),
+        figure("per job, median / p90: the submit call", _phase(r["phases"]["submit"], 1e3, "ms")),
+        figure("  at the provider (taken -> seen final; incl. poll jitter)", _phase(r["phases"]["provider"], 1, "s")),
+        figure("  download + check (the next job is already submitted)", _phase(r["phases"]["download"], 1e3, "ms")),
         figure("submissions seen by the server; most jobs active at once",
                f"{r['server_submissions']}; {r['server_max_active']}"),
     ]

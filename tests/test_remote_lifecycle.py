@@ -84,6 +84,18 @@ def test_reattaching_to_a_finished_job_polls_at_once_and_downloads(remote: rf.Re
     assert time.monotonic() - t0 < 1.0
     assert (result.request_id, result.info["reattached"], result.info["polls"]) == (submitted["request_id"], True, 1)
     assert remote.fake.stats()["submissions"] == {rf.MODEL["gmi_wan21_i2v"]: 1}
+    assert set(result.info["timings"]) == {"download"}  # no submit, and the provider's time is not ours to know
+
+
+def test_the_info_of_a_render_says_where_its_time_went(remote: rf.Remote) -> None:
+    remote.fake.configure(latency_s=0.3)
+    job, backend = remote.job(NOVITA)
+    result = remote.render(job, backend)
+    t = result.info["timings"]
+    assert set(t) == {"submit", "provider", "download"}
+    assert t["provider"] >= 0.3  # the fake is done 0.3 s after it took the job, and it cannot be seen earlier
+    assert 0 < t["submit"] < t["provider"] and 0 < t["download"] < t["provider"]
+    assert t["submit"] + t["provider"] + t["download"] <= result.info["seconds"]
 
 
 def test_reattaching_after_the_url_expired_reports_it_then_renders_again(remote: rf.Remote) -> None:

@@ -212,9 +212,13 @@ class RemoteBackend(Backend):
             request_id = self._journalled(run) if journalled else None
             submitted_at = None
             if request_id is None:
+                t0 = time.monotonic()
                 request_id, submitted_at = self._submit(run)
+                run.timings["submit"] = submitted_at - t0
             # 3. Poll until the provider is done with it.
             status = self._poll(run, request_id, submitted_at)
+            if submitted_at is not None:
+                run.timings["provider"] = time.monotonic() - submitted_at
         # The provider is done: the executor may send its next job while this one's video comes down.
         run.ctx.off_backend()
         if status.state == "failed":
@@ -232,7 +236,9 @@ class RemoteBackend(Backend):
         self._record(
             run, request_id=request_id, state="succeeded", video_url=status.video_url, video_url_expires=expires
         )
+        t0 = time.monotonic()
         video = download(self.api, run, status.video_url)
+        run.timings["download"] = time.monotonic() - t0
         self._record(run, request_id=request_id, state="downloaded")
         return request_id, video
 

@@ -32,6 +32,9 @@ class Run:
     retries: int = 0
     notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    # where the render's time went, in seconds: `submit` (the submit call, retries included), `provider`
+    # (from the provider taking the job to wanbatch seeing it final), `download` (download and check)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def wait(self, seconds: float) -> None:
         """Sleep unless cancelled; a cancel raises Cancelled at once."""
@@ -49,6 +52,7 @@ class Run:
             "reattached": self.reattached,
             "reconciled": self.reconciled,
             "seconds": round(time.monotonic() - self.started, 3),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
         if self.notes:
             out["notes"] = list(self.notes)
