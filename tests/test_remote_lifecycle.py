@@ -235,6 +235,74 @@ def test_the_executor_submits_the_next_job_while_a_finished_one_downloads(remote
     assert remote.fake.stats()["max_active"]["novita"] == 1  # still one job at the provider at a time
 
 
+def _interrupt_during_first_download(remote: rf.Remote, backend: Any, times: int) -> threading.Thread:
+    """Ctrl-C (`times` of them, 0.3 s apart) once the first video download has been asked for."""
+    import _thread
+
+    asked = threading.Event()
+
+    def on_request(request: httpx.Request) -> None:
+        if "/_fake/videos/" in str(request.url):
+            asked.set()
+
+    backend.client.event_hooks["request"].append(on_request)
+
+    def interrupt() -> None:
+        asked.wait(20)
+        for _ in range(times):
+            time.sleep(0.3)
+            _thread.interrupt_main()
+
+    thread = threading.Thread(target=interrupt, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_ctrl_c_lets_a_paid_render_finish_downloading_and_caches_it(
+    remote: rf.Remote, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wanbatch.executors.local import LocalExecutor
+
+    # "first" is done at GMI in 0.3 s and its video takes 1.5 s to come; "second" (Novita) takes 5 s.
+    plan = remote.plan([{**GMI, "id": "first"}, {"id": "second", "prompt": "A hare.", "seed": 2}])
+    gmi = rf.MODEL["gmi_wan21_i2v"]
+    remote.fake.configure(latency_s=5.0, latency_by_model={gmi: 0.3})
+    remote.fake.fault("slow", phase="download", delay=1.5, times=1, model=gmi)
+    interrupter = _interrupt_during_first_download(remote, plan.backends["gmi_wan21_i2v"], times=1)
+    executor = LocalExecutor(remote.cache, concurrency=1)
+    done: dict[str, Any] = {}
+    with pytest.raises(KeyboardInterrupt):
+        executor.run(plan, on_done=lambda o: done.__setitem__(o.scene, o))
+    interrupter.join(5)
+    assert done["first"].status == "rendered"  # paid for: downloaded and cached despite the Ctrl-C
+    assert remote.cache.fetch(plan.job("first").key) is not None
+    assert remote.cache.journal.get(plan.job("first").key) is None
+    assert done["second"].status == "cancelled"  # at the provider: it stopped polling, its id kept
+    kept = remote.cache.journal.get(plan.job("second").key)
+    assert kept is not None and kept["state"] == "submitted"
+    assert "1 render(s) already paid for are finishing their download (first)" in capsys.readouterr().err
+
+
+def test_a_second_ctrl_c_leaves_the_download_with_its_request_id_kept(remote: rf.Remote) -> None:
+    from wanbatch.executors.local import LocalExecutor
+
+    plan = remote.plan([{"id": "first", "prompt": "A fox.", "seed": 1}])
+    backend = plan.backends["novita_wan21_t2v"]
+    remote.fake.fault("slow", phase="download", delay=3.0, times=1)
+    interrupter = _interrupt_during_first_download(remote, backend, times=2)
+    done: dict[str, Any] = {}
+    with pytest.raises(KeyboardInterrupt):
+        LocalExecutor(remote.cache, concurrency=1).run(plan, on_done=lambda o: done.__setitem__(o.scene, o))
+    interrupter.join(5)
+    # (A download stalled before its first byte is left at its first chunk or its read timeout.)
+    assert done["first"].status == "cancelled" and "abandoned" in (done["first"].error or "")
+    kept = remote.cache.journal.get(plan.job("first").key)
+    assert kept is not None and kept["state"] == "succeeded" and kept["video_url"]  # a rerun fetches it
+    assert remote.cache.fetch(plan.job("first").key) is None
+    rerun = LocalExecutor(remote.cache, concurrency=1).run(plan)
+    assert rerun["first"].status == "rendered" and remote.fake.stats()["submissions"] == {"wan2.1-t2v": 1}
+
+
 def test_a_job_that_never_finishes_times_out_with_its_id_kept(remote: rf.Remote) -> None:
     remote.fake.configure(latency_s=30)
     job, backend = remote.job(NOVITA, poll={"initial_s": 0.05, "interval_s": 0.05, "timeout_s": 0.3})

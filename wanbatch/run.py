@@ -3,7 +3,8 @@
     0  every scene is done (rendered or cached)
     1  some scene failed; every other clip is kept and cached
     2  the project is invalid: nothing ran, nothing was sent, nothing was cached
-    130 interrupted (Ctrl-C); every finished clip is kept and cached
+    130 interrupted (Ctrl-C); every finished clip is kept and cached, and so is every remote render the
+        provider had finished (paid for), whose download completes first unless Ctrl-C comes again
 """
 
 from __future__ import annotations

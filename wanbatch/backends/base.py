@@ -31,6 +31,9 @@ class RenderContext:
     journal: Journal  # remote request ids, written before polling so a crashed run re-attaches
     encode: EncodeSettings
     cancel: threading.Event = field(default_factory=threading.Event)
+    # Set by a second Ctrl-C: stop even the download of a render already paid for (the first one, `cancel`,
+    # lets it finish: its URL may expire before a rerun could fetch it, and then it would be paid again).
+    abandon: threading.Event = field(default_factory=threading.Event)
     status: Callable[[str], None] = lambda _msg: None  # a short per-scene status for the progress display
     # Called by a backend once what is left of its job is local I/O (a remote render done at the provider, its
     # video still to download and check): the executor may start its next job now instead of after the download.

@@ -21,7 +21,7 @@ from ..errors import Cancelled, DownloadError
 from ..mp4 import VIDEO_CODECS, file_boxes, read_movie
 from .remote_http import RETRY_STATUS, Api, _Transient, snippet
 from .remote_probe import PROBES
-from .remote_run import Gone, Run
+from .remote_run import KEPT, Gone, Run
 
 BINARY_TYPES = {"application/octet-stream", "binary/octet-stream", "application/mp4"}
 
@@ -58,8 +58,9 @@ def download(api: Api, run: Run, url: str) -> Path:
             deadline = time.monotonic() + total_s
             with open(part, "wb") as f:
                 for chunk in resp.iter_bytes(1 << 16):
-                    if run.ctx.cancel.is_set():
-                        raise Cancelled(f"scene `{run.job.id}`: cancelled while downloading")
+                    # Not on a first Ctrl-C (`cancel`): this render is paid for, and its URL may expire.
+                    if run.ctx.abandon.is_set():
+                        raise Cancelled(f"scene `{run.job.id}`: its download was abandoned; {KEPT}")
                     if time.monotonic() > deadline:
                         raise DownloadError(
                             f"scene `{run.job.id}`: the download took longer than {total_s:g}s; nothing was cached"
@@ -69,7 +70,7 @@ def download(api: Api, run: Run, url: str) -> Path:
                 raise _Incomplete(f"{resp.num_bytes_downloaded} of {expected} bytes")
 
     try:
-        api.retrying(run, (httpx.TransportError, _Transient, _Incomplete))(attempt)
+        api.retrying(run, (httpx.TransportError, _Transient, _Incomplete), paid=True)(attempt)
         check_video(part, run.job.id)
     except (httpx.TransportError, _Transient, _Incomplete) as exc:
         part.unlink(missing_ok=True)

@@ -189,9 +189,9 @@ class Api:
                 + ("" if submit else "; a journalled request id is kept, so a rerun re-attaches")
             ) from None
 
-    def retrying(self, run: Run, retry_on: tuple[type[BaseException], ...]) -> tenacity.Retrying:
+    def retrying(self, run: Run, retry_on: tuple[type[BaseException], ...], *, paid: bool = False) -> tenacity.Retrying:
         """Backoff with jitter (or the server's Retry-After), bounded in attempts and in time; its waits are
-        the run's, so a cancel stops them."""
+        the run's, so a cancel stops them (only an `abandon` where the render is `paid` for already)."""
         r = self.settings.retries
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
@@ -213,7 +213,7 @@ class Api:
                 r.retry_after_max_s,
             ),
             stop=tenacity.stop_after_attempt(r.attempts) | tenacity.stop_after_delay(r.total_s),
-            sleep=run.wait,
+            sleep=run.wait_paid if paid else run.wait,
             before_sleep=before_sleep,
             reraise=True,
         )

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from ..plan import Job
 
 
+KEPT = "its request id stays in the journal, so a rerun downloads it while its video URL lasts"
+
+
 class Gone(Exception):
     """What was journalled can no longer be fetched: an expired video URL, a request the provider forgot.
     The render reports it and submits once more."""
@@ -42,6 +45,11 @@ class Run:
             raise Cancelled(
                 f"scene `{self.job.id}`: cancelled; a journalled request id is kept, so a rerun re-attaches"
             )
+
+    def wait_paid(self, seconds: float) -> None:
+        """A wait while fetching a render already paid for: only a second Ctrl-C (`abandon`) cuts it short."""
+        if self.ctx.abandon.wait(max(0.0, seconds)):
+            raise Cancelled(f"scene `{self.job.id}`: its download was abandoned; {KEPT}")
 
     def info(self, provider: str) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -12,6 +12,7 @@ A chained job starts when its parent's clip is in the cache; if the parent faile
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -34,10 +35,12 @@ class LocalExecutor:
         self.encode = encode or EncodeSettings()
         self.progress = progress or Progress(mode="none")
         self.cancel = cancel or threading.Event()
+        self.abandon = threading.Event()  # a second Ctrl-C: leave even the downloads of paid renders
 
     def run(self, plan: Plan, on_done: Callable[[Outcome], None] = lambda _o: None) -> dict[str, Outcome]:
         """Run every job; returns outcomes by scene id. On KeyboardInterrupt, stops starting jobs, lets
-        running ones stop at their next safe point, keeps every finished clip, then re-raises."""
+        running ones stop at their next safe point, keeps every finished clip, then re-raises. A render that
+        is paid for (done at its provider) still downloads and is cached, unless Ctrl-C comes again."""
         # Remote backends bound themselves per provider account (shared by every backend of a provider, and
         # released as soon as the provider is done, before the download): a second limit here would hold
         # their slots through download and check. Every other backend is bounded here.
@@ -49,23 +52,33 @@ class LocalExecutor:
         running: dict[Future[Outcome], str] = {}
 
         at_work = threading.Semaphore(self.concurrency)
+        paid: set[str] = set()  # jobs done at their provider, their video still to fetch
+        paid_lock = threading.Lock()
 
         def task(job: Job, parent_clip: Path | None) -> Outcome:
             at_work.acquire()
-            off_backend = _Once(at_work.release)
+            release = _Once(at_work.release)
+
+            def off_backend() -> None:
+                with paid_lock:
+                    paid.add(job.id)
+                release()
+
             try:
                 with limits[job.backend]:
                     self.progress.update(job.id, "running")
 
                     def ctx_factory(workdir: Path) -> RenderContext:
                         return RenderContext(workdir=workdir, journal=self.cache.journal, encode=self.encode,
-                                             cancel=self.cancel,
+                                             cancel=self.cancel, abandon=self.abandon,
                                              status=partial(self.progress.update, job.id, "running"),
                                              off_backend=off_backend)
 
                     return render_and_store(self.cache, plan.backends[job.backend], job, ctx_factory, parent_clip)
             finally:
-                off_backend()
+                release()
+                with paid_lock:
+                    paid.discard(job.id)
 
         def finish(outcome: Outcome) -> None:
             outcomes[outcome.scene] = outcome
@@ -101,9 +114,23 @@ class LocalExecutor:
                     if fut.cancel():
                         sid = running.pop(fut)
                         pending[sid] = plan.job(sid)
-                for fut in list(running):
-                    finish(fut.result())  # running jobs see `cancel` and stop; finished clips are kept
-                running.clear()
+                with paid_lock:
+                    downloading = sorted(paid & set(running.values()))
+                if downloading:
+                    print(f"interrupted: {len(downloading)} render(s) already paid for are finishing their download "
+                          f"({', '.join(downloading[:5])}{', ...' if len(downloading) > 5 else ''}); Ctrl-C again "
+                          "to leave them (their request ids stay in the journal)", file=sys.stderr, flush=True)
+                # Running jobs see `cancel` and stop at their next safe point; finished clips are kept. The wait
+                # wakes twice a second, so a second Ctrl-C is seen even while every job is busy downloading.
+                while running:
+                    try:
+                        done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+                        for fut in done:
+                            outcome = fut.result()
+                            del running[fut]
+                            finish(outcome)
+                    except KeyboardInterrupt:
+                        self.abandon.set()
                 for sid, job in pending.items():
                     finish(Outcome(sid, "cancelled", job.key, model=job.model, error="interrupted before it started"))
         if interrupted:
