@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .ffmpeg import run_ffmpeg
+from .files import link_or_copy
 
 __all__ = ["write_report"]
 
@@ -93,7 +94,7 @@ def _poster(run_dir: Path, name: str, video: Path, duration: float | None, key: 
     out.unlink(missing_ok=True)  # never show a stale poster from an earlier report
     cached = _cached_poster(poster_cache, key, video, at)
     if cached is not None and cached.is_file():
-        _link(cached, out)
+        link_or_copy(cached, out)
         return rel
     scale = f"scale='min({POSTER_WIDTH},iw)':-2"
     for seek in (at, 0.0) if at else (0.0,):
@@ -125,13 +126,6 @@ def _cached_poster(poster_cache: Path | None, key: Any, video: Path, at: float) 
         return None
     how = hashlib.sha256(f"{st.st_size}|{st.st_mtime_ns}|{at:.3f}|{POSTER_WIDTH}|{POSTER_VERSION}".encode())
     return poster_cache / f"{key}-{how.hexdigest()[:16]}.png"
-
-
-def _link(src: Path, dest: Path) -> None:
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copyfile(src, dest)
 
 
 # -- the page ---------------------------------------------------------------------------------------------

@@ -3,9 +3,6 @@ then the film, index.html and the timeline export."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +11,7 @@ from . import manifest
 from .cache import Cache
 from .encode import EncodeSettings
 from .executors.common import Outcome
+from .files import link_or_copy
 from .plan import Plan, key_of
 from .project import Soundtrack
 
@@ -40,7 +38,7 @@ class RunOutputs:
         if outcome.ok and outcome.clip is not None:
             job = self.plan.job(outcome.scene)
             rel = f"clips/{job.scene.index + 1:03d}-{_safe(job.id)}.mp4"
-            _link(outcome.clip, self.run_dir / rel)
+            link_or_copy(outcome.clip, self.run_dir / rel)
             self.clips[outcome.scene] = rel
         self.records[outcome.scene] = manifest.scene_record(self.plan, outcome.scene, outcome,
                                                             self.clips.get(outcome.scene))
@@ -71,7 +69,7 @@ class RunOutputs:
         with cache.lock(key):
             hit = cache.fetch(key)
             if hit is not None:
-                _link(hit.path, film)
+                link_or_copy(hit.path, film)
                 return film.name, {**hit.entry["film"], "cached": True, "cache_key": key}
             clips = [FilmClip(path=self.run_dir / self.clips[j.id], scene_id=j.id, transition=j.scene.transition)
                      for j in self.plan.jobs]
@@ -101,15 +99,3 @@ class RunOutputs:
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def _link(src: Path, dest: Path) -> None:
-    """Hard-link a cached blob into the run dir (instant, no extra space); copy across filesystems.
-    Editing a run's clip in place would change the blob too, but every cache read verifies the hash,
-    so such an entry is a miss and re-rendered, never served corrupt."""
-    with contextlib.suppress(FileNotFoundError):
-        dest.unlink()
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copyfile(src, dest)
