@@ -235,7 +235,8 @@ class Cache:
                 with self._writing:
                     self._index.delete(entry["key"])
                 dropped += 1
-        live = {e["blob"] for e in self.entries()}
+        remaining = list(self.entries())  # one pass over the index for both sweeps below
+        live = {e["blob"] for e in remaining}
         blobs = freed = 0
         for blob in (self.dir / "blobs").glob("*/*"):
             digest = blob.name.split(".")[0].lstrip(".")
@@ -243,7 +244,7 @@ class Cache:
                 freed += blob.stat().st_size
                 blob.unlink()
                 blobs += 1
-        keys = {e["key"] for e in self.entries()}
+        keys = {e["key"] for e in remaining}
         for poster in (self.dir / "posters").glob("*.png"):  # a poster goes with its clip's entry
             if poster.name.split("-")[0] not in keys:
                 freed += poster.stat().st_size
