@@ -37,10 +37,16 @@ def figure(metric: str, value: str, target: str = "", ok: bool | None = None) ->
     return {"metric": metric, "value": value, "target": target, "status": status}
 
 
-def result(name: str, title: str, figures: list[dict[str, str]], *, notes: Sequence[str] = (),
-           raw: dict[str, Any] | None = None, quick: bool = False) -> dict[str, Any]:
-    return {"name": name, "title": title, "figures": figures, "notes": list(notes), "raw": raw or {},
-            "quick": quick}
+def result(
+    name: str,
+    title: str,
+    figures: list[dict[str, str]],
+    *,
+    notes: Sequence[str] = (),
+    raw: dict[str, Any] | None = None,
+    quick: bool = False,
+) -> dict[str, Any]:
+    return {"name": name, "title": title, "figures": figures, "notes": list(notes), "raw": raw or {}, "quick": quick}
 
 
 def skipped(name: str, title: str, reason: str, *, notes: Sequence[str] = ()) -> dict[str, Any]:

@@ -24,9 +24,9 @@ from wanbatch import cli  # noqa: E402  (what the console script imports; pulls 
 _marks["imported"] = time.time()
 _cpu["imported"] = time.process_time()
 
-from wanbatch import run  # noqa: E402
-from wanbatch.executors import local  # noqa: E402
-from wanbatch.runoutputs import RunOutputs  # noqa: E402
+from wanbatch.execute import local  # noqa: E402
+from wanbatch.runs import run  # noqa: E402
+from wanbatch.runs.outputs import RunOutputs  # noqa: E402
 
 
 def _wrap(owner: Any, attr: str, before: str | None, after: str) -> None:

@@ -41,23 +41,68 @@ PROMPT = "A red fox trotting through fresh snow in a pine forest at dawn, soft l
 
 # Wan2.1-T2V-1.3B (transformer/config.json of the diffusers checkpoint) and UMT5-XXL.
 FULL = {
-    "transformer": dict(patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16,
-                        out_channels=16, text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30,
-                        cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, image_dim=None,
-                        added_kv_proj_dim=None, rope_max_seq_len=1024),
-    "vae": dict(base_dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                temperal_downsample=[False, True, True], dropout=0.0),
-    "t5": dict(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
-               relative_attention_num_buckets=32, relative_attention_max_distance=128,
-               feed_forward_proj="gated-gelu", layer_norm_epsilon=1e-6, tie_word_embeddings=False),
+    "transformer": dict(
+        patch_size=(1, 2, 2),
+        num_attention_heads=12,
+        attention_head_dim=128,
+        in_channels=16,
+        out_channels=16,
+        text_dim=4096,
+        freq_dim=256,
+        ffn_dim=8960,
+        num_layers=30,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        eps=1e-6,
+        image_dim=None,
+        added_kv_proj_dim=None,
+        rope_max_seq_len=1024,
+    ),
+    "vae": dict(
+        base_dim=96,
+        z_dim=16,
+        dim_mult=[1, 2, 4, 4],
+        num_res_blocks=2,
+        attn_scales=[],
+        temperal_downsample=[False, True, True],
+        dropout=0.0,
+    ),
+    "t5": dict(
+        vocab_size=256384,
+        d_model=4096,
+        d_kv=64,
+        d_ff=10240,
+        num_layers=24,
+        num_heads=64,
+        relative_attention_num_buckets=32,
+        relative_attention_max_distance=128,
+        feed_forward_proj="gated-gelu",
+        layer_norm_epsilon=1e-6,
+        tie_word_embeddings=False,
+    ),
     "video": dict(width=832, height=480, num_frames=81, steps=50),
 }
 SMOKE = {
-    "transformer": dict(FULL["transformer"], num_attention_heads=2, attention_head_dim=12, text_dim=32,
-                        ffn_dim=32, num_layers=2, rope_max_seq_len=32),
+    "transformer": dict(
+        FULL["transformer"],
+        num_attention_heads=2,
+        attention_head_dim=12,
+        text_dim=32,
+        ffn_dim=32,
+        num_layers=2,
+        rope_max_seq_len=32,
+    ),
     "vae": dict(FULL["vae"], base_dim=3, dim_mult=[1, 1, 1, 1], num_res_blocks=1),
-    "t5": dict(FULL["t5"], vocab_size=384, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-               relative_attention_num_buckets=8),
+    "t5": dict(
+        FULL["t5"],
+        vocab_size=384,
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+    ),
     "video": dict(width=64, height=48, num_frames=9, steps=2),
 }
 
@@ -80,10 +125,12 @@ def build_checkpoint(folder: Path, arch: dict[str, Any], device: str) -> float:
         finally:
             torch.set_default_dtype(previous)
         vae = AutoencoderKLWan(**arch["vae"])
-    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
-                                        num_train_timesteps=1000, flow_shift=3.0)
-    pipe = WanPipeline(tokenizer=ByT5Tokenizer(), text_encoder=text_encoder, vae=vae, scheduler=scheduler,
-                       transformer=transformer)
+    scheduler = UniPCMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=3.0
+    )
+    pipe = WanPipeline(
+        tokenizer=ByT5Tokenizer(), text_encoder=text_encoder, vae=vae, scheduler=scheduler, transformer=transformer
+    )
     pipe.save_pretrained(str(folder), safe_serialization=True)
     del pipe, text_encoder, transformer, vae
     _free()
@@ -120,7 +167,7 @@ def _peak_gib() -> float:
 
 def _project(tmp: Path, video: dict[str, Any], steps: int, folder: Path, device: str) -> tuple[dict[str, Any], Path]:
     """The composed config of a warm-up scene + the timed scene on the diffusers backend."""
-    from wanbatch.config import compose
+    from wanbatch.config.load import load_config
 
     root = tmp / "project"
     root.mkdir(parents=True)
@@ -130,27 +177,46 @@ def _project(tmp: Path, video: dict[str, Any], steps: int, folder: Path, device:
     ]
     import yaml
 
-    defaults = {"width": video["width"], "height": video["height"], "num_frames": video["num_frames"],
-                "guidance_scale": 5.0}
-    (root / "project.yaml").write_text(yaml.safe_dump({
-        "defaults": ["wanbatch", "_self_"],
-        "project": {"name": "gpu-bench", "defaults": defaults},
-        "scenes": scenes}, sort_keys=False))
-    cfg = compose(root / "project.yaml", [f"cache.dir={tmp / 'cache'}", "executor.progress=none",
-                                          "stitch.enabled=false", "report=false"])
-    cfg["backend"] = {"name": "diffusers", "model": str(folder), "device": device,
-                      "dtype": "bfloat16" if device.startswith("cuda") else "float32", "vae_dtype": "float32"}
+    defaults = {
+        "width": video["width"],
+        "height": video["height"],
+        "num_frames": video["num_frames"],
+        "guidance_scale": 5.0,
+    }
+    (root / "project.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "defaults": ["wanbatch", "_self_"],
+                "project": {"name": "gpu-bench", "defaults": defaults},
+                "scenes": scenes,
+            },
+            sort_keys=False,
+        )
+    )
+    cfg = load_config(
+        root / "project.yaml",
+        [f"cache.dir={tmp / 'cache'}", "executor.progress=none", "stitch.enabled=false", "report=false"],
+    )
+    cfg["backend"] = {
+        "name": "diffusers",
+        "model": str(folder),
+        "device": device,
+        "dtype": "bfloat16" if device.startswith("cuda") else "float32",
+        "vae_dtype": "float32",
+    }
     return cfg, root
 
 
 def _job_params(tmp: Path, video: dict[str, Any], steps: int, folder: Path, device: str) -> dict[str, Any]:
     """The canonical params wanbatch plans for the timed scene (the direct call gets the same inputs)."""
-    from wanbatch.config import backend_configs
-    from wanbatch.plan import make_plan
-    from wanbatch.project import load_project
+    from wanbatch.backends import build_backends
+    from wanbatch.config.load import backend_configs
+    from wanbatch.core.plan import make_plan
+    from wanbatch.core.project import load_project
 
     cfg, root = _project(tmp / "plan-only", video, steps, folder, device)
-    plan = make_plan(load_project(cfg, root, backend_configs(cfg)))
+    project = load_project(cfg, root, backend_configs(cfg))
+    plan = make_plan(project, build_backends(project.backend_configs))
     params = dict(plan.job("video").params)
     for b in plan.backends.values():
         b.close()
@@ -158,7 +224,7 @@ def _job_params(tmp: Path, video: dict[str, Any], steps: int, folder: Path, devi
 
 
 def run_wanbatch(tmp: Path, video: dict[str, Any], steps: int, folder: Path, device: str) -> dict[str, Any]:
-    from wanbatch.run import run_project
+    from wanbatch.runs.run import run_project
 
     cfg, root = _project(tmp, video, steps, folder, device)
     run_dir = tmp / "run"
@@ -173,8 +239,14 @@ def run_wanbatch(tmp: Path, video: dict[str, Any], steps: int, folder: Path, dev
     v = scenes["video"]
     if code != 0 or v["status"] != "rendered":
         raise RuntimeError(f"wanbatch run exited {code}: {v['status']} {v.get('error')}")
-    return {"wall_s": wall, "video_s": v["seconds"], "info": v["info"], "params": v["params"],
-            "load_s": scenes["warmup"]["info"].get("load_s"), "peak_gib": peak}
+    return {
+        "wall_s": wall,
+        "video_s": v["seconds"],
+        "info": v["info"],
+        "params": v["params"],
+        "load_s": scenes["warmup"]["info"].get("load_s"),
+        "peak_gib": peak,
+    }
 
 
 def run_direct(folder: Path, video: dict[str, Any], steps: int, params: dict[str, Any], device: str) -> dict[str, Any]:
@@ -193,9 +265,16 @@ def run_direct(folder: Path, video: dict[str, Any], steps: int, params: dict[str
     pipe.set_progress_bar_config(disable=True)
     _sync()
     load_s = time.perf_counter() - t0
-    kw = dict(prompt=PROMPT, negative_prompt=params["negative_prompt"], height=video["height"],
-              width=video["width"], num_frames=video["num_frames"], guidance_scale=5.0,
-              max_sequence_length=params["max_sequence_length"], output_type="np")
+    kw = dict(
+        prompt=PROMPT,
+        negative_prompt=params["negative_prompt"],
+        height=video["height"],
+        width=video["width"],
+        num_frames=video["num_frames"],
+        guidance_scale=5.0,
+        max_sequence_length=params["max_sequence_length"],
+        output_type="np",
+    )
     pipe(**kw, num_inference_steps=2, generator=torch.Generator("cpu").manual_seed(1))
     _sync()
     _peak_reset()
@@ -222,11 +301,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return skipped("gpu", TITLE, "no CUDA device (torch is not installed: the `[local]` extra)")
     cuda = torch.cuda.is_available()
     if not cuda and not known.smoke:
-        return skipped("gpu", TITLE, "no CUDA device",
-                       notes=["Not measured on this machine. Run `python benchmarks/bench_gpu.py` on a machine with "
-                              "a CUDA GPU (about 20 GB of GPU memory, 20 GB of disk for the random checkpoint); "
-                              f"Wan2.1's README lists {README_4090_S} s per video on one RTX 4090 for this "
-                              "setting."])
+        return skipped(
+            "gpu",
+            TITLE,
+            "no CUDA device",
+            notes=[
+                "Not measured on this machine. Run `python benchmarks/bench_gpu.py` on a machine with "
+                "a CUDA GPU (about 20 GB of GPU memory, 20 GB of disk for the random checkpoint); "
+                f"Wan2.1's README lists {README_4090_S} s per video on one RTX 4090 for this "
+                "setting."
+            ],
+        )
     from diffusers.utils import logging as dlogging
     from transformers.utils import logging as tlogging
 
@@ -256,14 +341,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         figure("pipeline load: direct / wanbatch", f"{direct['load_s']:.1f} / {ours['load_s'] or 0:.1f} s"),
         figure("GPU", gpu),
     ]
-    notes = [f"Random weights built on the device in {build_s:.0f} s (saved and loaded back by both sides). "
-             f"Wan2.1's README: {README_4090_S} s on one RTX 4090 for 832x480, 81 frames, 50 steps."]
+    notes = [
+        f"Random weights built on the device in {build_s:.0f} s (saved and loaded back by both sides). "
+        f"Wan2.1's README: {README_4090_S} s on one RTX 4090 for 832x480, 81 frames, 50 steps."
+    ]
     if args.quick and not known.smoke:
         notes.append("--quick: 10 steps instead of 50.")
     if known.smoke:
         notes.append("--smoke: tiny config on the CPU; checks the script, measures nothing.")
-    return result("gpu", TITLE, figures, notes=notes, raw={"direct": direct, "wanbatch": ours, "gpu": gpu},
-                  quick=args.quick)
+    return result(
+        "gpu", TITLE, figures, notes=notes, raw={"direct": direct, "wanbatch": ours, "gpu": gpu}, quick=args.quick
+    )
 
 
 if __name__ == "__main__":

@@ -47,9 +47,18 @@ def plain_loop(folder: Path, n: int, size: int, frames: int, steps: int) -> tupl
     pipe.set_progress_bar_config(disable=True)
     out = []
     for seed in range(n):
-        video = pipe(prompt=PROMPT, negative_prompt="", height=size, width=size, num_frames=frames,
-                     num_inference_steps=steps, guidance_scale=5.0, max_sequence_length=64,
-                     generator=torch.Generator().manual_seed(seed), output_type="np").frames[0]
+        video = pipe(
+            prompt=PROMPT,
+            negative_prompt="",
+            height=size,
+            width=size,
+            num_frames=frames,
+            num_inference_steps=steps,
+            guidance_scale=5.0,
+            max_sequence_length=64,
+            generator=torch.Generator().manual_seed(seed),
+            output_type="np",
+        ).frames[0]
         out.append(video)
     return time.perf_counter() - t0, time.process_time() - c0, out
 
@@ -62,21 +71,35 @@ def naive_loop(folder: Path, n: int, size: int, frames: int, steps: int) -> tupl
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def wanbatch_run(folder: Path, n: int, size: int, frames: int,
-                 steps: int) -> tuple[float, float, list[Any], int, float]:
-    from wanbatch.backends.diffusers import DiffusersBackend
-    from wanbatch.encode import EncodeSettings
-    from wanbatch.plan import make_plan
-    from wanbatch.project import Project
-    from wanbatch.scene import Scene
+def wanbatch_run(
+    folder: Path, n: int, size: int, frames: int, steps: int
+) -> tuple[float, float, list[Any], int, float]:
+    from wanbatch.av.encode import EncodeSettings
+    from wanbatch.backends.local.diffusers import DiffusersBackend
+    from wanbatch.core.plan import make_plan
+    from wanbatch.core.project import Project
+    from wanbatch.core.scene import Scene
 
     c0, t0 = time.process_time(), time.perf_counter()
     cfg = {"name": "diffusers", "model": str(folder), "device": "cpu"}
     backend = DiffusersBackend(cfg)
-    scenes = [Scene(id=f"s{seed}", index=seed, prompt=PROMPT, seed=seed, backend="diffusers", width=size,
-                    height=size, num_frames=frames, steps=steps) for seed in range(n)]
-    project = Project(name="bench", root=folder, scenes=scenes, default_backend="diffusers",
-                      backend_configs={"diffusers": cfg})
+    scenes = [
+        Scene(
+            id=f"s{seed}",
+            index=seed,
+            prompt=PROMPT,
+            seed=seed,
+            backend="diffusers",
+            width=size,
+            height=size,
+            num_frames=frames,
+            steps=steps,
+        )
+        for seed in range(n)
+    ]
+    project = Project(
+        name="bench", root=folder, scenes=scenes, default_backend="diffusers", backend_configs={"diffusers": cfg}
+    )
     plan = make_plan(project, backends={"diffusers": backend}, encode=EncodeSettings())
     rendered = [backend.render_frames(job) for job in plan.jobs]
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -88,7 +111,7 @@ def wanbatch_run(folder: Path, n: int, size: int, frames: int,
 
 
 def encode_cost(frames: Any, fps: int, workdir: Path) -> float:
-    from wanbatch.encode import EncodeSettings, write_clip
+    from wanbatch.av.encode import EncodeSettings, write_clip
 
     t0 = time.perf_counter()
     write_clip(frames, workdir / "clip.mp4", fps=fps, settings=EncodeSettings())
@@ -118,8 +141,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def _measure(quick: bool, n: int, size: int, frames: int, steps: int, rounds: int) -> dict[str, Any]:
     import numpy as np
 
-    from wanbatch.models.tiny import ensure_tiny
-    from wanbatch.pipelines import to_uint8
+    from wanbatch.backends.local.models.tiny import ensure_tiny
+    from wanbatch.backends.local.pipelines import to_uint8
 
     with tempfile.TemporaryDirectory(prefix="wanbatch-bench-local-") as tmp:
         folder = ensure_tiny("tiny-t2v", Path(tmp))
@@ -152,18 +175,30 @@ def _measure(quick: bool, n: int, size: int, frames: int, steps: int, rounds: in
     figures = [
         figure(f"plain diffusers: 1 load + {n} calls", f"{best['plain']:.2f} s ({per_call:.3f} s/scene)"),
         figure(f"wanbatch: plan + {n} renders on a warm pipeline", f"{best['wanbatch']:.2f} s"),
-        figure("wanbatch / plain (CPU time of this process; median of the rounds)",
-               f"{cpu_ratio:.3f} (wall: {ratio:.3f})", f"<= {TARGET:.2f}", cpu_ratio <= TARGET),
+        figure(
+            "wanbatch / plain (CPU time of this process; median of the rounds)",
+            f"{cpu_ratio:.3f} (wall: {ratio:.3f})",
+            f"<= {TARGET:.2f}",
+            cpu_ratio <= TARGET,
+        ),
         figure("  the rounds' own ratios (CPU), lowest to highest", " ".join(f"{r:.3f}" for r in cpu_spread)),
-        figure("wanbatch's own time (plan, pool, inputs: all but load and call)",
-               f"{min(own) * 1e3:.1f} ms per run ({min(own) / n * 1e3:.2f} ms/scene)"),
+        figure(
+            "wanbatch's own time (plan, pool, inputs: all but load and call)",
+            f"{min(own) * 1e3:.1f} ms per run ({min(own) / n * 1e3:.2f} ms/scene)",
+        ),
         figure(f"naive: {n} x (load + call)", f"{best['naive']:.2f} s"),
         figure("naive / plain (wall)", f"{best['naive'] / best['plain']:.3f}"),
         figure("pipeline loads per wanbatch run", f"{max(loads)}", "1", max(loads) == 1),
-        figure("wanbatch frames == plain diffusers frames", "bit-identical" if identical else "DIFFERENT",
-               "bit-identical", identical),
-        figure("encoding one clip (not in the figures above)", f"{encode_s * 1e3:.0f} ms ({frames} frames, "
-               f"{size}x{size}, H.264 crf 12 + silent audio)"),
+        figure(
+            "wanbatch frames == plain diffusers frames",
+            "bit-identical" if identical else "DIFFERENT",
+            "bit-identical",
+            identical,
+        ),
+        figure(
+            "encoding one clip (not in the figures above)",
+            f"{encode_s * 1e3:.0f} ms ({frames} frames, {size}x{size}, H.264 crf 12 + silent audio)",
+        ),
     ]
     notes = [
         f"{n} scenes of {frames} frames at {size}x{size}, {steps} steps, guidance 5, float32, CPU, one torch "
@@ -174,10 +209,28 @@ def _measure(quick: bool, n: int, size: int, frames: int, steps: int, rounds: in
         "The tiny model loads in a fraction of a second, so `naive` understates what a reload costs with a "
         "real checkpoint (tens of seconds to minutes per scene for 1.3B-14B models).",
     ]
-    return result("local", TITLE, figures, notes=notes, quick=quick,
-                  raw={"n": n, "size": size, "frames": frames, "steps": steps, "runs": runs, "best_wall": best,
-                       "best_cpu": best_cpu, "ratio_wall": ratio, "ratio_cpu": cpu_ratio, "loads": loads,
-                       "identical": identical, "encode_s": encode_s, "own_s": own})
+    return result(
+        "local",
+        TITLE,
+        figures,
+        notes=notes,
+        quick=quick,
+        raw={
+            "n": n,
+            "size": size,
+            "frames": frames,
+            "steps": steps,
+            "runs": runs,
+            "best_wall": best,
+            "best_cpu": best_cpu,
+            "ratio_wall": ratio,
+            "ratio_cpu": cpu_ratio,
+            "loads": loads,
+            "identical": identical,
+            "encode_s": encode_s,
+            "own_s": own,
+        },
+    )
 
 
 if __name__ == "__main__":

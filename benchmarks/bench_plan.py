@@ -25,12 +25,13 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import REPO_ROOT, figure, median, parse_args, print_result, result
 
-from wanbatch.cache import Cache
-from wanbatch.config import backend_configs
-from wanbatch.encode import EncodeSettings
-from wanbatch.media import sha256_file
-from wanbatch.plan import Plan, make_plan
-from wanbatch.project import load_project
+from wanbatch.av.encode import EncodeSettings
+from wanbatch.av.files import sha256_file
+from wanbatch.backends import build_backends
+from wanbatch.cache.store import Cache
+from wanbatch.config.load import backend_configs
+from wanbatch.core.plan import Plan, make_plan
+from wanbatch.core.project import load_project
 
 SEEDS = 100  # a sweep of N jobs is N/100 prompts x 100 seeds
 HIT_SHARE = 10  # the cache holds every 10th job's key
@@ -43,21 +44,31 @@ def sweep_config(n_jobs: int) -> dict[str, Any]:
     local first-frame image, so media resolution and the content hash are on the path too)."""
     prompts = max(1, n_jobs // SEEDS)
     return {
-        "project": {"name": f"sweep{n_jobs}",
-                    "defaults": {"width": 320, "height": 192, "fps": 16, "duration": 2.0,
-                                 "image": "assets/day.png"}},
-        "backend": {"name": "preview", "default_resolution": "480P", "default_duration": 2.0,
-                    "default_fps": 16, "max_in_flight": 2},
+        "project": {
+            "name": f"sweep{n_jobs}",
+            "defaults": {"width": 320, "height": 192, "fps": 16, "duration": 2.0, "image": "assets/day.png"},
+        },
+        "backend": {
+            "name": "preview",
+            "default_resolution": "480P",
+            "default_duration": 2.0,
+            "default_fps": 16,
+            "max_in_flight": 2,
+        },
         "encode": {},
-        "scenes": [{"id": f"p{p:05d}-s{s:03d}", "prompt": f"Prompt {p}: a slow pan over hills at sunrise.",
-                    "seed": s}
-                   for p in range(prompts) for s in range(SEEDS)],
+        "scenes": [
+            {"id": f"p{p:05d}-s{s:03d}", "prompt": f"Prompt {p}: a slow pan over hills at sunrise.", "seed": s}
+            for p in range(prompts)
+            for s in range(SEEDS)
+        ],
     }
 
 
 def plan_of(cfg: dict[str, Any]) -> Plan:
     project = load_project(cfg, ROOT, backend_configs(cfg))
-    return make_plan(project, encode=EncodeSettings.from_config(cfg.get("encode")))
+    return make_plan(
+        project, build_backends(project.backend_configs), encode=EncodeSettings.from_config(cfg.get("encode"))
+    )
 
 
 def fill_cache(cache: Cache, plan: Plan, blob: Path) -> int:
@@ -81,20 +92,30 @@ def time_once(cfg: dict[str, Any], cache: Cache, *, gc_off: bool = False) -> dic
         c0, t0 = time.process_time(), time.perf_counter()
         project = load_project(cfg, ROOT, configs)
         t1 = time.perf_counter()
-        plan = make_plan(project, encode=EncodeSettings.from_config(cfg.get("encode")))
+        plan = make_plan(
+            project, build_backends(project.backend_configs), encode=EncodeSettings.from_config(cfg.get("encode"))
+        )
         t2 = time.perf_counter()
         hits = sum(1 for job in plan.jobs if cache.peek(job.key) is not None)
         t3, c3 = time.perf_counter(), time.process_time()
     finally:
         gc.enable()
     n = len(plan.jobs)
-    return {"load_us": (t1 - t0) / n * 1e6, "plan_us": (t2 - t1) / n * 1e6, "peek_us": (t3 - t2) / n * 1e6,
-            "total_us": (t3 - t0) / n * 1e6, "cpu_us": (c3 - c0) / n * 1e6, "fixed_ms": (t0 - tf) * 1e3,
-            "hits": hits, "jobs": n}
+    return {
+        "load_us": (t1 - t0) / n * 1e6,
+        "plan_us": (t2 - t1) / n * 1e6,
+        "peek_us": (t3 - t2) / n * 1e6,
+        "total_us": (t3 - t0) / n * 1e6,
+        "cpu_us": (c3 - c0) / n * 1e6,
+        "fixed_ms": (t0 - tf) * 1e3,
+        "hits": hits,
+        "jobs": n,
+    }
 
 
-def bench_planning(sizes: list[tuple[int, int]], workdir: Path,
-                   gc_off_too: bool) -> tuple[list[dict[str, float]], dict[str, float] | None]:
+def bench_planning(
+    sizes: list[tuple[int, int]], workdir: Path, gc_off_too: bool
+) -> tuple[list[dict[str, float]], dict[str, float] | None]:
     blob = workdir / "blob.mp4"
     blob.write_bytes(os.urandom(4096))
     # Warm-up: first-call costs (imports inside functions, PIL opening the image) are not per job.
@@ -144,8 +165,14 @@ def bench_hashing(total_mb: int, n_files: int, workdir: Path, rounds: int = 5) -
     again = [sha256_file(p) for p in files]
     memo_s = time.perf_counter() - t0
     assert again == plain
-    return {"mb": mb, "files": n_files, "wanbatch_mb_s": mb / min(wanbatch_s),
-            "hashlib_mb_s": mb / min(hashlib_s), "memo_pass_s": memo_s, "cold_pass_s": min(wanbatch_s)}
+    return {
+        "mb": mb,
+        "files": n_files,
+        "wanbatch_mb_s": mb / min(wanbatch_s),
+        "hashlib_mb_s": mb / min(hashlib_s),
+        "memo_pass_s": memo_s,
+        "cold_pass_s": min(wanbatch_s),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -159,30 +186,48 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     figures = []
     for r in rows:
         n = int(r["jobs"])
-        figures.append(figure(
-            f"plan + lookup, {n // 1000}k jobs ({n // SEEDS} prompts x {SEEDS} seeds)",
-            f"{r['cpu_us']:.1f} us/job CPU ({r['total_us']:.1f} wall)", f"<= {TARGET_US:.0f} us/job",
-            r["cpu_us"] <= TARGET_US))
+        figures.append(
+            figure(
+                f"plan + lookup, {n // 1000}k jobs ({n // SEEDS} prompts x {SEEDS} seeds)",
+                f"{r['cpu_us']:.1f} us/job CPU ({r['total_us']:.1f} wall)",
+                f"<= {TARGET_US:.0f} us/job",
+                r["cpu_us"] <= TARGET_US,
+            )
+        )
     for r in rows:
         n = int(r["jobs"])
-        figures.append(figure(f"{n // 1000}k split: load_project / make_plan / cache.peek",
-                              f"{r['load_us']:.1f} / {r['plan_us']:.1f} / {r['peek_us']:.1f} us"))
-    figures.append(figure("fixed cost per plan: backend_configs (every backend's YAML)",
-                          f"{median([r['fixed_ms'] for r in rows]):.1f} ms"))
+        figures.append(
+            figure(
+                f"{n // 1000}k split: load_project / make_plan / cache.peek",
+                f"{r['load_us']:.1f} / {r['plan_us']:.1f} / {r['peek_us']:.1f} us",
+            )
+        )
+    figures.append(
+        figure(
+            "fixed cost per plan: backend_configs (every backend's YAML)",
+            f"{median([r['fixed_ms'] for r in rows]):.1f} ms",
+        )
+    )
     big, small = int(rows[-1]["jobs"]) // 1000, int(rows[0]["jobs"]) // 1000
     growth = rows[-1]["cpu_us"] / rows[0]["cpu_us"]
     figures.append(figure(f"per-job CPU at {big}k / at {small}k", f"{growth:.2f}x", "~1 (linear)"))
     if no_gc is not None:
         us = no_gc["cpu_us"]
-        figures.append(figure(f"{big}k with Python's cyclic GC paused (diagnosis)",
-                              f"{us:.1f} us/job CPU ({us / rows[0]['cpu_us']:.2f}x {small}k)"))
-    figures.append(figure(f"sha256_file, {h['files']} files, {h['mb']:.0f} MB",
-                          f"{h['wanbatch_mb_s']:.0f} MB/s"))
+        figures.append(
+            figure(
+                f"{big}k with Python's cyclic GC paused (diagnosis)",
+                f"{us:.1f} us/job CPU ({us / rows[0]['cpu_us']:.2f}x {small}k)",
+            )
+        )
+    figures.append(figure(f"sha256_file, {h['files']} files, {h['mb']:.0f} MB", f"{h['wanbatch_mb_s']:.0f} MB/s"))
     figures.append(figure("hashlib.sha256 on the same bytes in memory", f"{h['hashlib_mb_s']:.0f} MB/s"))
-    figures.append(figure("sha256_file / hashlib speed", f"{h['wanbatch_mb_s'] / h['hashlib_mb_s']:.2f}",
-                          "close to 1"))
-    figures.append(figure("second pass over the same files (memo)",
-                          f"{h['memo_pass_s'] * 1e3:.2f} ms vs {h['cold_pass_s'] * 1e3:.0f} ms cold"))
+    figures.append(figure("sha256_file / hashlib speed", f"{h['wanbatch_mb_s'] / h['hashlib_mb_s']:.2f}", "close to 1"))
+    figures.append(
+        figure(
+            "second pass over the same files (memo)",
+            f"{h['memo_pass_s'] * 1e3:.2f} ms vs {h['cold_pass_s'] * 1e3:.0f} ms cold",
+        )
+    )
     notes = [
         "Per-job figures are this process's CPU time (single-threaded work, so equal to wall time on an idle "
         "machine); wall time is shown beside it because a shared machine's load inflates it.",
@@ -191,8 +236,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "Hashing: files sit in the page cache, so MB/s is hashing speed, not disk speed; best of 5 rounds, "
         "each after a new mtime invalidated the memo.",
     ]
-    return result("plan", "1. Planning and cache lookup; local input hashing", figures, notes=notes,
-                  raw={"planning": rows, "planning_gc_paused": no_gc, "hashing": h}, quick=args.quick)
+    return result(
+        "plan",
+        "1. Planning and cache lookup; local input hashing",
+        figures,
+        notes=notes,
+        raw={"planning": rows, "planning_gc_paused": no_gc, "hashing": h},
+        quick=args.quick,
+    )
 
 
 if __name__ == "__main__":

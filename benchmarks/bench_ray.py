@@ -41,22 +41,47 @@ DAY = Path(REPO_ROOT) / "recipes" / "demo" / "assets" / "day.png"
 
 def project_yaml(n_scenes: int) -> str:
     """n scenes: the first half on tiny-t2v, the second half on tiny-i2v from the demo's first frame."""
-    lines = ["defaults:", "  - wanbatch", "  - _self_", "project:", "  name: bench-ray",
-             "  defaults: {resolution: 720P, duration: 2.0, steps: 4}", "scenes:"]
+    lines = [
+        "defaults:",
+        "  - wanbatch",
+        "  - _self_",
+        "project:",
+        "  name: bench-ray",
+        "  defaults: {resolution: 720P, duration: 2.0, steps: 4}",
+        "scenes:",
+    ]
     for i in range(n_scenes):
         if i < n_scenes // 2:
-            lines += [f"  - id: t2v_{i}", f"    prompt: a fox crossing a field, take {i}", f"    seed: {i}",
-                      "    model: tiny-t2v"]
+            lines += [
+                f"  - id: t2v_{i}",
+                f"    prompt: a fox crossing a field, take {i}",
+                f"    seed: {i}",
+                "    model: tiny-t2v",
+            ]
         else:
-            lines += [f"  - id: i2v_{i}", f"    prompt: the hills at dawn, take {i}", f"    seed: {i}",
-                      "    model: tiny-i2v", f"    image: {DAY}"]
+            lines += [
+                f"  - id: i2v_{i}",
+                f"    prompt: the hills at dawn, take {i}",
+                f"    seed: {i}",
+                "    model: tiny-i2v",
+                f"    image: {DAY}",
+            ]
     return "\n".join(lines) + "\n"
 
 
 def overrides(models: Path, cache: Path, run_dir: Path, executor: list[str]) -> list[str]:
-    return ["backend=diffusers", "backend.model=tiny-t2v", f"backend.models_dir={models}", "backend.warm_models=2",
-            f"cache.dir={cache}", f"hydra.run.dir={run_dir}", "stitch.enabled=false", "report=false",
-            "executor.progress=none", *executor]
+    return [
+        "backend=diffusers",
+        "backend.model=tiny-t2v",
+        f"backend.models_dir={models}",
+        "backend.warm_models=2",
+        f"cache.dir={cache}",
+        f"hydra.run.dir={run_dir}",
+        "stitch.enabled=false",
+        "report=false",
+        "executor.progress=none",
+        *executor,
+    ]
 
 
 RAY = ["executor=ray", "executor.num_gpus=2", "executor.num_cpus=4"]
@@ -82,8 +107,16 @@ def summarise(run_dir: Path) -> dict[str, Any]:
 
 
 def cli_run(project: Path, models: Path, tmp: Path, name: str, executor: list[str]) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "wanbatch.cli", "--config-dir", str(project.parent), "--config-name",
-           project.stem, *overrides(models, tmp / f"cache-{name}", tmp / f"run-{name}", executor)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "wanbatch.cli",
+        "--config-dir",
+        str(project.parent),
+        "--config-name",
+        project.stem,
+        *overrides(models, tmp / f"cache-{name}", tmp / f"run-{name}", executor),
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=900)
     wall = time.perf_counter() - t0
@@ -93,10 +126,10 @@ def cli_run(project: Path, models: Path, tmp: Path, name: str, executor: list[st
 
 
 def in_process_run(project: Path, models: Path, tmp: Path, name: str, executor: list[str]) -> dict[str, Any]:
-    from wanbatch.config import compose
-    from wanbatch.run import run_project
+    from wanbatch.config.load import load_config
+    from wanbatch.runs.run import run_project
 
-    cfg = compose(project, overrides(models, tmp / f"cache-{name}", tmp / f"run-{name}", executor))
+    cfg = load_config(project, overrides(models, tmp / f"cache-{name}", tmp / f"run-{name}", executor))
     t0 = time.perf_counter()
     code = run_project(cfg, tmp / f"run-{name}", project.parent, out=open(os.devnull, "w"))  # noqa: SIM115
     wall = time.perf_counter() - t0
@@ -109,7 +142,7 @@ def ray_startup() -> dict[str, float]:
     """ray.init of a local instance, two render actors up and answering, shutdown."""
     import ray
 
-    from wanbatch.executors.ray_actors import RenderWorker
+    from wanbatch.execute.ray.actors import RenderWorker
 
     t0 = time.perf_counter()
     ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False)
@@ -136,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         project = tmp / "project.yaml"
         project.write_text(project_yaml(n))
         models = tmp / "models"
-        from wanbatch.models.tiny import ensure_tiny
+        from wanbatch.backends.local.models.tiny import ensure_tiny
 
         for name in ("tiny-t2v", "tiny-i2v"):  # built once, outside every timing
             ensure_tiny(name, models)
@@ -148,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         warm_local = in_process_run(project, models, tmp, "warm-local", LOCAL)
         import ray
 
-        from wanbatch.executors.ray import release_actors
+        from wanbatch.execute.ray.executor import release_actors
 
         ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False)
         try:
@@ -172,20 +205,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         figure("ray.shutdown", f"{start['shutdown_s']:.2f} s"),
         figure(f"cold CLI, {n} scenes: local executor", f"{cold_local['wall_s']:.2f} s"),
         figure(f"cold CLI, {n} scenes: ray executor", f"{cold_ray['wall_s']:.2f} s"),
-        figure("cold run (manifest started -> finished): local / ray",
-               f"{cold_local['run_s']:.2f} / {cold_ray['run_s']:.2f} s"),
-        figure("model time summed over scenes (load + denoise): local / ray",
-               f"{cold_local['model_s']:.2f} / {cold_ray['model_s']:.2f} s"),
+        figure(
+            "cold run (manifest started -> finished): local / ray",
+            f"{cold_local['run_s']:.2f} / {cold_ray['run_s']:.2f} s",
+        ),
+        figure(
+            "model time summed over scenes (load + denoise): local / ray",
+            f"{cold_local['model_s']:.2f} / {cold_ray['model_s']:.2f} s",
+        ),
         figure("pipeline loads: local / ray", f"{cold_local['loads']} / {cold_ray['loads']}"),
         figure("ray jobs per actor", spread),
-        figure("one process (torch imported, Ray up): local / ray / ray again",
-               f"{warm_local['wall_s']:.2f} / {warm_ray['wall_s']:.2f} / {next_ray['wall_s']:.2f} s"),
-        figure("pipeline loads: ray / ray again (actors kept, models loaded)",
-               f"{warm_ray['loads']} / {next_ray['loads']}"),
-        figure("same with executor.actor_threads=1: ray / ray again",
-               f"{warm_ray1['wall_s']:.2f} / {next_ray1['wall_s']:.2f} s"),
-        figure("actor_threads=1 clips identical to local's", "yes" if next_ray1["clips"] == cold_local["clips"]
-               else "no (fewer threads, other float sums)"),
+        figure(
+            "one process (torch imported, Ray up): local / ray / ray again",
+            f"{warm_local['wall_s']:.2f} / {warm_ray['wall_s']:.2f} / {next_ray['wall_s']:.2f} s",
+        ),
+        figure(
+            "pipeline loads: ray / ray again (actors kept, models loaded)", f"{warm_ray['loads']} / {next_ray['loads']}"
+        ),
+        figure(
+            "same with executor.actor_threads=1: ray / ray again",
+            f"{warm_ray1['wall_s']:.2f} / {next_ray1['wall_s']:.2f} s",
+        ),
+        figure(
+            "actor_threads=1 clips identical to local's",
+            "yes" if next_ray1["clips"] == cold_local["clips"] else "no (fewer threads, other float sums)",
+        ),
         figure(f"clips byte-identical across the {len(runs)} runs", "yes" if same else "NO", "yes", same),
     ]
     notes = [
@@ -201,8 +245,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "actor) and loads each model once per actor that renders it; its next runs reuse them, models loaded "
         "(executor.keep_actors).",
     ]
-    raw = {"startup": start, "cold_local": cold_local, "cold_ray": cold_ray, "warm_local": warm_local,
-           "warm_ray": warm_ray, "next_ray": next_ray, "warm_ray_1t": warm_ray1, "next_ray_1t": next_ray1}
+    raw = {
+        "startup": start,
+        "cold_local": cold_local,
+        "cold_ray": cold_ray,
+        "warm_local": warm_local,
+        "warm_ray": warm_ray,
+        "next_ray": next_ray,
+        "warm_ray_1t": warm_ray1,
+        "next_ray_1t": next_ray1,
+    }
     for r in raw.values():
         if isinstance(r, dict):
             r.pop("clips", None)

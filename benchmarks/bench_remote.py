@@ -2,7 +2,7 @@
 
     python benchmarks/bench_remote.py [--quick]
 
-The fake provider (`python -m wanbatch.fakeprovider --latency 2`) runs in its own process, so its CPU is
+The fake provider (`python -m wanbatch.testing.fakeprovider --latency 2`) runs in its own process, so its CPU is
 not the driver's. The driver is `run_project` in this process on the `novita_wan21_t2v` backend
 pointed at it (text-to-video: no inputs to upload), with `executor.concurrency` and
 `backend.max_in_flight` at 50 and a fresh cache; stitching and the report are off (this measures the
@@ -44,7 +44,7 @@ def _free_port() -> int:
 
 
 class FakeServer:
-    """`python -m wanbatch.fakeprovider` in a child process, for as long as the `with` lasts."""
+    """`python -m wanbatch.testing.fakeprovider` in a child process, for as long as the `with` lasts."""
 
     def __init__(self, latency_s: float):
         self.port = _free_port()
@@ -54,8 +54,19 @@ class FakeServer:
 
     def __enter__(self) -> FakeServer:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wanbatch.fakeprovider", "--port", str(self.port), "--latency", str(self.latency_s)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
+            [
+                sys.executable,
+                "-m",
+                "wanbatch.testing.fakeprovider",
+                "--port",
+                str(self.port),
+                "--latency",
+                str(self.latency_s),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO_ROOT,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -86,24 +97,36 @@ class FakeServer:
 def _config(tmp: Path, url: str, jobs: int, concurrency: int) -> tuple[dict[str, Any], Path]:
     import yaml
 
-    from wanbatch.config import compose
+    from wanbatch.config.load import load_config
 
     root = tmp / "project"
     root.mkdir(parents=True)
-    scenes = [{"id": f"shot{i:03d}", "prompt": f"Shot {i}: a lighthouse at dusk, waves, slow dolly.", "seed": i}
-              for i in range(jobs)]
-    (root / "project.yaml").write_text(yaml.safe_dump(
-        {"defaults": ["wanbatch", "_self_"], "project": {"name": "remote-bench"}, "scenes": scenes},
-        sort_keys=False))
-    overrides = [f"backend={BACKEND}", f"backend.base_url={url}", f"backend.max_in_flight={concurrency}",
-                 "backend.requests_per_second=null", *(f"backend.poll.{k}={v}" for k, v in POLL.items()),
-                 f"executor.concurrency={concurrency}", "executor.progress=none", "stitch.enabled=false",
-                 "report=false", f"cache.dir={tmp / 'cache'}"]
-    return compose(root / "project.yaml", overrides), root
+    scenes = [
+        {"id": f"shot{i:03d}", "prompt": f"Shot {i}: a lighthouse at dusk, waves, slow dolly.", "seed": i}
+        for i in range(jobs)
+    ]
+    (root / "project.yaml").write_text(
+        yaml.safe_dump(
+            {"defaults": ["wanbatch", "_self_"], "project": {"name": "remote-bench"}, "scenes": scenes}, sort_keys=False
+        )
+    )
+    overrides = [
+        f"backend={BACKEND}",
+        f"backend.base_url={url}",
+        f"backend.max_in_flight={concurrency}",
+        "backend.requests_per_second=null",
+        *(f"backend.poll.{k}={v}" for k, v in POLL.items()),
+        f"executor.concurrency={concurrency}",
+        "executor.progress=none",
+        "stitch.enabled=false",
+        "report=false",
+        f"cache.dir={tmp / 'cache'}",
+    ]
+    return load_config(root / "project.yaml", overrides), root
 
 
 def run_once(server: FakeServer, tmp: Path, jobs: int, concurrency: int) -> dict[str, Any]:
-    from wanbatch.run import run_project
+    from wanbatch.runs.run import run_project
 
     cfg, root = _config(tmp, server.url, jobs, concurrency)
     server.reset()
@@ -125,12 +148,21 @@ def run_once(server: FakeServer, tmp: Path, jobs: int, concurrency: int) -> dict
     timings = [s["info"].get("timings", {}) for s in data["scenes"] if s["status"] == "rendered"]
     phases = {k: sorted(t[k] for t in timings if k in t) for k in ("submit", "provider", "download")}
     stats = server.stats()
-    return {"code": code, "wall_s": wall, "cpu_s": cpu, "child_cpu_s": child_cpu, "statuses": statuses,
-            "polls_per_job": sum(polls) / max(1, len(polls)), "server_polls": stats["total"].get("polls", 0),
-            "server_submissions": stats["total"].get("submissions", 0),
-            "server_max_active": max(stats.get("max_active", {}).values(), default=0),
-            "job_s_median": median(job_s) if job_s else float("nan"), "job_s_max": max(job_s, default=0.0),
-            "stragglers": stragglers, "phases": phases}
+    return {
+        "code": code,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "child_cpu_s": child_cpu,
+        "statuses": statuses,
+        "polls_per_job": sum(polls) / max(1, len(polls)),
+        "server_polls": stats["total"].get("polls", 0),
+        "server_submissions": stats["total"].get("submissions", 0),
+        "server_max_active": max(stats.get("max_active", {}).values(), default=0),
+        "job_s_median": median(job_s) if job_s else float("nan"),
+        "job_s_max": max(job_s, default=0.0),
+        "stragglers": stragglers,
+        "phases": phases,
+    }
 
 
 def _phase(xs: list[float], scale: float, unit: str) -> str:
@@ -155,11 +187,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     r = sorted(runs, key=lambda x: x["wall_s"])[len(runs) // 2]  # the median run, all its figures together
     ratio = r["wall_s"] / ideal
     figures = [
-        figure(f"wall, {jobs} jobs, {latency:g} s latency, concurrency {concurrency}",
-               f"{r['wall_s']:.2f} s (ideal {ideal:g} s)"),
+        figure(
+            f"wall, {jobs} jobs, {latency:g} s latency, concurrency {concurrency}",
+            f"{r['wall_s']:.2f} s (ideal {ideal:g} s)",
+        ),
         figure("wall / ideal", f"{ratio:.3f}", f"<= {TARGET}", ratio <= TARGET and not bad),
-        figure("polls per job (wanbatch / server)",
-               f"{r['polls_per_job']:.2f} / {r['server_polls'] / jobs:.2f}"),
+        figure("polls per job (wanbatch / server)", f"{r['polls_per_job']:.2f} / {r['server_polls'] / jobs:.2f}"),
         figure("driver CPU per job (this process)", f"{r['cpu_s'] / jobs * 1e3:.1f} ms"),
         figure("driver CPU per job incl. its ffmpeg probes", f"{(r['cpu_s'] + r['child_cpu_s']) / jobs * 1e3:.1f} ms"),
         figure("job time at the driver: median / max", f"{r['job_s_median']:.2f} / {r['job_s_max']:.2f} s"),
@@ -167,18 +200,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         figure("per job, median / p90: the submit call", _phase(r["phases"]["submit"], 1e3, "ms")),
         figure("  at the provider (taken -> seen final; incl. poll jitter)", _phase(r["phases"]["provider"], 1, "s")),
         figure("  download + check (the next job is already submitted)", _phase(r["phases"]["download"], 1e3, "ms")),
-        figure("submissions seen by the server; most jobs active at once",
-               f"{r['server_submissions']}; {r['server_max_active']}"),
+        figure(
+            "submissions seen by the server; most jobs active at once",
+            f"{r['server_submissions']}; {r['server_max_active']}",
+        ),
     ]
     walls = ", ".join(f"{x['wall_s']:.2f}" for x in runs)
-    notes = [f"Median of {reps} runs by wall (all figures from that run; walls: {walls} s). Backend `{BACKEND}` with "
-             f"backend.poll = {POLL}, requests_per_second null (the fake has no rate limit).",
-             "wall = run_project in-process: plan, cache lookups, submits, polls, downloads, video checks, "
-             "cache stores, manifest; CLI start-up is not in it (see the rerun benchmark for that)."]
+    notes = [
+        f"Median of {reps} runs by wall (all figures from that run; walls: {walls} s). Backend `{BACKEND}` with "
+        f"backend.poll = {POLL}, requests_per_second null (the fake has no rate limit).",
+        "wall = run_project in-process: plan, cache lookups, submits, polls, downloads, video checks, "
+        "cache stores, manifest; CLI start-up is not in it (see the rerun benchmark for that).",
+    ]
     if bad:
         notes.append(f"NOT ALL JOBS RENDERED: {[x['statuses'] for x in bad]}")
-    return result("remote", "3. Remote throughput (fake provider)", figures, notes=notes,
-                  raw={"runs": runs, "ideal_s": ideal}, quick=args.quick)
+    return result(
+        "remote",
+        "3. Remote throughput (fake provider)",
+        figures,
+        notes=notes,
+        raw={"runs": runs, "ideal_s": ideal},
+        quick=args.quick,
+    )
 
 
 if __name__ == "__main__":

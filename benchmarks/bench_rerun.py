@@ -28,8 +28,26 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import REPO_ROOT, figure, median, parse_args, print_result, result
 
 PROBE = Path(__file__).resolve().parent / "_rerun_probe.py"
-HEAVY = ("numpy", "hydra", "omegaconf", "rich", "PIL", "moviepy", "diskcache", "filelock", "httpx", "torch",
-         "imageio", "imageio_ffmpeg", "tenacity", "fsspec", "yaml", "proglog", "decorator", "scipy")
+HEAVY = (
+    "numpy",
+    "hydra",
+    "omegaconf",
+    "rich",
+    "PIL",
+    "moviepy",
+    "diskcache",
+    "filelock",
+    "httpx",
+    "torch",
+    "imageio",
+    "imageio_ffmpeg",
+    "tenacity",
+    "fsspec",
+    "yaml",
+    "proglog",
+    "decorator",
+    "scipy",
+)
 
 
 def console_script() -> list[str]:
@@ -70,17 +88,19 @@ def _phases(marks: dict[str, float], t0: float, t_end: float) -> dict[str, float
     """Seconds per phase, from the probe's marks (absent phases, e.g. no stitch, are left out)."""
     m = dict(marks)
     m["spawn"], m["gone"] = t0, t_end
-    order = [("interpreter start", "spawn", "interpreter_up"),
-             ("import wanbatch (CLI + core)", "interpreter_up", "imported"),
-             ("Hydra: import + compose", "imported", "run_project_entered"),
-             ("load + plan", "run_project_entered", "planned"),
-             ("cache summary + setup", "planned", "executor_started"),
-             ("executor (fetch + verify + link)", "executor_started", "executor_done"),
-             ("stitch", "stitch_started", "stitch_done"),
-             ("report", "report_started", "report_done"),
-             ("manifest + result", "report_done" if "report_done" in m else "executor_done", "run_project_returned"),
-             ("Hydra teardown + sys.exit", "run_project_returned", "exiting"),
-             ("interpreter exit", "exiting", "gone")]
+    order = [
+        ("interpreter start", "spawn", "interpreter_up"),
+        ("import wanbatch (CLI + core)", "interpreter_up", "imported"),
+        ("Hydra: import + compose", "imported", "run_project_entered"),
+        ("load + plan", "run_project_entered", "planned"),
+        ("cache summary + setup", "planned", "executor_started"),
+        ("executor (fetch + verify + link)", "executor_started", "executor_done"),
+        ("stitch", "stitch_started", "stitch_done"),
+        ("report", "report_started", "report_done"),
+        ("manifest + result", "report_done" if "report_done" in m else "executor_done", "run_project_returned"),
+        ("Hydra teardown + sys.exit", "run_project_returned", "exiting"),
+        ("interpreter exit", "exiting", "gone"),
+    ]
     return {name: m[b] - m[a] for name, a, b in order if a in m and b in m}
 
 
@@ -141,8 +161,9 @@ def bench_recipe(recipe: str, tmp: Path, reps: int, extra: list[str]) -> dict[st
         out = tmp / f"{recipe}-probe{i}.json"
         penv = {**env, "BENCH_PROBE_OUT": str(out)}
         penv["BENCH_T0"] = repr(time.time())
-        _w, pcpu, proc = _run([sys.executable, str(PROBE),
-                               *_overrides(recipe, cache, tmp / f"{recipe}-probe{i}", extra)], penv)
+        _w, pcpu, proc = _run(
+            [sys.executable, str(PROBE), *_overrides(recipe, cache, tmp / f"{recipe}-probe{i}", extra)], penv
+        )
         t_end = time.time()
         if proc.returncode != 0 or not out.exists():
             return _failed(recipe, "the probed rerun", proc)
@@ -151,13 +172,31 @@ def bench_recipe(recipe: str, tmp: Path, reps: int, extra: list[str]) -> dict[st
         startup_cpu.append(data["cpu"].get("run_project_entered", float("nan")) / pcpu)
     phases = {k: median([p[k] for p in phase_runs]) for k in phase_runs[0]}
     # Imports on this path, by cost (importtime adds its own overhead; for naming culprits only).
-    _w, _c, proc = _run([sys.executable, "-X", "importtime", str(PROBE),
-                         *_overrides(recipe, cache, tmp / f"{recipe}-importtime", extra)], env)
+    _w, _c, proc = _run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            str(PROBE),
+            *_overrides(recipe, cache, tmp / f"{recipe}-importtime", extra),
+        ],
+        env,
+    )
     imports = _import_costs(proc.stderr)
     bare, _c, _p = _run([sys.executable, "-c", "pass"])
-    return {"recipe": recipe, "fill_s": fill_s, "wall_s": median(walls), "walls": walls, "cpu_s": median(cpus),
-            "renders": max(renders), "statuses": statuses, "phases": phases,
-            "startup_cpu_share": median(startup_cpu), "imports": imports[:8], "python_bare_s": bare}
+    return {
+        "recipe": recipe,
+        "fill_s": fill_s,
+        "wall_s": median(walls),
+        "walls": walls,
+        "cpu_s": median(cpus),
+        "renders": max(renders),
+        "statuses": statuses,
+        "phases": phases,
+        "startup_cpu_share": median(startup_cpu),
+        "imports": imports[:8],
+        "python_bare_s": bare,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -165,9 +204,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     reps = 3 if args.quick else 5
     notes = []
     extra: list[str] = []
-    if importlib.util.find_spec("wanbatch.stitch") is None:
+    if importlib.util.find_spec("wanbatch.film.stitch") is None:
         extra.append("stitch.enabled=false")
-        notes.append("wanbatch.stitch is not there yet: measured with `stitch.enabled=false` (no film).")
+        notes.append("wanbatch.film.stitch is not there yet: measured with `stitch.enabled=false` (no film).")
     recipes = ["demo"]
     if (Path(REPO_ROOT) / "recipes" / "storyboard" / "project.yaml").is_file():
         recipes.append("storyboard")
@@ -188,27 +227,48 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             scenes = sum(r["statuses"].values())
             ph = r["phases"]
             probe_wall = sum(ph.values())
-            startup = ph.get("interpreter start", 0) + ph.get("import wanbatch (CLI + core)", 0) + \
-                ph.get("Hydra: import + compose", 0)
-            figures.append(figure(f"{recipe}: cached rerun wall ({scenes} scenes, median of {n})",
-                                  f"{r['wall_s']:.2f} s", "", None))
-            figures.append(figure(f"{recipe}: renders on the rerun (manifest)", str(r["renders"]), "0",
-                                  r["renders"] == 0))
+            startup = (
+                ph.get("interpreter start", 0)
+                + ph.get("import wanbatch (CLI + core)", 0)
+                + ph.get("Hydra: import + compose", 0)
+            )
+            figures.append(
+                figure(
+                    f"{recipe}: cached rerun wall ({scenes} scenes, median of {n})", f"{r['wall_s']:.2f} s", "", None
+                )
+            )
+            figures.append(
+                figure(f"{recipe}: renders on the rerun (manifest)", str(r["renders"]), "0", r["renders"] == 0)
+            )
             figures.append(figure(f"{recipe}: CPU seconds of the rerun (all processes)", f"{r['cpu_s']:.2f} s"))
-            figures.append(figure(f"{recipe}: start-up share of wall (interpreter + imports + Hydra)",
-                                  f"{startup / probe_wall:.0%} ({startup:.2f} of {probe_wall:.2f} s)"))
+            figures.append(
+                figure(
+                    f"{recipe}: start-up share of wall (interpreter + imports + Hydra)",
+                    f"{startup / probe_wall:.0%} ({startup:.2f} of {probe_wall:.2f} s)",
+                )
+            )
             figures.append(figure(f"{recipe}: start-up share of CPU", f"{r['startup_cpu_share']:.0%}"))
             for name, sec in ph.items():
                 figures.append(figure(f"{recipe}:   {name}", f"{sec * 1e3:.0f} ms"))
             figures.append(figure(f"{recipe}: first run (fills the cache)", f"{r['fill_s']:.2f} s"))
             costly = ", ".join(f"{top} {ms:.0f} ms ({via})" for top, ms, via in r["imports"][:6])
-            notes.append(f"{recipe}: costliest imports on the rerun path (-X importtime, cumulative): "
-                         f"{costly}; a bare `python -c pass` takes {r['python_bare_s'] * 1e3:.0f} ms.")
-    notes.append("Phases come from the same rerun under benchmarks/_rerun_probe.py (wrappers only), run "
-                 "alternately with the plain reruns, median per phase; their sum is the probe's wall, close to "
-                 "the plain console-script wall above.")
-    return result("rerun", "2. Fully cached rerun (console script, end to end)", figures, notes=notes,
-                  raw={"recipes": rows}, quick=args.quick)
+            notes.append(
+                f"{recipe}: costliest imports on the rerun path (-X importtime, cumulative): "
+                f"{costly}; a bare `python -c pass` takes {r['python_bare_s'] * 1e3:.0f} ms."
+            )
+    notes.append(
+        "Phases come from the same rerun under benchmarks/_rerun_probe.py (wrappers only), run "
+        "alternately with the plain reruns, median per phase; their sum is the probe's wall, close to "
+        "the plain console-script wall above."
+    )
+    return result(
+        "rerun",
+        "2. Fully cached rerun (console script, end to end)",
+        figures,
+        notes=notes,
+        raw={"recipes": rows},
+        quick=args.quick,
+    )
 
 
 if __name__ == "__main__":

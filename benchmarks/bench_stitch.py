@@ -2,7 +2,7 @@
 
     python benchmarks/bench_stitch.py [--quick]
 
-N clips (6 x 5 s at 720p; --quick: 3 x 2 s at 480p) are written once with `wanbatch.encode.write_clip`
+N clips (6 x 5 s at 720p; --quick: 3 x 2 s at 480p) are written once with `wanbatch.av.encode.write_clip`
 (the same layout every backend writes: H.264 + a silent AAC track). Then, in one run:
 
 - copy: `stitch_film` (mode auto, which picks the stream copy) vs a bare
@@ -28,9 +28,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import figure, median, parse_args, print_result, result
 
-from wanbatch.encode import EncodeSettings, write_clip
-from wanbatch.ffmpeg import ffmpeg_exe, probe
-from wanbatch.scene import Transition
+from wanbatch.av.encode import EncodeSettings, write_clip
+from wanbatch.av.ffmpeg import ffmpeg_exe, probe
+from wanbatch.core.scene import Transition
 
 TARGET_COPY = 1.5
 FPS = 16  # Wan's frame rate
@@ -44,7 +44,7 @@ def _frames(k: int, w: int, h: int, n: int) -> Iterator[np.ndarray]:
         f = np.roll(base, shift=i * 4, axis=1).astype(np.uint8)
         s = h // 6
         cx = (i * 7 + k * 50) % (w - s)
-        f[h // 2 - s // 2:h // 2 + s // 2, cx:cx + s] = 255
+        f[h // 2 - s // 2 : h // 2 + s // 2, cx : cx + s] = 255
         yield f
 
 
@@ -61,14 +61,33 @@ def bare_concat(paths: list[Path], out: Path) -> float:
     t0 = time.perf_counter()
     listing = out.with_suffix(".txt")
     listing.write_text("".join(f"file '{p}'\n" for p in paths))
-    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing),
-                    "-c", "copy", str(out)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-i",
+            str(listing),
+            "-c",
+            "copy",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - t0
 
 
-def wanbatch_stitch(paths: list[Path], out: Path, mode: str, transition: Transition,
-                    encode: EncodeSettings) -> tuple[float, Any]:
-    from wanbatch.stitch import FilmClip, stitch_film
+def wanbatch_stitch(
+    paths: list[Path], out: Path, mode: str, transition: Transition, encode: EncodeSettings
+) -> tuple[float, Any]:
+    from wanbatch.film.clips import FilmClip
+    from wanbatch.film.stitch import stitch_film
 
     clips = [FilmClip(p, f"s{k}", transition=transition if k else Transition()) for k, p in enumerate(paths)]
     t0 = time.perf_counter()
@@ -83,9 +102,17 @@ def moviepy_reencode(paths: list[Path], out: Path, encode: EncodeSettings) -> fl
     t0 = time.perf_counter()
     clips = [VideoFileClip(str(p)) for p in paths]
     film = concatenate_videoclips(clips)
-    film.write_videofile(str(out), fps=FPS, codec=encode.codec, preset=encode.preset,
-                         audio_codec=encode.audio_codec, audio_bitrate=encode.audio_bitrate,
-                         audio_fps=encode.audio_rate, ffmpeg_params=["-crf", str(encode.crf)], logger=None)
+    film.write_videofile(
+        str(out),
+        fps=FPS,
+        codec=encode.codec,
+        preset=encode.preset,
+        audio_codec=encode.audio_codec,
+        audio_bitrate=encode.audio_bitrate,
+        audio_fps=encode.audio_rate,
+        ffmpeg_params=["-crf", str(encode.crf)],
+        logger=None,
+    )
     film.close()
     for c in clips:
         c.close()
@@ -98,11 +125,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     encode = EncodeSettings()  # the encode group's defaults: what every clip and composed film gets
     notes = []
     try:
-        import wanbatch.stitch  # noqa: F401
+        import wanbatch.film.stitch  # noqa: F401
     except ImportError as exc:
         from _common import skipped
 
-        return skipped("stitch", "5. Stitching", f"wanbatch.stitch cannot be imported ({exc})")
+        return skipped("stitch", "5. Stitching", f"wanbatch.film.stitch cannot be imported ({exc})")
     with tempfile.TemporaryDirectory(prefix="wanbatch-bench-stitch-") as tmp_s:
         tmp = Path(tmp_s)
         t0 = time.perf_counter()
@@ -135,30 +162,51 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         d_comp = comp.duration
 
     figures = [
-        figure(f"wanbatch stitch_film ({method}), {n} clips x {seconds:g} s at {h}p",
-               f"{median(ours) * 1e3:.0f} ms"),
+        figure(f"wanbatch stitch_film ({method}), {n} clips x {seconds:g} s at {h}p", f"{median(ours) * 1e3:.0f} ms"),
         figure("bare ffmpeg -f concat -c copy", f"{median(bare) * 1e3:.0f} ms"),
-        figure("wanbatch copy / bare ffmpeg", f"{copy_ratio:.2f}", f"<= {TARGET_COPY}",
-               copy_ratio <= TARGET_COPY and method == "copy"),
-        figure("moviepy concatenate_videoclips + write_videofile",
-               f"{mp_s:.1f} s ({mp_s / film_s:.2f} s per s of film)"),
+        figure(
+            "wanbatch copy / bare ffmpeg",
+            f"{copy_ratio:.2f}",
+            f"<= {TARGET_COPY}",
+            copy_ratio <= TARGET_COPY and method == "copy",
+        ),
+        figure(
+            "moviepy concatenate_videoclips + write_videofile", f"{mp_s:.1f} s ({mp_s / film_s:.2f} s per s of film)"
+        ),
         figure("wanbatch copy / moviepy re-encode", f"{median(ours) / mp_s:.3f}"),
-        figure("wanbatch compose (crossfades), per second of film",
-               f"{comp_s / d_comp:.2f} s/s ({comp_s:.1f} s for {d_comp:.1f} s)"),
-        figure("wanbatch compose / moviepy re-encode, per second of film",
-               f"{(comp_s / d_comp) / (mp_s / d_mp):.2f}"),
+        figure(
+            "wanbatch compose (crossfades), per second of film",
+            f"{comp_s / d_comp:.2f} s/s ({comp_s:.1f} s for {d_comp:.1f} s)",
+        ),
+        figure("wanbatch compose / moviepy re-encode, per second of film", f"{(comp_s / d_comp) / (mp_s / d_mp):.2f}"),
         figure("import moviepy (once per process; in neither figure above)", f"{import_s * 1e3:.0f} ms"),
     ]
     if method != "copy":
         notes.append(f"stitch_film did not take the copy path: {reason}")
-    notes.append(f"Film lengths: copy {d_ours:.2f} s, bare {d_bare:.2f} s, moviepy {d_mp:.2f} s, compose "
-                 f"{d_comp:.2f} s. Copy timings: median of {reps}, wanbatch and bare interleaved; re-encodes: one "
-                 f"run each, both with the encode group's settings ({encode.codec} crf {encode.crf} preset "
-                 f"{encode.preset}, {encode.audio_codec} {encode.audio_bitrate}).")
+    notes.append(
+        f"Film lengths: copy {d_ours:.2f} s, bare {d_bare:.2f} s, moviepy {d_mp:.2f} s, compose "
+        f"{d_comp:.2f} s. Copy timings: median of {reps}, wanbatch and bare interleaved; re-encodes: one "
+        f"run each, both with the encode group's settings ({encode.codec} crf {encode.crf} preset "
+        f"{encode.preset}, {encode.audio_codec} {encode.audio_bitrate})."
+    )
     notes.append(f"Making the {n} clips took {made_s:.1f} s (preset veryfast; not part of any figure).")
-    return result("stitch", "5. Stitching", figures, notes=notes,
-                  raw={"moviepy_import_s": import_s, "ours_s": ours, "bare_s": bare, "moviepy_s": mp_s,
-                       "compose_s": comp_s, "film_s": film_s, "method": method, "reason": reason}, quick=args.quick)
+    return result(
+        "stitch",
+        "5. Stitching",
+        figures,
+        notes=notes,
+        raw={
+            "moviepy_import_s": import_s,
+            "ours_s": ours,
+            "bare_s": bare,
+            "moviepy_s": mp_s,
+            "compose_s": comp_s,
+            "film_s": film_s,
+            "method": method,
+            "reason": reason,
+        },
+        quick=args.quick,
+    )
 
 
 if __name__ == "__main__":

@@ -125,8 +125,15 @@ def _foreign_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
     return [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in rows]
 
 
-def render_markdown(results: list[dict[str, Any]], mach: dict[str, Any], total_s: float, quick: bool,
-                    started: dt.datetime, load_start: str, load_end: str) -> str:
+def render_markdown(
+    results: list[dict[str, Any]],
+    mach: dict[str, Any],
+    total_s: float,
+    quick: bool,
+    started: dt.datetime,
+    load_start: str,
+    load_end: str,
+) -> str:
     lines = [
         "# Benchmarks",
         "",
@@ -176,8 +183,10 @@ def render_markdown(results: list[dict[str, Any]], mach: dict[str, Any], total_s
         title = res.get("title", res["name"])
         lines.append(f"### {title}")
         lines.append("")
-        lines.append(f"`benchmarks/bench_{res['name']}.py`; took {res.get('took_s', '?')} s; load average "
-                     f"before: {res.get('loadavg_before', 'n/a')}.")
+        lines.append(
+            f"`benchmarks/bench_{res['name']}.py`; took {res.get('took_s', '?')} s; load average "
+            f"before: {res.get('loadavg_before', 'n/a')}."
+        )
         lines.append("")
         for n in res.get("notes") or []:
             lines.append(f"- {n}")

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wanbatch.backends.base import RenderContext, RenderResult
 from wanbatch.backends.preview import PreviewBackend
-from wanbatch.config import RECIPES_DIR, compose
-from wanbatch.plan import Job
-from wanbatch.run import run_project
+from wanbatch.config.load import RECIPES_DIR, load_config
+from wanbatch.core.backend import RenderContext, RenderResult
+from wanbatch.core.job import Job
+from wanbatch.runs.run import run_project
 
 REPO = RECIPES_DIR.parent
 # The foundation tests run on a preview-only copy of the demo, so they need no torch and never change
@@ -69,7 +69,7 @@ def cache_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def compose_demo(cache_dir: Path) -> Callable[..., dict[str, Any]]:
     def _compose(*overrides: str, project: Path = PROJECT) -> dict[str, Any]:
-        return compose(project, [f"cache.dir={cache_dir}", "executor.progress=none", *overrides])
+        return load_config(project, [f"cache.dir={cache_dir}", "executor.progress=none", *overrides])
 
     return _compose
 
@@ -79,8 +79,13 @@ def run_cfg(tmp_path: Path) -> Callable[..., tuple[int, Path, str]]:
     """Run a composed config in-process; returns (exit code, run dir, stdout)."""
     counter = iter(range(1000))
 
-    def _run(cfg: dict[str, Any], *, root: Path = PROJECT.parent, backends: dict[str, Any] | None = None,
-             cancel: threading.Event | None = None) -> tuple[int, Path, str]:
+    def _run(
+        cfg: dict[str, Any],
+        *,
+        root: Path = PROJECT.parent,
+        backends: dict[str, Any] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> tuple[int, Path, str]:
         run_dir = tmp_path / f"run{next(counter)}"
         out = io.StringIO()
         code = run_project(cfg, run_dir, root, backends=backends, out=out, cancel=cancel)
@@ -120,7 +125,7 @@ class CountingProxy:
 def counting_backends(cfg: dict[str, Any]) -> dict[str, CountingProxy]:
     """A counting proxy around the real backend for every backend the project uses."""
     from wanbatch.backends import get_backend_class
-    from wanbatch.config import backend_configs
+    from wanbatch.config.load import backend_configs
 
     configs = backend_configs(cfg)
     used = {s.get("backend") or cfg["backend"]["name"] for s in cfg["scenes"]}

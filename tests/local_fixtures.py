@@ -16,19 +16,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wanbatch.backends.base import Backend, RenderContext
-from wanbatch.cache import Cache
-from wanbatch.encode import EncodeSettings
-from wanbatch.media import inspect_local
-from wanbatch.plan import Job, Plan, make_plan
-from wanbatch.project import Project
-from wanbatch.scene import Scene
+from wanbatch.av.encode import EncodeSettings
+from wanbatch.cache.store import Cache
+from wanbatch.core.backend import Backend, RenderContext
+from wanbatch.core.job import Job
+from wanbatch.core.media import inspect_local
+from wanbatch.core.plan import Plan, make_plan
+from wanbatch.core.project import Project
+from wanbatch.core.scene import Scene
 
 
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every tiny model, built once for the whole session."""
-    from wanbatch.models.tiny import TINY_MODELS, ensure_tiny
+    from wanbatch.backends.local.models.tiny import TINY_MODELS, ensure_tiny
 
     root = tmp_path_factory.mktemp("models")
     for name in TINY_MODELS:
@@ -74,8 +75,13 @@ def scene(sid: str = "s1", **fields: Any) -> Scene:
 def plan(backend: Backend, *scenes: Scene, root: Path | None = None) -> Plan:
     """Jobs through the real planner (cache keys, seeds, chains) with `backend` in place."""
     scenes = tuple(dataclasses.replace(s, index=i, backend=backend.name) for i, s in enumerate(scenes))
-    project = Project(name="t", root=root or Path.cwd(), scenes=list(scenes), default_backend=backend.name,
-                      backend_configs={backend.name: dict(backend.config)})
+    project = Project(
+        name="t",
+        root=root or Path.cwd(),
+        scenes=list(scenes),
+        default_backend=backend.name,
+        backend_configs={backend.name: dict(backend.config)},
+    )
     return make_plan(project, backends={backend.name: backend}, encode=EncodeSettings())
 
 
@@ -85,8 +91,9 @@ def job(backend: Backend, sc: Scene) -> Job:
 
 def context(cache: Cache, workdir: Path, cancel: threading.Event | None = None) -> RenderContext:
     workdir.mkdir(parents=True, exist_ok=True)
-    return RenderContext(workdir=workdir, journal=cache.journal, encode=EncodeSettings(),
-                         cancel=cancel or threading.Event())
+    return RenderContext(
+        workdir=workdir, journal=cache.journal, encode=EncodeSettings(), cancel=cancel or threading.Event()
+    )
 
 
 __all__ = ["context", "images", "job", "plan", "render_cache", "scene", "tiny_config", "tiny_models_dir"]

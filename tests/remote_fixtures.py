@@ -24,14 +24,15 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
+from wanbatch.av.encode import EncodeSettings, write_clip
 from wanbatch.backends import get_backend_class
-from wanbatch.backends.base import RenderContext, RenderResult
-from wanbatch.backends.remote import RemoteBackend
-from wanbatch.cache import Cache
-from wanbatch.encode import EncodeSettings, write_clip
-from wanbatch.fakeprovider import FakeProvider
-from wanbatch.plan import Job, Plan, make_plan
-from wanbatch.project import load_project
+from wanbatch.backends.remote.base import RemoteBackend
+from wanbatch.cache.store import Cache
+from wanbatch.core.backend import RenderContext, RenderResult
+from wanbatch.core.job import Job
+from wanbatch.core.plan import Plan, make_plan
+from wanbatch.core.project import load_project
+from wanbatch.testing.fakeprovider import FakeProvider
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "backend"
 REMOTE = ("gmi_wan21_i2v", "gmi_wan21_flf2v", "gmi_wan27_i2v", "aiml_wan27_i2v", "novita_wan21_t2v")
@@ -50,10 +51,23 @@ KEYS = {
 }
 # Short waits everywhere: the fake finishes a job in 0.1 s.
 FAST: dict[str, Any] = {
-    "poll": {"initial_s": 0.1, "interval_s": 0.05, "backoff": 1.5, "max_interval_s": 0.4, "min_interval_s": 0.05,
-             "jitter": 0.1, "timeout_s": 20},
-    "retries": {"attempts": 4, "initial_s": 0.05, "max_wait_s": 0.2, "retry_after_max_s": 5, "total_s": 20,
-                "reconcile_wait_s": 0.1},
+    "poll": {
+        "initial_s": 0.1,
+        "interval_s": 0.05,
+        "backoff": 1.5,
+        "max_interval_s": 0.4,
+        "min_interval_s": 0.05,
+        "jitter": 0.1,
+        "timeout_s": 20,
+    },
+    "retries": {
+        "attempts": 4,
+        "initial_s": 0.05,
+        "max_wait_s": 0.2,
+        "retry_after_max_s": 5,
+        "total_s": 20,
+        "reconcile_wait_s": 0.1,
+    },
     "timeouts": {"connect_s": 2, "read_s": 1.5, "write_s": 2, "pool_s": 5, "download_s": 3},
     "requests_per_second": None,
     "max_in_flight": 8,
@@ -138,8 +152,9 @@ class Remote:
 
     def client(self) -> httpx.Client:
         t = FAST["timeouts"]
-        return httpx.Client(timeout=httpx.Timeout(t["read_s"], connect=t["connect_s"]),
-                            event_hooks={"request": [self.recorder]})
+        return httpx.Client(
+            timeout=httpx.Timeout(t["read_s"], connect=t["connect_s"]), event_hooks={"request": [self.recorder]}
+        )
 
     def backend(self, name: str, **overrides: Any) -> RemoteBackend:
         backend = get_backend_class(name)(backend_config(name, self.fake.url, overrides), client=self.client())
@@ -147,8 +162,13 @@ class Remote:
         self.backends.append(backend)
         return backend
 
-    def plan(self, scenes: list[dict[str, Any]], *, default: str = "novita_wan21_t2v",
-             overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Plan:
+    def plan(
+        self,
+        scenes: list[dict[str, Any]],
+        *,
+        default: str = "novita_wan21_t2v",
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Plan:
         """Validate and plan like a run does (raises ConfigError), with backends pointed at the fake."""
         used = {s.get("backend", default) for s in scenes} | {default}
         backends = {name: self.backend(name, **dict((overrides or {}).get(name, {}))) for name in used}
@@ -166,8 +186,9 @@ class Remote:
     def context(self, cancel: threading.Event | None = None) -> RenderContext:
         workdir = self.tmp / f"work{next(self._n)}"
         workdir.mkdir()
-        return RenderContext(workdir=workdir, journal=self.cache.journal, encode=EncodeSettings(),
-                             cancel=cancel or threading.Event())
+        return RenderContext(
+            workdir=workdir, journal=self.cache.journal, encode=EncodeSettings(), cancel=cancel or threading.Event()
+        )
 
     def render(self, job: Job, backend: RemoteBackend, cancel: threading.Event | None = None) -> RenderResult:
         return backend.render(job, self.context(cancel))

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from wanbatch.cache import Cache
+from wanbatch.cache.store import Cache
 
 from conftest import PROJECT, REPO, CountingPreview, blobs
 
@@ -63,11 +63,26 @@ def test_two_processes_on_one_cache_render_each_key_once(tmp_path):
     cache = tmp_path / "cache"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs = [
-        subprocess.Popen([sys.executable, "-m", "wanbatch.cli", "--config-dir", str(PROJECT.parent),
-                          "--config-name", "project", f"cache.dir={cache}",
-                          "stitch.enabled=false", "executor.progress=none", "report=false",
-                          f"hydra.run.dir={tmp_path / f'run{i}'}"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "wanbatch.cli",
+                "--config-dir",
+                str(PROJECT.parent),
+                "--config-name",
+                "project",
+                f"cache.dir={cache}",
+                "stitch.enabled=false",
+                "executor.progress=none",
+                "report=false",
+                f"hydra.run.dir={tmp_path / f'run{i}'}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=REPO,
+        )
         for i in range(2)
     ]
     for p in procs:
@@ -84,16 +99,30 @@ def test_two_processes_on_one_cache_render_each_key_once(tmp_path):
 def test_list_why_and_prune_from_the_command_line(compose_demo, run_cfg, cache_dir, tmp_path):
     assert run_cfg(compose_demo("stitch.enabled=false"))[0] == 0
     cli = [sys.executable, "-m", "wanbatch.cli", "cache"]
-    listed = subprocess.run([*cli, "list", "--dir", str(cache_dir), "--json"], capture_output=True, text=True,
-                            timeout=60)
+    listed = subprocess.run(
+        [*cli, "list", "--dir", str(cache_dir), "--json"], capture_output=True, text=True, timeout=60
+    )
     assert listed.returncode == 0, listed.stderr
     entries = json.loads(listed.stdout)
     assert {e["scene_id"] for e in entries} == {"title", "sunrise", "day_to_night", "harbour_voice", "harbour_after"}
 
-    why = subprocess.run([*cli, "why", "--config-dir", str(PROJECT.parent), "--config-name", "project",
-                          f"cache.dir={cache_dir}", "scenes.1.seed=99",
-                          "scenes.2.prompt=Hills at dusk."], capture_output=True, text=True, timeout=60,
-                         cwd=REPO)
+    why = subprocess.run(
+        [
+            *cli,
+            "why",
+            "--config-dir",
+            str(PROJECT.parent),
+            "--config-name",
+            "project",
+            f"cache.dir={cache_dir}",
+            "scenes.1.seed=99",
+            "scenes.2.prompt=Hills at dusk.",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert why.returncode == 0, why.stderr
     lines = dict(line.split(": ", 1) for line in why.stdout.strip().splitlines())
     assert lines["title"] == "cached"
@@ -101,12 +130,14 @@ def test_list_why_and_prune_from_the_command_line(compose_demo, run_cfg, cache_d
     assert lines["day_to_night"] == "changed: params.prompt"
 
     assert len(list((cache_dir / "posters").glob("*.png"))) == 5  # the report's, one per clip (no film here)
-    pruned = subprocess.run([*cli, "prune", "--dir", str(cache_dir), "--all"], capture_output=True, text=True,
-                            timeout=60)
+    pruned = subprocess.run(
+        [*cli, "prune", "--dir", str(cache_dir), "--all"], capture_output=True, text=True, timeout=60
+    )
     assert pruned.returncode == 0 and "pruned 5 entries and 5 blobs" in pruned.stdout
     assert blobs(cache_dir) == [] and list((cache_dir / "posters").glob("*.png")) == []
-    bad = subprocess.run([*cli, "prune", "--dir", str(cache_dir), "--older-than", "soon"], capture_output=True,
-                         text=True, timeout=60)
+    bad = subprocess.run(
+        [*cli, "prune", "--dir", str(cache_dir), "--older-than", "soon"], capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode == 2 and "`--older-than` = 'soon' is not allowed" in bad.stderr
 
 

@@ -9,17 +9,23 @@ from typing import Any
 
 from PIL import Image
 
-from wanbatch.config import backend_configs, compose
-from wanbatch.encode import EncodeSettings
-from wanbatch.plan import make_plan
-from wanbatch.project import load_project
+from wanbatch.av.encode import EncodeSettings
+from wanbatch.backends import build_backends
+from wanbatch.config.load import backend_configs, load_config
+from wanbatch.core.plan import make_plan
+from wanbatch.core.project import load_project
 
 from conftest import PROJECT
 
 
 def keys_of(cfg: dict[str, Any], root: Path) -> dict[str, str]:
     project = load_project(cfg, root, backend_configs(cfg))
-    return {j.id: j.key for j in make_plan(project, encode=EncodeSettings.from_config(cfg["encode"])).jobs}
+    return {
+        j.id: j.key
+        for j in make_plan(
+            project, build_backends(project.backend_configs), encode=EncodeSettings.from_config(cfg["encode"])
+        ).jobs
+    }
 
 
 def copy_demo(dest: Path) -> Path:
@@ -28,62 +34,64 @@ def copy_demo(dest: Path) -> Path:
 
 
 def test_moving_input_files_keeps_every_key(tmp_path):
-    base = keys_of(compose(PROJECT), PROJECT.parent)
+    base = keys_of(load_config(PROJECT), PROJECT.parent)
     moved = copy_demo(tmp_path / "elsewhere")
     (moved.parent / "assets").rename(moved.parent / "media")
     text = moved.read_text().replace("assets/", "media/")
     moved.write_text(text)
-    assert keys_of(compose(moved), moved.parent) == base
+    assert keys_of(load_config(moved), moved.parent) == base
 
 
 def test_reordering_scenes_keeps_every_key():
-    cfg = compose(PROJECT)
+    cfg = load_config(PROJECT)
     base = keys_of(cfg, PROJECT.parent)
     cfg["scenes"] = list(reversed(cfg["scenes"]))
     assert keys_of(cfg, PROJECT.parent) == base
 
 
 def test_comments_and_formatting_keep_every_key(tmp_path):
-    base = keys_of(compose(PROJECT), PROJECT.parent)
+    base = keys_of(load_config(PROJECT), PROJECT.parent)
     edited = copy_demo(tmp_path / "p")
     lines = edited.read_text().splitlines()
-    edited.write_text("\n".join(f"{line}  # note {i}" if line.strip().startswith("prompt:") else line
-                                for i, line in enumerate(lines)) + "\n# a trailing comment\n")
-    assert keys_of(compose(edited), edited.parent) == base
+    edited.write_text(
+        "\n".join(f"{line}  # note {i}" if line.strip().startswith("prompt:") else line for i, line in enumerate(lines))
+        + "\n# a trailing comment\n"
+    )
+    assert keys_of(load_config(edited), edited.parent) == base
 
 
 def test_output_dir_and_cache_dir_do_not_enter_the_key(tmp_path):
-    a = compose(PROJECT, [f"hydra.run.dir={tmp_path}/a", f"cache.dir={tmp_path}/c1"])
-    b = compose(PROJECT, [f"hydra.run.dir={tmp_path}/b", f"cache.dir={tmp_path}/c2"])
+    a = load_config(PROJECT, [f"hydra.run.dir={tmp_path}/a", f"cache.dir={tmp_path}/c1"])
+    b = load_config(PROJECT, [f"hydra.run.dir={tmp_path}/b", f"cache.dir={tmp_path}/c2"])
     assert keys_of(a, PROJECT.parent) == keys_of(b, PROJECT.parent)
 
 
 def test_one_pixel_changes_the_scene_and_its_chain_only(tmp_path):
     project = copy_demo(tmp_path / "p")
-    base = keys_of(compose(project), project.parent)
+    base = keys_of(load_config(project), project.parent)
     img_path = project.parent / "assets" / "harbour.png"
     im = Image.open(img_path).convert("RGB")
     r, g, b = im.getpixel((5, 5))
     im.putpixel((5, 5), ((r + 1) % 256, g, b))
     im.save(img_path)
-    after = keys_of(compose(project), project.parent)
+    after = keys_of(load_config(project), project.parent)
     changed = {sid for sid in base if base[sid] != after[sid]}
     assert changed == {"harbour_voice", "harbour_after"}  # the chained child follows its parent
 
 
 def test_seed_prompt_and_encoding_change_the_key():
-    cfg = compose(PROJECT)
+    cfg = load_config(PROJECT)
     base = keys_of(cfg, PROJECT.parent)
     cfg["scenes"][1]["seed"] = 8
     cfg["scenes"][2]["prompt"] = "Hills at dusk."
     seeds_prompts = keys_of(cfg, PROJECT.parent)
     assert {s for s in base if base[s] != seeds_prompts[s]} == {"sunrise", "day_to_night"}
-    crf = keys_of(compose(PROJECT, ["encode.crf=20"]), PROJECT.parent)
+    crf = keys_of(load_config(PROJECT, ["encode.crf=20"]), PROJECT.parent)
     assert all(crf[s] != base[s] for s in base)
 
 
 def test_project_defaults_and_explicit_values_give_the_same_key():
-    cfg = compose(PROJECT)
+    cfg = load_config(PROJECT)
     base = keys_of(cfg, PROJECT.parent)
     defaults = cfg["project"].pop("defaults")
     for scene in cfg["scenes"]:

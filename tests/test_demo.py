@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from wanbatch.ffmpeg import probe
+from wanbatch.av.ffmpeg import probe
 
 from conftest import REPO, counting_backends
 
@@ -17,7 +17,10 @@ def test_demo_renders_a_film_then_reruns_entirely_from_the_cache(tmp_path, compo
     run_dir = tmp_path / "first"
     proc = subprocess.run(
         [sys.executable, "-m", "wanbatch.cli", "recipe=demo", f"cache.dir={cache_dir}", f"hydra.run.dir={run_dir}"],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((run_dir / "manifest.json").read_text())

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from wanbatch.backends.diffusers import DiffusersBackend
-from wanbatch.cache import Cache
+from wanbatch.av.ffmpeg import probe
+from wanbatch.backends.local.diffusers import DiffusersBackend
+from wanbatch.backends.local.pipelines import LoadSpec, PipelinePool
+from wanbatch.cache.store import Cache
 from wanbatch.errors import Cancelled, RenderError
-from wanbatch.executors.local import LocalExecutor
-from wanbatch.ffmpeg import probe
-from wanbatch.pipelines import LoadSpec, PipelinePool
+from wanbatch.execute.local import LocalExecutor
 
 from local_fixtures import context, images, job, plan, render_cache, scene, tiny_config, tiny_models_dir
 
@@ -42,8 +42,9 @@ def direct_diffusers(folder: Path, cls_name: str, *, seed: int, flow_shift: floa
     return np.stack([np.asarray(im) for im in out.frames[0]])
 
 
-def test_text_to_video_renders_a_clip_with_the_planned_frames(tiny_models_dir: Path, render_cache: Cache,
-                                                               tmp_path: Path) -> None:
+def test_text_to_video_renders_a_clip_with_the_planned_frames(
+    tiny_models_dir: Path, render_cache: Cache, tmp_path: Path
+) -> None:
     b = backend(tiny_models_dir)
     j = job(b, scene(duration=1.0, **SMALL))  # 16 frames asked for: 17 made (4k+1)
     result = b.render(j, context(render_cache, tmp_path / "w"))
@@ -72,21 +73,53 @@ def test_frames_are_bit_identical_to_a_direct_diffusers_call(tiny_models_dir: Pa
     b = backend(tiny_models_dir, warm_models=2)
     t2v = job(b, scene(prompt="a lighthouse at dusk", seed=1234, **SMALL))
     ours, _ = b.render_frames(t2v)
-    theirs = direct_diffusers(tiny_models_dir / "tiny-t2v-v1", "WanPipeline", seed=1234, flow_shift=3.0,
-                              prompt="a lighthouse at dusk", negative_prompt="", height=32, width=32,
-                              num_frames=9, num_inference_steps=2, guidance_scale=5.0, max_sequence_length=64)
+    theirs = direct_diffusers(
+        tiny_models_dir / "tiny-t2v-v1",
+        "WanPipeline",
+        seed=1234,
+        flow_shift=3.0,
+        prompt="a lighthouse at dusk",
+        negative_prompt="",
+        height=32,
+        width=32,
+        num_frames=9,
+        num_inference_steps=2,
+        guidance_scale=5.0,
+        max_sequence_length=64,
+    )
     assert ours.dtype == theirs.dtype == np.uint8
     assert np.array_equal(ours, theirs)
 
     from diffusers.utils import load_image
 
-    flf = job(b, scene(model="tiny-flf2v", prompt="day to night", seed=99, image=images["first"],
-                       last_image=images["last"], **SMALL))
+    flf = job(
+        b,
+        scene(
+            model="tiny-flf2v",
+            prompt="day to night",
+            seed=99,
+            image=images["first"],
+            last_image=images["last"],
+            **SMALL,
+        ),
+    )
     ours, _ = b.render_frames(flf)
-    theirs = direct_diffusers(tiny_models_dir / "tiny-flf2v-v1", "WanImageToVideoPipeline", seed=99, flow_shift=3.0,
-                              image=load_image(str(images["first"])), last_image=load_image(str(images["last"])),
-                              prompt="day to night", negative_prompt="", height=32, width=32, num_frames=9,
-                              num_inference_steps=2, guidance_scale=5.0, max_sequence_length=64)
+    theirs = direct_diffusers(
+        tiny_models_dir / "tiny-flf2v-v1",
+        "WanImageToVideoPipeline",
+        seed=99,
+        flow_shift=3.0,
+        image=load_image(str(images["first"])),
+        last_image=load_image(str(images["last"])),
+        prompt="day to night",
+        negative_prompt="",
+        height=32,
+        width=32,
+        num_frames=9,
+        num_inference_steps=2,
+        guidance_scale=5.0,
+        max_sequence_length=64,
+    )
     assert np.array_equal(ours, theirs)
 
 
@@ -100,13 +133,18 @@ def test_same_seed_twice_gives_identical_frames_and_another_seed_does_not(tiny_m
     assert not np.array_equal(a, other)
 
 
-def test_a_run_loads_each_model_once_across_its_scenes(tiny_models_dir: Path, render_cache: Cache,
-                                                       images: dict[str, Path]) -> None:
+def test_a_run_loads_each_model_once_across_its_scenes(
+    tiny_models_dir: Path, render_cache: Cache, images: dict[str, Path]
+) -> None:
     """Through the real executor: 4 T2V scenes and 2 I2V scenes, interleaved in the project, on one
     device that keeps one pipeline warm: each model is loaded once (jobs on one model are grouped)."""
     b = backend(tiny_models_dir)
-    scenes = [scene(f"t{i}", seed=i, **SMALL) if i % 2 == 0 or i > 4 else
-              scene(f"i{i}", model="tiny-i2v", image=images["first"], seed=i, **SMALL) for i in range(6)]
+    scenes = [
+        scene(f"t{i}", seed=i, **SMALL)
+        if i % 2 == 0 or i > 4
+        else scene(f"i{i}", model="tiny-i2v", image=images["first"], seed=i, **SMALL)
+        for i in range(6)
+    ]
     p = plan(b, *scenes)
     outcomes = LocalExecutor(render_cache, concurrency=4).run(p)
     assert {o.status for o in outcomes.values()} == {"rendered"}, {k: o.error for k, o in outcomes.items()}
@@ -202,8 +240,9 @@ def test_a_chained_job_without_its_first_frame_fails_clearly(tiny_models_dir: Pa
 def test_a_checkpoint_that_does_not_load_fails_clearly(tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / "model_index.json").write_text('{"_class_name": "WanPipeline", "transformer": ["diffusers", '
-                                             '"WanTransformer3DModel"]}')
+    (broken / "model_index.json").write_text(
+        '{"_class_name": "WanPipeline", "transformer": ["diffusers", "WanTransformer3DModel"]}'
+    )
     b = DiffusersBackend({"name": "diffusers", "device": "cpu", "model": str(broken)})
     with pytest.raises(RenderError, match=r"could not load local:\w+ for `s1`.*whole diffusers checkpoint"):
         b.render_frames(job(b, scene(**SMALL)))

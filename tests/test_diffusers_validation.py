@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from wanbatch.backends.diffusers import DiffusersBackend
+from wanbatch.backends.local.diffusers import DiffusersBackend
+from wanbatch.core.media import Media
+from wanbatch.core.scene import Lora
 from wanbatch.errors import ConfigError, Issue, MissingExtraError
-from wanbatch.media import Media
-from wanbatch.scene import Lora
 
 from local_fixtures import images, plan, scene, tiny_config, tiny_models_dir
 
@@ -41,7 +41,14 @@ def test_defaults_follow_the_model_card() -> None:
     p, issues, _ = prep(scene(), model="wan2.1-t2v-1.3b")
     assert not issues
     assert (p["width"], p["height"], p["steps"], p["guidance_scale"], p["flow_shift"], p["fps"], p["num_frames"]) == (
-        832, 480, 50, 6.0, 8.0, 16, 81)
+        832,
+        480,
+        50,
+        6.0,
+        8.0,
+        16,
+        81,
+    )
     assert p["negative_prompt"].startswith("色调艳丽") and p["task"] == "t2v" and p["dtype"] == "float32"
 
     p, _, _ = prep(scene(), model="wan2.2-t2v-a14b")
@@ -53,8 +60,9 @@ def test_defaults_follow_the_model_card() -> None:
 
 
 def test_scene_values_override_the_defaults() -> None:
-    p, issues, _ = prep(scene(steps=7, guidance_scale=3.0, flow_shift=2.5, fps=24, negative_prompt="blur"),
-                        model="wan2.2-t2v-a14b")
+    p, issues, _ = prep(
+        scene(steps=7, guidance_scale=3.0, flow_shift=2.5, fps=24, negative_prompt="blur"), model="wan2.2-t2v-a14b"
+    )
     assert not issues
     assert (p["steps"], p["guidance_scale"], p["guidance_scale_2"], p["flow_shift"], p["fps"]) == (7, 3.0, 3.0, 2.5, 24)
     assert p["negative_prompt"] == "blur"
@@ -70,17 +78,21 @@ def test_image_to_video_takes_the_first_frames_aspect_within_the_models_area(ima
 
 
 # -- frames --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("duration", "fps", "frames", "rounded"), [
-    (2.0, 16, 33, True),     # 32 -> 33
-    (5.0, 16, 81, True),     # 80 -> 81
-    (5.0625, 16, 81, False),  # exactly 81
-    (1.0, 24, 25, True),     # 24 -> 25
-    (1.5, 16, 25, True),     # 24 -> 25
-    (3.0625, 16, 49, False),  # exactly 49
-    (0.1, 16, 5, True),      # at least 5
-])
-def test_duration_becomes_4k_plus_1_frames_and_the_rounding_is_reported(duration: float, fps: int, frames: int,
-                                                                       rounded: bool) -> None:
+@pytest.mark.parametrize(
+    ("duration", "fps", "frames", "rounded"),
+    [
+        (2.0, 16, 33, True),  # 32 -> 33
+        (5.0, 16, 81, True),  # 80 -> 81
+        (5.0625, 16, 81, False),  # exactly 81
+        (1.0, 24, 25, True),  # 24 -> 25
+        (1.5, 16, 25, True),  # 24 -> 25
+        (3.0625, 16, 49, False),  # exactly 49
+        (0.1, 16, 5, True),  # at least 5
+    ],
+)
+def test_duration_becomes_4k_plus_1_frames_and_the_rounding_is_reported(
+    duration: float, fps: int, frames: int, rounded: bool
+) -> None:
     sc = scene(duration=duration, fps=fps)
     p, issues, b = prep(sc, model="wan2.1-t2v-1.3b")
     assert not issues
@@ -178,12 +190,18 @@ def test_an_unknown_model_is_an_issue_naming_the_known_ones() -> None:
 
 # -- options -------------------------------------------------------------------------------------------
 def test_bad_options_are_reported_at_plan_time() -> None:
-    b = DiffusersBackend({"name": "diffusers", "dtype": "fp8", "offload": "gpu", "vae_tilling": True,
-                          "warm_models": 0, "device": "tpu"})
+    b = DiffusersBackend(
+        {"name": "diffusers", "dtype": "fp8", "offload": "gpu", "vae_tilling": True, "warm_models": 0, "device": "tpu"}
+    )
     issues: list[Issue] = []
     b.check_ready(issues)
-    assert sorted(fields_of(issues)) == ["backend.device", "backend.dtype", "backend.offload", "backend.vae_tilling",
-                                         "backend.warm_models"]
+    assert sorted(fields_of(issues)) == [
+        "backend.device",
+        "backend.dtype",
+        "backend.offload",
+        "backend.vae_tilling",
+        "backend.warm_models",
+    ]
     assert "vae_tiling" in next(i for i in issues if i.field == "backend.vae_tilling").allowed
 
 
@@ -207,10 +225,14 @@ def test_dtype_and_devices() -> None:
 def test_model_identity_names_what_made_the_pixels(tiny_models_dir: Path, tmp_path: Path) -> None:
     b = DiffusersBackend({"name": "diffusers", "model": "wan2.1-t2v-14b", "revision": "abc123"})
     assert b.model_identity(scene()) == {"model": "Wan-AI/Wan2.1-T2V-14B-Diffusers", "revision": "abc123"}
-    assert b.model_identity(scene(model="wan2.1-t2v-1.3b")) == {"model": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
-                                                                "revision": "main"}
-    assert b.model_identity(scene(model="wan2.1-t2v-1.3b@v2")) == {"model": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
-                                                                   "revision": "v2"}
+    assert b.model_identity(scene(model="wan2.1-t2v-1.3b")) == {
+        "model": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+        "revision": "main",
+    }
+    assert b.model_identity(scene(model="wan2.1-t2v-1.3b@v2")) == {
+        "model": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+        "revision": "v2",
+    }
     assert b.model_identity(scene(model="tiny-t2v")) == {"model": "tiny-t2v@1", "revision": None}
     # a local folder is known by its content, not its path
     a = tmp_path / "a" / "ckpt"
@@ -239,8 +261,10 @@ def test_the_cache_key_changes_with_what_changes_the_pixels(tiny_models_dir: Pat
     fp16 = DiffusersBackend(tiny_config(tiny_models_dir, dtype="float16"))
     assert plan(fp16, scene(seed=1)).jobs[0].key != base
     # the model's identity is in the key: same params, another revision, another key
-    pinned = [DiffusersBackend({"name": "diffusers", "device": "cpu", "model": "wan2.1-t2v-1.3b", "revision": r})
-              for r in ("aaa", "bbb")]
+    pinned = [
+        DiffusersBackend({"name": "diffusers", "device": "cpu", "model": "wan2.1-t2v-1.3b", "revision": r})
+        for r in ("aaa", "bbb")
+    ]
     assert plan(pinned[0], scene(seed=1)).jobs[0].key != plan(pinned[1], scene(seed=1)).jobs[0].key
 
 
@@ -264,7 +288,8 @@ def _fake_hf_cache(root: Path, repo: str) -> None:
 
 
 def test_offline_with_the_model_not_cached_is_a_plan_time_error_with_the_fix(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     b = DiffusersBackend({"name": "diffusers", "device": "cpu", "model": "wan2.1-t2v-1.3b"})

@@ -8,7 +8,7 @@ import threading
 
 import numpy as np
 
-from wanbatch.ffmpeg import read_frames
+from wanbatch.av.ffmpeg import read_frames
 
 from conftest import CountingPreview, blobs
 
@@ -54,8 +54,12 @@ def test_concurrency_is_bounded(compose_demo, run_cfg):
     preview = CountingPreview(cfg["backend"], delay=0.3)
     assert run_cfg(cfg, backends={"preview": preview})[0] == 0
     assert preview.max_active == 2
-    cfg = compose_demo("stitch.enabled=false", "executor.concurrency=8", "backend.max_in_flight=1",
-                       "cache.dir=" + str(compose_demo()["cache"]["dir"]) + "-2")
+    cfg = compose_demo(
+        "stitch.enabled=false",
+        "executor.concurrency=8",
+        "backend.max_in_flight=1",
+        "cache.dir=" + str(compose_demo()["cache"]["dir"]) + "-2",
+    )
     preview = CountingPreview(cfg["backend"], delay=0.2)
     assert run_cfg(cfg, backends={"preview": preview})[0] == 0
     assert preview.max_active == 1  # the backend's own limit holds even with more threads

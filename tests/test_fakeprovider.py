@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from wanbatch.fakeprovider import FakeProvider
-from wanbatch.ffmpeg import probe
+from wanbatch.av.ffmpeg import probe
+from wanbatch.testing.fakeprovider import FakeProvider
 
 import remote_fixtures as rf
 from remote_fixtures import *  # noqa: F403 - fixtures
@@ -45,8 +45,10 @@ def wait_done(http: httpx.Client, url: str, params: dict[str, str] | None, done:
 
 
 def test_gmi_protocol(http: httpx.Client, fake: FakeProvider, assets: Path) -> None:
-    body = {"model": "Wan-AI_Wan2.1-I2V-14B-720P", "payload": {"prompt": "p", "path_to_image": png_data(assets),
-                                                                "video_length": 10, "seed": 4}}
+    body = {
+        "model": "Wan-AI_Wan2.1-I2V-14B-720P",
+        "payload": {"prompt": "p", "path_to_image": png_data(assets), "video_length": 10, "seed": 4},
+    }
     sub = http.post(GMI, json=body).json()
     assert set(sub) == {"request_id", "model", "status", "created_at", "updated_at", "queued_at"}
     assert sub["status"] == "queued"
@@ -65,12 +67,21 @@ def test_gmi_protocol(http: httpx.Client, fake: FakeProvider, assets: Path) -> N
 
 
 def test_aiml_protocol(http: httpx.Client, assets: Path) -> None:
-    body = {"model": "alibaba/wan-2-7-i2v", "prompt": "p", "image_url": "https://x.example/a.png",
-            "resolution": "720p", "duration": 3}
+    body = {
+        "model": "alibaba/wan-2-7-i2v",
+        "prompt": "p",
+        "image_url": "https://x.example/a.png",
+        "resolution": "720p",
+        "duration": 3,
+    }
     sub = http.post("/v2/video/generations", json=body).json()
     assert set(sub) == {"id", "status"}
-    done = wait_done(http, "/v2/video/generations", {"generation_id": sub["id"]},
-                     lambda d: d["status"] not in ("queued", "generating"))
+    done = wait_done(
+        http,
+        "/v2/video/generations",
+        {"generation_id": sub["id"]},
+        lambda d: d["status"] not in ("queued", "generating"),
+    )
     assert done["status"] == "completed" and done["error"] is None
     data = http.get(done["video"]["url"]).content
     path = assets.parent / "aiml.mp4"
@@ -80,42 +91,80 @@ def test_aiml_protocol(http: httpx.Client, assets: Path) -> None:
 
 
 def test_novita_protocol(http: httpx.Client) -> None:
-    sub = http.post("/v3/async/wan-t2v", json={"model_name": "wan2.1-t2v", "prompt": "p", "width": 480,
-                                                "height": 832}).json()
+    sub = http.post(
+        "/v3/async/wan-t2v", json={"model_name": "wan2.1-t2v", "prompt": "p", "width": 480, "height": 832}
+    ).json()
     assert set(sub) == {"task_id"}
     first = http.get("/v3/async/task-result", params={"task_id": sub["task_id"]}).json()
     assert first["task"]["status"] in ("TASK_STATUS_QUEUED", "TASK_STATUS_PROCESSING")
     assert 0 < first["task"]["eta"] <= 0.1 and first["videos"] == []
-    done = wait_done(http, "/v3/async/task-result", {"task_id": sub["task_id"]},
-                     lambda d: d["task"]["status"] == "TASK_STATUS_SUCCEED")
+    done = wait_done(
+        http,
+        "/v3/async/task-result",
+        {"task_id": sub["task_id"]},
+        lambda d: d["task"]["status"] == "TASK_STATUS_SUCCEED",
+    )
     (video,) = done["videos"]
     assert video["video_type"] == "mp4" and video["video_url_ttl"] == "3600"
 
 
-@pytest.mark.parametrize(("path", "body", "error"), [
-    (GMI, {"model": "Wan-AI_Wan2.1-I2V-14B-720P", "payload": {"prompt": "p"}}, "`payload.path_to_image` is required"),
-    (GMI, {"model": "Wan-AI_Wan2.1-I2V-14B-720P", "payload": {"prompt": "p", "path_to_image": "bm90IGFuIGltYWdl",
-                                                              "video_length": 7}},
-     "`payload.path_to_image` must be base64 image data (not a PNG"),
-    (GMI, {"model": "Wan-AI_Wan2.1-FLF2V-14B-720P", "payload": {"prompt": "p", "first_frame_image": "https://a",
-                                                                "last_frame_image": "x"}},
-     "`payload.first_frame_image` must be base64 image data"),
-    (GMI, {"model": "wan2.7-i2v", "payload": {"duration": 16, "resolution": "480P", "first_frame": "a.png"}},
-     "`payload.first_frame` must be an http(s) URL"),
-    (GMI, {"model": "wan2.7-i2v", "payload": {"seed": -1}}, "`payload.seed` must be an integer from 0"),
-    (GMI, {"model": "nope", "payload": {}}, "`model` must be one of"),
-    ("/v2/video/generations", {"model": "alibaba/wan-2-7-i2v", "prompt": "p"}, "`image_url` is required"),
-    ("/v2/video/generations", {"model": "alibaba/wan-2-7-i2v", "prompt": "p", "image_url": "https://a",
-                               "resolution": "720P"}, "`resolution` must be one of 720p, 1080p"),
-    ("/v3/async/wan-t2v", {"model_name": "wan2.1-t2v", "prompt": "p", "width": 832, "height": 832},
-     "must be one of"),
-    ("/v3/async/wan-t2v", {"model_name": "wan2.1-t2v", "prompt": "p", "steps": 41, "duration": 5},
-     "`duration` is not a known field"),
-    ("/v3/async/wan-t2v", {"model_name": "wan2.1-t2v", "prompt": "p", "guidance_scale": True},
-     "`guidance_scale` must be a number"),
-])
-def test_payloads_are_checked_as_documented(http: httpx.Client, fake: FakeProvider, path: str,
-                                            body: dict[str, Any], error: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "body", "error"),
+    [
+        (
+            GMI,
+            {"model": "Wan-AI_Wan2.1-I2V-14B-720P", "payload": {"prompt": "p"}},
+            "`payload.path_to_image` is required",
+        ),
+        (
+            GMI,
+            {
+                "model": "Wan-AI_Wan2.1-I2V-14B-720P",
+                "payload": {"prompt": "p", "path_to_image": "bm90IGFuIGltYWdl", "video_length": 7},
+            },
+            "`payload.path_to_image` must be base64 image data (not a PNG",
+        ),
+        (
+            GMI,
+            {
+                "model": "Wan-AI_Wan2.1-FLF2V-14B-720P",
+                "payload": {"prompt": "p", "first_frame_image": "https://a", "last_frame_image": "x"},
+            },
+            "`payload.first_frame_image` must be base64 image data",
+        ),
+        (
+            GMI,
+            {"model": "wan2.7-i2v", "payload": {"duration": 16, "resolution": "480P", "first_frame": "a.png"}},
+            "`payload.first_frame` must be an http(s) URL",
+        ),
+        (GMI, {"model": "wan2.7-i2v", "payload": {"seed": -1}}, "`payload.seed` must be an integer from 0"),
+        (GMI, {"model": "nope", "payload": {}}, "`model` must be one of"),
+        ("/v2/video/generations", {"model": "alibaba/wan-2-7-i2v", "prompt": "p"}, "`image_url` is required"),
+        (
+            "/v2/video/generations",
+            {"model": "alibaba/wan-2-7-i2v", "prompt": "p", "image_url": "https://a", "resolution": "720P"},
+            "`resolution` must be one of 720p, 1080p",
+        ),
+        (
+            "/v3/async/wan-t2v",
+            {"model_name": "wan2.1-t2v", "prompt": "p", "width": 832, "height": 832},
+            "must be one of",
+        ),
+        (
+            "/v3/async/wan-t2v",
+            {"model_name": "wan2.1-t2v", "prompt": "p", "steps": 41, "duration": 5},
+            "`duration` is not a known field",
+        ),
+        (
+            "/v3/async/wan-t2v",
+            {"model_name": "wan2.1-t2v", "prompt": "p", "guidance_scale": True},
+            "`guidance_scale` must be a number",
+        ),
+    ],
+)
+def test_payloads_are_checked_as_documented(
+    http: httpx.Client, fake: FakeProvider, path: str, body: dict[str, Any], error: str
+) -> None:
     resp = http.post(path, json=body)
     assert resp.status_code == 400
     assert error in resp.json()["error"]["message"]
@@ -128,8 +177,10 @@ def test_a_key_is_required_and_never_echoed(fake: FakeProvider) -> None:
     for headers in ({}, {"Authorization": "Bearer wrong-key-xyz"}):
         resp = httpx.post(f"{fake.url}/v3/async/wan-t2v", json=body, headers=headers)
         assert resp.status_code == 401 and "NOVITA_API_KEY" in resp.text and "wrong-key-xyz" not in resp.text
-    assert httpx.post(f"{fake.url}/v3/async/wan-t2v", json=body,
-                      headers={"Authorization": "Bearer right"}).status_code == 200
+    assert (
+        httpx.post(f"{fake.url}/v3/async/wan-t2v", json=body, headers={"Authorization": "Bearer right"}).status_code
+        == 200
+    )
 
 
 def test_status_faults_and_retry_after(http: httpx.Client, fake: FakeProvider) -> None:
@@ -165,15 +216,23 @@ def test_answer_faults(fake: FakeProvider) -> None:
 def test_result_faults(http: httpx.Client, fake: FakeProvider, kind: str, status: str) -> None:
     fake.fault(kind, reason="nope")
     sub = http.post("/v3/async/wan-t2v", json={"model_name": "wan2.1-t2v", "prompt": "p"}).json()
-    done = wait_done(http, "/v3/async/task-result", {"task_id": sub["task_id"]},
-                     lambda d: d["task"]["status"] not in ("TASK_STATUS_QUEUED", "TASK_STATUS_PROCESSING"))
+    done = wait_done(
+        http,
+        "/v3/async/task-result",
+        {"task_id": sub["task_id"]},
+        lambda d: d["task"]["status"] not in ("TASK_STATUS_QUEUED", "TASK_STATUS_PROCESSING"),
+    )
     assert (done["task"]["status"], done["task"]["reason"], done["videos"]) == (status, "nope", [])
 
 
 def test_download_faults(http: httpx.Client, fake: FakeProvider) -> None:
     sub = http.post("/v3/async/wan-t2v", json={"model_name": "wan2.1-t2v", "prompt": "p"}).json()
-    done = wait_done(http, "/v3/async/task-result", {"task_id": sub["task_id"]},
-                     lambda d: d["task"]["status"] == "TASK_STATUS_SUCCEED")
+    done = wait_done(
+        http,
+        "/v3/async/task-result",
+        {"task_id": sub["task_id"]},
+        lambda d: d["task"]["status"] == "TASK_STATUS_SUCCEED",
+    )
     url = done["videos"][0]["video_url"]
     whole = http.get(url).content
     fake.fault("404")
@@ -192,7 +251,7 @@ def test_download_faults(http: httpx.Client, fake: FakeProvider) -> None:
 
 
 def test_a_job_s_clip_is_made_while_the_job_runs(http: httpx.Client, fake: FakeProvider) -> None:
-    from wanbatch.fakeprovider import video
+    from wanbatch.testing.fakeprovider import video
 
     fake.configure(latency_s=3.0, fps=5)  # a frame rate no other test uses: this clip is not made yet
     sub = http.post("/v3/async/wan-t2v", json={"model_name": "wan2.1-t2v", "prompt": "p", "seed": 3}).json()
@@ -220,8 +279,22 @@ def test_control_over_http(http: httpx.Client, fake: FakeProvider) -> None:
 
 def test_users_can_run_it_from_the_command_line(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "wanbatch.fakeprovider", "--port", "0", "--latency", "0.1",
-                             "--fault", "503:poll:1"], stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wanbatch.testing.fakeprovider",
+            "--port",
+            "0",
+            "--latency",
+            "0.1",
+            "--fault",
+            "503:poll:1",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -239,7 +312,7 @@ def test_users_can_run_it_from_the_command_line(tmp_path: Path) -> None:
 
 def test_200_jobs_at_concurrency_50(remote: rf.Remote) -> None:
     """The benchmark's load (there with 2 s of latency), through the real backend and the local executor."""
-    from wanbatch.executors.local import LocalExecutor
+    from wanbatch.execute.local import LocalExecutor
 
     remote.fake.configure(latency_s=1.0)
     poll = {"initial_s": 0.8, "interval_s": 0.5, "backoff": 1.5, "max_interval_s": 2, "jitter": 0.2}
@@ -258,5 +331,7 @@ def test_200_jobs_at_concurrency_50(remote: rf.Remote) -> None:
     assert stats["max_active"]["novita"] == 50
     # 4 waves of 50 jobs of 1 s each: 4 s of provider time; the rest is overhead (probe, cache, threads).
     assert wall < 20, (wall, cpu)
-    print(f"\n200 jobs, concurrency 50, 1 s latency: {wall:.1f} s wall, {cpu:.1f} s CPU in this process, "
-          f"{polls_per_job:.2f} polls/job, fake threads alive {threading.active_count()}")
+    print(
+        f"\n200 jobs, concurrency 50, 1 s latency: {wall:.1f} s wall, {cpu:.1f} s CPU in this process, "
+        f"{polls_per_job:.2f} polls/job, fake threads alive {threading.active_count()}"
+    )

@@ -11,8 +11,8 @@ from pathlib import Path
 import diffusers
 import pytest
 
-from wanbatch.models import MODELS, TINY_MODELS, UnknownModel, folder_identity, resolve, split_revision
-from wanbatch.models.registry import spec_from_folder
+from wanbatch.backends.local.models import MODELS, TINY_MODELS, UnknownModel, folder_identity, resolve, split_revision
+from wanbatch.backends.local.models.registry import spec_from_folder
 
 from local_fixtures import tiny_models_dir
 
@@ -113,7 +113,9 @@ def test_folder_identity_is_content_not_path(tiny_models_dir: Path, tmp_path: Pa
 
 
 def test_the_registry_imports_without_torch() -> None:
-    code = "import sys, wanbatch.models, wanbatch.backends.diffusers, wanbatch.backends.xdit; " \
-           "print(sorted(m for m in ('torch', 'diffusers', 'xfuser') if m in sys.modules))"
+    code = (
+        "import sys, wanbatch.backends.local.models, wanbatch.backends.local.diffusers, wanbatch.backends.local.xdit; "
+        "print(sorted(m for m in ('torch', 'diffusers', 'xfuser') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from wanbatch.models.tiny import MARKER, TINY_MODELS, build_tiny, ensure_tiny, tiny_folder
+from wanbatch.backends.local.models.tiny import MARKER, TINY_MODELS, build_tiny, ensure_tiny, tiny_folder
 
 from local_fixtures import tiny_models_dir
 
@@ -17,8 +17,11 @@ __all__ = ["tiny_models_dir"]
 
 
 def digest(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_building_twice_gives_the_same_bytes_and_leaves_the_global_rng_alone(tmp_path: Path) -> None:
@@ -34,13 +37,17 @@ def test_building_twice_gives_the_same_bytes_and_leaves_the_global_rng_alone(tmp
     assert a == b
 
 
-@pytest.mark.parametrize(("name", "cls", "image_encoder"), [
-    ("tiny-t2v", "WanPipeline", False),
-    ("tiny-i2v", "WanImageToVideoPipeline", True),
-    ("tiny-flf2v", "WanImageToVideoPipeline", True),
-])
-def test_tiny_models_load_through_from_pretrained_offline(tiny_models_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          name: str, cls: str, image_encoder: bool) -> None:
+@pytest.mark.parametrize(
+    ("name", "cls", "image_encoder"),
+    [
+        ("tiny-t2v", "WanPipeline", False),
+        ("tiny-i2v", "WanImageToVideoPipeline", True),
+        ("tiny-flf2v", "WanImageToVideoPipeline", True),
+    ],
+)
+def test_tiny_models_load_through_from_pretrained_offline(
+    tiny_models_dir: Path, monkeypatch: pytest.MonkeyPatch, name: str, cls: str, image_encoder: bool
+) -> None:
     import diffusers
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -80,7 +87,7 @@ def test_concurrent_builds_give_the_same_weights_as_sequential_ones(tmp_path):
     import hashlib
     from concurrent.futures import ThreadPoolExecutor
 
-    from wanbatch.models.tiny import ensure_tiny
+    from wanbatch.backends.local.models.tiny import ensure_tiny
 
     names = ["tiny-t2v", "tiny-i2v", "tiny-flf2v"]
     with ThreadPoolExecutor(3) as pool:
@@ -88,8 +95,10 @@ def test_concurrent_builds_give_the_same_weights_as_sequential_ones(tmp_path):
     alone = {n: ensure_tiny(n, tmp_path / "alone") for n in names}
 
     def digest(folder):
-        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(folder.rglob("*.safetensors"))}
+        return {
+            str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*.safetensors"))
+        }
 
     for n in names:
         assert digest(together[n]) == digest(alone[n]), n
@@ -99,9 +108,9 @@ RACE = """
 import sys, threading
 from pathlib import Path
 from PIL import Image
-from wanbatch.models.construction import diffusers_attr
-from wanbatch.models.tiny import ensure_tiny
-from wanbatch.pipelines import load_images
+from wanbatch.backends.local.models.construction import diffusers_attr
+from wanbatch.backends.local.models.tiny import ensure_tiny
+from wanbatch.backends.local.pipelines import load_images
 
 folder = Path(sys.argv[1])
 Image.new("RGB", (16, 16)).save(folder / "first.png")

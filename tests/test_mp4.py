@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from wanbatch.encode import EncodeSettings, write_clip
-from wanbatch.mp4 import boxes, file_boxes, find, read_moov, read_movie
+from wanbatch.av.encode import EncodeSettings, write_clip
+from wanbatch.av.mp4 import boxes, file_boxes, find, read_moov, read_movie
 
 
 def box(kind: bytes, payload: bytes = b"") -> bytes:
@@ -25,9 +25,11 @@ def clip(path: Path, *, audio: bool) -> Path:
 def test_boxes_and_find_walk_nested_boxes():
     buf = box(b"free", b"xy") + box(b"trak", box(b"mdia", box(b"hdlr", b"1234") + box(b"mdhd", b"5678")))
     assert [(b.kind, b.start, b.payload, b.end) for b in boxes(buf, 0, len(buf))] == [
-        (b"free", 0, 8, 10), (b"trak", 10, 18, len(buf))]
+        (b"free", 0, 8, 10),
+        (b"trak", 10, 18, len(buf)),
+    ]
     mdhd = find(buf, 0, len(buf), b"trak", b"mdia", b"mdhd")
-    assert mdhd is not None and buf[mdhd.payload:mdhd.end] == b"5678"
+    assert mdhd is not None and buf[mdhd.payload : mdhd.end] == b"5678"
     assert find(buf, 0, len(buf), b"trak", b"minf") is None
 
 
@@ -37,8 +39,9 @@ def test_boxes_stop_at_a_box_that_overruns_its_container():
 
 
 def test_file_boxes_follow_64_bit_and_to_the_end_sizes():
-    data = (box(b"ftyp", b"isom") + struct.pack(">I4sQ", 1, b"mdat", 20) + b"abcd"
-            + struct.pack(">I4s", 0, b"free") + b"z")
+    data = (
+        box(b"ftyp", b"isom") + struct.pack(">I4sQ", 1, b"mdat", 20) + b"abcd" + struct.pack(">I4s", 0, b"free") + b"z"
+    )
     found = [(b.kind, b.payload, b.end) for b in file_boxes(io.BytesIO(data))]
     assert found == [(b"ftyp", 8, 12), (b"mdat", 28, 32), (b"free", 40, len(data))]
 
@@ -46,7 +49,7 @@ def test_file_boxes_follow_64_bit_and_to_the_end_sizes():
 def test_a_cut_off_file_shows_as_a_last_box_past_its_end(tmp_path):
     data = clip(tmp_path / "a.mp4", audio=True).read_bytes()
     assert list(file_boxes(io.BytesIO(data)))[-1].end == len(data)
-    cut = data[:len(data) - 100]
+    cut = data[: len(data) - 100]
     assert list(file_boxes(io.BytesIO(cut)))[-1].end > len(cut)
 
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from wanbatch.ffmpeg import probe, read_frames
+from wanbatch.av.ffmpeg import probe, read_frames
 
 from conftest import PROJECT
 
@@ -52,11 +52,14 @@ def test_first_and_last_frames_and_driving_audio(compose_demo, run_cfg):
     # the driving audio is audible (the others carry a silent track for uniform joins)
     import subprocess
 
-    from wanbatch.ffmpeg import ffmpeg_exe
+    from wanbatch.av.ffmpeg import ffmpeg_exe
 
     def mean_volume(path):
-        err = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path), "-af", "volumedetect", "-f", "null", "-"],
-                             capture_output=True, text=True).stderr
+        err = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-i", str(path), "-af", "volumedetect", "-f", "null", "-"],
+            capture_output=True,
+            text=True,
+        ).stderr
         return float(err.split("mean_volume:")[1].split("dB")[0])
 
     assert mean_volume(clips["harbour_voice"]) > -30

@@ -18,16 +18,18 @@ from typing import Any
 
 import pytest
 
-from wanbatch import run as run_module
-from wanbatch.backends.base import RenderContext, RenderResult
+from wanbatch.backends import build_backends
 from wanbatch.backends.preview import PreviewBackend
-from wanbatch.cache import Cache
-from wanbatch.config import RECIPES_DIR, backend_configs, compose
+from wanbatch.cache.store import Cache
+from wanbatch.config.load import RECIPES_DIR, backend_configs, load_config
+from wanbatch.core.backend import BackendKind, RenderContext, RenderResult
+from wanbatch.core.job import Job
+from wanbatch.core.plan import make_plan
+from wanbatch.core.project import load_project
 from wanbatch.errors import Cancelled
-from wanbatch.executors.ray import RayExecutor, check_config, release_actors
-from wanbatch.plan import Job, make_plan
-from wanbatch.project import load_project
-from wanbatch.run import run_project
+from wanbatch.execute.ray.executor import RayExecutor, check_config, release_actors
+from wanbatch.runs import run as run_module
+from wanbatch.runs.run import run_project
 
 from conftest import PROJECT
 
@@ -54,7 +56,7 @@ class ActorPreview(PreviewBackend):
     is given that scene, counted in files under `marks`; `delay: {scene: s}` waits s seconds (or until
     cancelled) before rendering."""
 
-    kind = "local"
+    kind = BackendKind.LOCAL
 
     def render(self, job: Job, ctx: RenderContext) -> RenderResult:
         times = int(self.config.get("die", {}).get(job.id, 0))
@@ -84,8 +86,10 @@ def _digest(run_dir: Path, clip: str | None) -> str | None:
 
 def _fingerprint(run_dir: Path) -> list[tuple[Any, ...]]:
     """What must not depend on the executor: per scene its status, key, seed, model and clip bytes."""
-    return [(s["id"], s["status"], s["cache_key"], s["seed"], s["model"], _digest(run_dir, s["clip"]))
-            for s in _manifest(run_dir)["scenes"]]
+    return [
+        (s["id"], s["status"], s["cache_key"], s["seed"], s["model"], _digest(run_dir, s["clip"]))
+        for s in _manifest(run_dir)["scenes"]
+    ]
 
 
 @pytest.fixture
@@ -108,7 +112,7 @@ def executors(monkeypatch) -> list[Any]:
 def local_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[tuple[Any, ...]], str | None]:
     """The demo rendered by executor=local: its fingerprint and its film's digest, the reference."""
     tmp = tmp_path_factory.mktemp("local-demo")
-    cfg = compose(DEMO, [f"cache.dir={tmp / 'cache'}", "executor.progress=none"])
+    cfg = load_config(DEMO, [f"cache.dir={tmp / 'cache'}", "executor.progress=none"])
     assert run_project(cfg, tmp / "run", DEMO.parent, out=io.StringIO()) == 0
     return _fingerprint(tmp / "run"), _digest(tmp / "run", "film.mp4")
 
@@ -138,16 +142,23 @@ def test_ray_renders_the_same_clips_and_manifest_as_local(kind, local_demo, comp
     assert executors[-1].workers == []
 
 
-@pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("torch", "diffusers", "transformers")),
-                    reason="needs the `local` extra (torch, diffusers)")
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("torch", "diffusers", "transformers")),
+    reason="needs the `local` extra (torch, diffusers)",
+)
 def test_tiny_wan_models_load_once_per_actor_and_match_local(tmp_path, compose_demo, run_cfg, executors):
     """Two tiny random-weight Wan models, two scenes each (one chained). Each actor loads each model it
     renders once, counted by its pipeline pool (`warm` is false only on the render that loaded it). The
     pool may keep both models, so this holds whichever jobs an idle actor takes to stay busy."""
+
     def tiny_cfg(*overrides: str) -> dict[str, Any]:
         cfg = compose_demo("stitch.enabled=false", "report=false", *overrides)
-        cfg["backend"] = {"name": "diffusers", "model": "tiny-t2v", "models_dir": str(tmp_path / "models"),
-                          "warm_models": 2}
+        cfg["backend"] = {
+            "name": "diffusers",
+            "model": "tiny-t2v",
+            "models_dir": str(tmp_path / "models"),
+            "warm_models": 2,
+        }
         cfg["project"]["defaults"] = {}
         cfg["scenes"] = [
             {"id": "fox", "prompt": "a red fox in snow", "seed": 1},
@@ -260,7 +271,8 @@ def test_a_key_another_process_is_rendering_is_waited_for_then_served_from_the_c
     """The driver never blocks on a key's lock: it runs the other jobs, and when the other holder has
     stored the clip, takes it from the cache instead of rendering it again (what sweep members rely on)."""
     cfg = compose_demo("executor=ray", "stitch.enabled=false", "report=false")
-    plan = make_plan(load_project(cfg, PROJECT.parent, backend_configs(cfg)))
+    project = load_project(cfg, PROJECT.parent, backend_configs(cfg))
+    plan = make_plan(project, build_backends(project.backend_configs))
     key = plan.job("sunrise").key
     other = Cache(cfg["cache"]["dir"])
     held, release = threading.Event(), threading.Event()
@@ -292,8 +304,10 @@ def test_a_key_another_process_is_rendering_is_waited_for_then_served_from_the_c
 
 def test_ray_executor_config_is_checked_up_front(tmp_path):
     assert check_config({"name": "ray", "num_gpus": 2}) == []
-    problems = {i.field: str(i) for i in check_config(
-        {"name": "ray", "num_gpus": -1, "num_actors": 0, "adress": "auto", "concurrency": "8"})}
+    problems = {
+        i.field: str(i)
+        for i in check_config({"name": "ray", "num_gpus": -1, "num_actors": 0, "adress": "auto", "concurrency": "8"})
+    }
     assert set(problems) == {"executor.num_gpus", "executor.num_actors", "executor.adress", "executor.concurrency"}
     assert "unknown option; known:" in problems["executor.adress"] and "address" in problems["executor.adress"]
     joined = {i.field: str(i) for i in check_config({"address": "auto", "num_gpus": 2})}

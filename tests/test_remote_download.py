@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wanbatch.backends import remote_download
-from wanbatch.backends.remote_download import check_video, mp4_whole
-from wanbatch.backends.remote_probe import Opened, Prober
-from wanbatch.encode import EncodeSettings, write_clip
+from wanbatch.av.encode import EncodeSettings, write_clip
+from wanbatch.av.ffmpeg import probe
+from wanbatch.av.mp4 import boxes, file_boxes, find
+from wanbatch.backends.remote import download as remote_download
+from wanbatch.backends.remote.download import check_video, mp4_whole
+from wanbatch.backends.remote.probe import Opened, Prober
 from wanbatch.errors import DownloadError
-from wanbatch.fakeprovider.video import tagged
-from wanbatch.ffmpeg import probe
-from wanbatch.mp4 import boxes, file_boxes, find
+from wanbatch.testing.fakeprovider.video import tagged
 
 import remote_fixtures as rf
 
@@ -71,8 +71,9 @@ def test_a_whole_mp4_is_checked_without_starting_ffmpeg_and_anything_else_goes_t
 def test_an_mp4_whose_samples_are_listed_past_its_end_never_passes(clips: dict[str, Path], tmp_path: Path) -> None:
     data = bytearray(clips["ok0"].read_bytes())
     moov = next(b for b in file_boxes(io.BytesIO(bytes(data))) if b.kind == b"moov")
-    vide = next(t for t in boxes(data, moov.payload, moov.end)
-                if t.kind == b"trak" and b"vide" in data[t.payload:t.end])
+    vide = next(
+        t for t in boxes(data, moov.payload, moov.end) if t.kind == b"trak" and b"vide" in data[t.payload : t.end]
+    )
     stco = find(data, vide.payload, vide.end, b"mdia", b"minf", b"stbl", b"stco")
     assert stco is not None
     struct.pack_into(">I", data, stco.payload + 8, len(data))  # its first chunk now starts at the end of the file

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from wanbatch.config import compose
-from wanbatch.fakeprovider import FakeProvider
-from wanbatch.ffmpeg import probe
-from wanbatch.run import run_project
+from wanbatch.av.ffmpeg import probe
+from wanbatch.config.load import load_config
+from wanbatch.runs.run import run_project
+from wanbatch.testing.fakeprovider import FakeProvider
 
 import remote_fixtures as rf
 from remote_fixtures import *  # noqa: F403 - fixtures
@@ -50,10 +50,11 @@ def uploads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def test_remote_mix_renders_one_film_from_all_five_backends(fake: FakeProvider, api_keys: dict[str, str],
-                                                             uploads: Path, tmp_path: Path) -> None:
+def test_remote_mix_renders_one_film_from_all_five_backends(
+    fake: FakeProvider, api_keys: dict[str, str], uploads: Path, tmp_path: Path
+) -> None:
     fake.configure(latency_s=0.5)
-    cfg = compose(RECIPE / "project.yaml", overrides(fake.url, tmp_path / "cache"))
+    cfg = load_config(RECIPE / "project.yaml", overrides(fake.url, tmp_path / "cache"))
     code = run_project(cfg, tmp_path / "run1", RECIPE, out=io.StringIO())
     assert code == 0
     got = scenes(tmp_path / "run1")
@@ -81,9 +82,10 @@ def test_remote_mix_renders_one_film_from_all_five_backends(fake: FakeProvider, 
     print(f"\nremote_mix: {polls:.1f} polls per job")
 
 
-def test_an_invalid_remote_project_exits_2_and_sends_nothing(fake: FakeProvider, api_keys: dict[str, str],
-                                                              uploads: Path, tmp_path: Path) -> None:
-    cfg = compose(RECIPE / "project.yaml", [*overrides(fake.url, tmp_path / "cache"), "++scenes.1.duration=7"])
+def test_an_invalid_remote_project_exits_2_and_sends_nothing(
+    fake: FakeProvider, api_keys: dict[str, str], uploads: Path, tmp_path: Path
+) -> None:
+    cfg = load_config(RECIPE / "project.yaml", [*overrides(fake.url, tmp_path / "cache"), "++scenes.1.duration=7"])
     assert run_project(cfg, tmp_path / "run", RECIPE, out=io.StringIO()) == 2
     assert fake.stats()["total"] == {}
     assert not (tmp_path / "cache").exists()
@@ -95,14 +97,20 @@ def _cli(*args: str) -> list[str]:
 
 
 def test_a_run_killed_mid_flight_is_finished_by_the_next_without_paying_twice(
-        fake: FakeProvider, api_keys: dict[str, str], uploads: Path, tmp_path: Path) -> None:
+    fake: FakeProvider, api_keys: dict[str, str], uploads: Path, tmp_path: Path
+) -> None:
     fake.configure(latency_s=3.0, latency_by_model={"wan2.7-i2v": 0.5})  # the finale runs after the kill
     cache = tmp_path / "cache"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     args = ["--config-dir", str(RECIPE), "--config-name", "project", *overrides(fake.url, cache)]
 
-    first = subprocess.Popen(_cli(*args, f"hydra.run.dir={tmp_path / 'run1'}"), cwd=REPO, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    first = subprocess.Popen(
+        _cli(*args, f"hydra.run.dir={tmp_path / 'run1'}"),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     # The four scenes without a parent are submitted at once; the chained finale waits for its parent.
     deadline = time.monotonic() + 60
     while fake.stats()["total"].get("submissions", 0) < 4:
@@ -115,8 +123,14 @@ def test_a_run_killed_mid_flight_is_finished_by_the_next_without_paying_twice(
     in_flight = {j["id"] for j in fake.jobs()}
     assert len(in_flight) == 4 and any(j["status"] != "success" for j in fake.jobs())
 
-    second = subprocess.run(_cli(*args, f"hydra.run.dir={tmp_path / 'run2'}"), cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=120)
+    second = subprocess.run(
+        _cli(*args, f"hydra.run.dir={tmp_path / 'run2'}"),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
     got = scenes(tmp_path / "run2")
     assert all(s["status"] in ("rendered", "cached") for s in got.values())
@@ -133,15 +147,22 @@ def test_a_run_killed_mid_flight_is_finished_by_the_next_without_paying_twice(
     assert all(k not in second.stdout + second.stderr for k in rf.KEYS.values())
 
 
-def test_the_storyboard_renders_on_a_remote_backend_by_switching_config(fake: FakeProvider,
-                                                                         api_keys: dict[str, str],
-                                                                         uploads: Path, tmp_path: Path) -> None:
+def test_the_storyboard_renders_on_a_remote_backend_by_switching_config(
+    fake: FakeProvider, api_keys: dict[str, str], uploads: Path, tmp_path: Path
+) -> None:
     """recipes/storyboard/remote.yaml: the same storyboard, its model scenes sent to GMI wan2.7-i2v
     (text, first frame, first/last pair, driving audio, a chained frame), stitched with the rest."""
     fake.configure(latency_s=0.3)
     storyboard = REPO / "recipes" / "storyboard"
-    cfg = compose(storyboard / "remote.yaml", [f"backend.base_url={fake.url}", f"backend.poll={POLL}",
-                                               f"cache.dir={tmp_path / 'cache'}", "executor.progress=none"])
+    cfg = load_config(
+        storyboard / "remote.yaml",
+        [
+            f"backend.base_url={fake.url}",
+            f"backend.poll={POLL}",
+            f"cache.dir={tmp_path / 'cache'}",
+            "executor.progress=none",
+        ],
+    )
     code = run_project(cfg, tmp_path / "run", storyboard, out=io.StringIO())
     assert code == 0
     got = scenes(tmp_path / "run")

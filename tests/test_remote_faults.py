@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from wanbatch.backends.remote import AmbiguousSubmit
+from wanbatch.backends.remote.base import AmbiguousSubmit
 from wanbatch.errors import DownloadError, ProviderError, RenderError
 
 import remote_fixtures as rf
@@ -121,8 +121,7 @@ def test_polls_that_keep_failing_give_up_and_keep_the_journal(remote: rf.Remote)
 
 @pytest.mark.parametrize("provider", ["gmi", "aiml", "novita"])
 @pytest.mark.parametrize("kind", ["failed", "cancelled"])
-def test_failed_or_cancelled_is_a_provider_error_with_the_reason(remote: rf.Remote, provider: str,
-                                                                 kind: str) -> None:
+def test_failed_or_cancelled_is_a_provider_error_with_the_reason(remote: rf.Remote, provider: str, kind: str) -> None:
     remote.fake.fault(kind, reason=f"content policy ({kind})")
     job, backend = remote.job(SCENES[provider])
     with pytest.raises(ProviderError, match=rf"content policy \({kind}\)") as err:
@@ -134,7 +133,7 @@ def test_failed_or_cancelled_is_a_provider_error_with_the_reason(remote: rf.Remo
 
 
 def test_a_poll_answer_of_unknown_shape_fails_loudly(remote: rf.Remote, monkeypatch: pytest.MonkeyPatch) -> None:
-    from wanbatch.fakeprovider import protocols
+    from wanbatch.testing.fakeprovider import protocols
 
     real = protocols.status_answer
     monkeypatch.setattr(protocols, "status_answer", lambda *a, **k: {**real(*a, **k), "status": "exploded"})
@@ -164,9 +163,10 @@ def test_a_truncated_download_is_retried(remote: rf.Remote) -> None:
     assert result.video.stat().st_size > 1000
 
 
-@pytest.mark.parametrize(("kind", "match"), [("truncate", "RemoteProtocolError"),
-                                             ("truncate_unsized", "cut short"),
-                                             ("not_video", "not a video")])
+@pytest.mark.parametrize(
+    ("kind", "match"),
+    [("truncate", "RemoteProtocolError"), ("truncate_unsized", "cut short"), ("not_video", "not a video")],
+)
 def test_a_bad_download_never_passes(remote: rf.Remote, kind: str, match: str) -> None:
     remote.fake.fault(kind, times=-1)
     job, backend = remote.job(NOVITA)

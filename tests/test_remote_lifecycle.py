@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from wanbatch.backends.remote_limits import ProviderPool
-from wanbatch.backends.remote_secrets import RedactingFilter, redact, register_secret
+from wanbatch.backends.remote.limits import ProviderPool
+from wanbatch.backends.remote.secrets import RedactingFilter, redact, register_secret
 from wanbatch.errors import Cancelled, ProviderError, RenderError
 
 import remote_fixtures as rf
@@ -130,12 +130,22 @@ def test_max_in_flight_is_shared_by_every_backend_of_a_provider(remote: rf.Remot
     remote.fake.configure(latency_s=0.3)
     i2v = remote.backend("gmi_wan21_i2v", max_in_flight=2)
     flf = remote.backend("gmi_wan21_flf2v", max_in_flight=3)  # the strictest live limit rules: 2
-    scenes = [{"id": f"a{i}", "backend": "gmi_wan21_i2v", "prompt": "p", "image": "first.png", "seed": i}
-              for i in range(3)]
-    scenes += [{"id": f"b{i}", "backend": "gmi_wan21_flf2v", "prompt": "p", "image": "first.png",
-                "last_image": "last.png", "seed": i} for i in range(3)]
-    from wanbatch.plan import make_plan
-    from wanbatch.project import load_project
+    scenes = [
+        {"id": f"a{i}", "backend": "gmi_wan21_i2v", "prompt": "p", "image": "first.png", "seed": i} for i in range(3)
+    ]
+    scenes += [
+        {
+            "id": f"b{i}",
+            "backend": "gmi_wan21_flf2v",
+            "prompt": "p",
+            "image": "first.png",
+            "last_image": "last.png",
+            "seed": i,
+        }
+        for i in range(3)
+    ]
+    from wanbatch.core.plan import make_plan
+    from wanbatch.core.project import load_project
 
     cfg = {"project": {"name": "t"}, "backend": {"name": "gmi_wan21_i2v"}, "scenes": scenes}
     backends = {"gmi_wan21_i2v": i2v, "gmi_wan21_flf2v": flf}
@@ -166,8 +176,9 @@ def test_requests_per_second_spaces_every_api_call() -> None:
 
 def test_polls_back_off(remote: rf.Remote) -> None:
     remote.fake.configure(latency_s=1.2)
-    job, backend = remote.job(GMI, poll={"initial_s": 0.1, "interval_s": 0.1, "backoff": 2.0, "jitter": 0.0,
-                                         "max_interval_s": 10})
+    job, backend = remote.job(
+        GMI, poll={"initial_s": 0.1, "interval_s": 0.1, "backoff": 2.0, "jitter": 0.0, "max_interval_s": 10}
+    )
     result = remote.render(job, backend)
     times = polls_of(remote)
     gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -177,8 +188,14 @@ def test_polls_back_off(remote: rf.Remote) -> None:
 
 def test_novita_polls_follow_the_eta_hint(remote: rf.Remote) -> None:
     remote.fake.configure(latency_s=1.2)
-    fixed = {"initial_s": 0.1, "interval_s": 0.1, "backoff": 1.0, "jitter": 0.0, "min_interval_s": 0.05,
-             "max_interval_s": 10}
+    fixed = {
+        "initial_s": 0.1,
+        "interval_s": 0.1,
+        "backoff": 1.0,
+        "jitter": 0.0,
+        "min_interval_s": 0.05,
+        "max_interval_s": 10,
+    }
     job, backend = remote.job(NOVITA, poll=fixed)
     result = remote.render(job, backend)
     assert result.info["polls"] <= 3  # 0.1 s, then at the eta (1.2 s): done
@@ -214,10 +231,11 @@ def test_the_provider_slot_is_free_while_the_video_downloads(remote: rf.Remote) 
 def test_the_executor_submits_the_next_job_while_a_finished_one_downloads(remote: rf.Remote) -> None:
     """executor.concurrency counts jobs at the provider: with room for one, the second scene is submitted
     while the first one's video is still coming down (its download stalls 1.5 s here)."""
-    from wanbatch.executors.local import LocalExecutor
+    from wanbatch.execute.local import LocalExecutor
 
-    plan = remote.plan([{"id": "first", "prompt": "A fox.", "seed": 1},
-                        {"id": "second", "prompt": "A hare.", "seed": 2}])
+    plan = remote.plan(
+        [{"id": "first", "prompt": "A fox.", "seed": 1}, {"id": "second", "prompt": "A hare.", "seed": 2}]
+    )
     backend = plan.backends["novita_wan21_t2v"]
     answered: list[float] = []
 
@@ -261,7 +279,7 @@ def _interrupt_during_first_download(remote: rf.Remote, backend: Any, times: int
 def test_ctrl_c_lets_a_paid_render_finish_downloading_and_caches_it(
     remote: rf.Remote, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from wanbatch.executors.local import LocalExecutor
+    from wanbatch.execute.local import LocalExecutor
 
     # "first" is done at GMI in 0.3 s and its video takes 1.5 s to come; "second" (Novita) takes 5 s.
     plan = remote.plan([{**GMI, "id": "first"}, {"id": "second", "prompt": "A hare.", "seed": 2}])
@@ -284,7 +302,7 @@ def test_ctrl_c_lets_a_paid_render_finish_downloading_and_caches_it(
 
 
 def test_a_second_ctrl_c_leaves_the_download_with_its_request_id_kept(remote: rf.Remote) -> None:
-    from wanbatch.executors.local import LocalExecutor
+    from wanbatch.execute.local import LocalExecutor
 
     plan = remote.plan([{"id": "first", "prompt": "A fox.", "seed": 1}])
     backend = plan.backends["novita_wan21_t2v"]
@@ -332,8 +350,9 @@ def test_redaction_covers_messages_and_log_records(caplog: pytest.LogCaptureFixt
     assert "sk-redact-me-123456" not in caplog.text and caplog.text.count("***") == 2
 
 
-def test_the_key_is_in_no_file_log_or_message_of_a_run_with_faults(remote: rf.Remote, tmp_path: Any,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_the_key_is_in_no_file_log_or_message_of_a_run_with_faults(
+    remote: rf.Remote, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     fake = remote.fake
     fake.fault("429", retry_after=0.05)
     fake.fault("500", phase="poll")
@@ -343,18 +362,23 @@ def test_the_key_is_in_no_file_log_or_message_of_a_run_with_faults(remote: rf.Re
     scenes = [
         {"id": "n", "prompt": "p", "seed": 1},
         {"id": "g", "backend": "gmi_wan21_i2v", "prompt": "p", "image": "first.png", "seed": 2},
-        {"id": "f", "backend": "gmi_wan21_flf2v", "prompt": "p", "image": "first.png", "last_image": "last.png",
-         "seed": 3},
+        {
+            "id": "f",
+            "backend": "gmi_wan21_flf2v",
+            "prompt": "p",
+            "image": "first.png",
+            "last_image": "last.png",
+            "seed": 3,
+        },
         {"id": "a", "backend": "aiml_wan27_i2v", "prompt": "p", "image": "first.png", "seed": 4},
     ]
     plan = remote.plan(scenes)
     messages = []
     with caplog.at_level(logging.DEBUG):
         for job in plan.jobs:
-            from wanbatch.executors.common import render_and_store
+            from wanbatch.execute.common import render_and_store
 
-            outcome = render_and_store(remote.cache, plan.backends[job.backend], job,
-                                       lambda wd: remote.context(), None)
+            outcome = render_and_store(remote.cache, plan.backends[job.backend], job, lambda wd: remote.context(), None)
             messages.append(f"{outcome.status} {outcome.error} {outcome.info}")
     assert [m.split()[0] for m in messages] == ["rendered", "rendered", "failed", "failed"]
     assert "moderation" in messages[3]
@@ -371,4 +395,3 @@ def test_the_key_is_in_no_file_log_or_message_of_a_run_with_faults(remote: rf.Re
         assert key not in blob
     assert rf.scan_for_keys(remote.cache.dir) == []
     assert rf.scan_for_keys(tmp_path) == []
-

@@ -12,8 +12,8 @@ import fsspec
 import pytest
 from PIL import Image
 
-from wanbatch.media import sha256_file
-from wanbatch.uploader import Uploader
+from wanbatch.av.files import sha256_file
+from wanbatch.backends.remote.uploader import Uploader
 
 
 @pytest.fixture
@@ -79,16 +79,21 @@ def test_different_files_upload_at_once_the_same_file_once(tmp_path: Path, monke
     assert sorted(puts) == ["f0.png", "f1.png", "f2.png"]
 
 
-@pytest.mark.parametrize(("cfg", "fields"), [
-    ("s3://bucket", {"backend.uploader"}),
-    ({"target": "memory://b"}, {"backend.uploader.public_url"}),
-    ({"target": "memory://b", "public_url": "ftp://b"}, {"backend.uploader.public_url"}),
-    ({"target": "", "public_url": "https://x"}, {"backend.uploader.target"}),
-    ({"target": "nosuchproto://x", "public_url": "https://x"}, {"backend.uploader.target"}),
-    ({"target": "memory://x", "public_url": "https://x", "bucket": "b"}, {"backend.uploader.bucket"}),
-    ({"target": "memory://x", "public_url": "https://x", "storage_options": [1]},
-     {"backend.uploader.storage_options"}),
-])
+@pytest.mark.parametrize(
+    ("cfg", "fields"),
+    [
+        ("s3://bucket", {"backend.uploader"}),
+        ({"target": "memory://b"}, {"backend.uploader.public_url"}),
+        ({"target": "memory://b", "public_url": "ftp://b"}, {"backend.uploader.public_url"}),
+        ({"target": "", "public_url": "https://x"}, {"backend.uploader.target"}),
+        ({"target": "nosuchproto://x", "public_url": "https://x"}, {"backend.uploader.target"}),
+        ({"target": "memory://x", "public_url": "https://x", "bucket": "b"}, {"backend.uploader.bucket"}),
+        (
+            {"target": "memory://x", "public_url": "https://x", "storage_options": [1]},
+            {"backend.uploader.storage_options"},
+        ),
+    ],
+)
 def test_bad_configs_are_issues(cfg: Any, fields: set[str]) -> None:
     up, issues = make(cfg)
     assert up is None and {i.field for i in issues} == fields

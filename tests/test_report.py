@@ -10,8 +10,8 @@ from urllib.parse import unquote
 import numpy as np
 import pytest
 
-from wanbatch.encode import EncodeSettings, write_clip
-from wanbatch.report import write_report
+from wanbatch.av.encode import EncodeSettings, write_clip
+from wanbatch.runs.report import write_report
 
 FAST = EncodeSettings(preset="ultrafast", crf=23)
 NASTY = 'a "quoted" <b>bold</b> & <script>alert(1)</script> prompt'
@@ -26,23 +26,52 @@ def make_run(run_dir: Path) -> dict:
         rel = f"clips/{i + 1:03d}-s{i}.mp4"
         frames = [np.full((96, 160, 3), color, np.uint8)] * 16
         write_clip(frames, run_dir / rel, fps=16, settings=FAST)
-        scenes.append({
-            "id": f"s{i}", "status": "cached" if i == 1 else "rendered", "cache_key": f"{i:064x}",
-            "backend": "preview", "model": "preview", "seed": 100 + i, "clip": rel, "request_id": f"req-{i}",
-            "error": None, "seconds": 1.25 * i, "prompt": NASTY if i == 0 else f"scene {i}", "duration": 1.0,
-            "transition": {"type": "crossfade" if i == 2 else "cut", "duration": 0.5 if i == 2 else 0.0},
-            "extra_key_we_do_not_know": {"x": 1},
-        })
-    scenes.append({"id": "broken <one>", "status": "failed", "cache_key": "f" * 64, "backend": "novita_wan21_t2v",
-                   "model": "wan2.1-t2v", "seed": 7, "clip": None, "request_id": "task-42",
-                   "error": "ProviderError: content policy <rejected> & refunded", "seconds": 3.0,
-                   "prompt": "a failing scene"})
+        scenes.append(
+            {
+                "id": f"s{i}",
+                "status": "cached" if i == 1 else "rendered",
+                "cache_key": f"{i:064x}",
+                "backend": "preview",
+                "model": "preview",
+                "seed": 100 + i,
+                "clip": rel,
+                "request_id": f"req-{i}",
+                "error": None,
+                "seconds": 1.25 * i,
+                "prompt": NASTY if i == 0 else f"scene {i}",
+                "duration": 1.0,
+                "transition": {"type": "crossfade" if i == 2 else "cut", "duration": 0.5 if i == 2 else 0.0},
+                "extra_key_we_do_not_know": {"x": 1},
+            }
+        )
+    scenes.append(
+        {
+            "id": "broken <one>",
+            "status": "failed",
+            "cache_key": "f" * 64,
+            "backend": "novita_wan21_t2v",
+            "model": "wan2.1-t2v",
+            "seed": 7,
+            "clip": None,
+            "request_id": "task-42",
+            "error": "ProviderError: content policy <rejected> & refunded",
+            "seconds": 3.0,
+            "prompt": "a failing scene",
+        }
+    )
     (run_dir / "film.mp4").write_bytes((run_dir / scenes[0]["clip"]).read_bytes())
     (run_dir / "manifest.json").write_text("{}")
-    return {"project": "demo & <friends>", "scenes": scenes, "film": "film.mp4",
-            "stitch": {"method": "copy", "reason": "all clips match", "duration": 3.0, "seconds": 0.05},
-            "timeline": "film.otio", "counts": {"rendered": 2, "cached": 1, "failed": 1}, "started": 0.0,
-            "finished": 1.0, "something_new": [1, 2, 3]}
+    return {
+        "project": "demo & <friends>",
+        "scenes": scenes,
+        "film": "film.mp4",
+        "stitch": {"method": "copy", "reason": "all clips match", "duration": 3.0, "seconds": 0.05},
+        "timeline": "film.otio",
+        "counts": {"rendered": 2, "cached": 1, "failed": 1},
+        "started": 0.0,
+        "finished": 1.0,
+        "something_new": [1, 2, 3],
+    }
 
 
 class Links(HTMLParser):
@@ -94,8 +123,8 @@ def test_text_is_escaped(report):
 
 def test_failed_scene_shows_its_error(report):
     _, _, page = report
-    card = page[page.index('data-scene="broken &lt;one&gt;"'):]
-    card = card[:card.index("</article>")]
+    card = page[page.index('data-scene="broken &lt;one&gt;"') :]
+    card = card[: card.index("</article>")]
     assert 'data-status="failed"' in card
     assert "ProviderError: content policy &lt;rejected&gt; &amp; refunded" in card
     assert "task-42" in card
@@ -128,8 +157,14 @@ def test_posters_and_film_at_the_top(report):
 
 
 def test_minimal_and_odd_manifests_are_tolerated(tmp_path):
-    manifest = {"scenes": [{"id": "x"}, {"id": "y", "status": "failed", "clip": "../outside.mp4", "error": None},
-                           "not a scene"], "film": None}
+    manifest = {
+        "scenes": [
+            {"id": "x"},
+            {"id": "y", "status": "failed", "clip": "../outside.mp4", "error": None},
+            "not a scene",
+        ],
+        "film": None,
+    }
     page = write_report(tmp_path, manifest).read_text()
     assert 'data-scene="x"' in page and 'data-scene="y"' in page
     links = re.findall(r'(?:src|href|poster)="([^"]*)"', page)
@@ -142,8 +177,12 @@ def test_rewriting_replaces_stale_posters(tmp_path):
     manifest = make_run(tmp_path)
     write_report(tmp_path, manifest)
     first = (tmp_path / "posters" / "001-s0.png").read_bytes()
-    write_clip([np.full((96, 160, 3), (255, 255, 255), np.uint8)] * 16, tmp_path / "clips" / "001-s0.mp4", fps=16,
-               settings=FAST)
+    write_clip(
+        [np.full((96, 160, 3), (255, 255, 255), np.uint8)] * 16,
+        tmp_path / "clips" / "001-s0.mp4",
+        fps=16,
+        settings=FAST,
+    )
     write_report(tmp_path, manifest)
     assert (tmp_path / "posters" / "001-s0.png").read_bytes() != first
 
@@ -151,7 +190,7 @@ def test_rewriting_replaces_stale_posters(tmp_path):
 def test_a_rerun_links_its_posters_from_the_cache_and_cuts_none(tmp_path, monkeypatch):
     import os
 
-    from wanbatch import report as report_module
+    from wanbatch.runs import report as report_module
 
     cuts: list[str] = []
     real = report_module.run_ffmpeg
@@ -174,8 +213,9 @@ def test_a_rerun_links_its_posters_from_the_cache_and_cuts_none(tmp_path, monkey
 
     # Another file under the same key (a re-render, an edit in place) gets a poster of its own.
     (again / "clips" / "001-s0.mp4").unlink()
-    write_clip([np.full((96, 160, 3), (255, 255, 255), np.uint8)] * 16, again / "clips" / "001-s0.mp4", fps=16,
-               settings=FAST)
+    write_clip(
+        [np.full((96, 160, 3), (255, 255, 255), np.uint8)] * 16, again / "clips" / "001-s0.mp4", fps=16, settings=FAST
+    )
     write_report(again, manifest, poster_cache=cache)
     assert cuts == [str(again / "posters" / "001-s0.png")]
     assert (again / "posters" / "001-s0.png").read_bytes() != (first / "posters" / "001-s0.png").read_bytes()

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from wanbatch.encode import EncodeSettings, write_clip
-from wanbatch.report import write_report
+from wanbatch.av.encode import EncodeSettings, write_clip
+from wanbatch.runs.report import write_report
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome", "chrome")) if p), None)
@@ -47,11 +47,26 @@ class Browser:
         self._from_chrome, from_chrome_w = os.pipe()
         assert CHROMIUM is not None
         self.proc = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--autoplay-policy=no-user-gesture-required", "--mute-audio", "--window-size=1280,1600",
-             f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--autoplay-policy=no-user-gesture-required",
+                "--mute-audio",
+                "--window-size=1280,1600",
+                f"--user-data-dir={profile}",
+                "--remote-debugging-pipe",
+                "about:blank",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             pass_fds=(3, 4),  # kept open in the child after preexec_fn has put the pipe ends there
             preexec_fn=lambda: _to_fds_3_and_4(to_chrome_r, from_chrome_w),
         )
@@ -124,9 +139,22 @@ def make_run(run_dir: Path) -> dict:
         rel = f"clips/{i + 1:03d}-s{i}.mp4"
         frames = [np.full((96, 160, 3), color, np.uint8) for _ in range(16)]
         write_clip(frames, run_dir / rel, fps=16, settings=settings)
-        scenes.append({"id": f"s{i}", "status": "rendered", "clip": rel, "seed": i, "backend": "preview",
-                       "model": "preview", "prompt": f"scene <{i}> & more", "seconds": 0.5, "duration": 1.0,
-                       "cache_key": "0" * 64, "request_id": None, "error": None})
+        scenes.append(
+            {
+                "id": f"s{i}",
+                "status": "rendered",
+                "clip": rel,
+                "seed": i,
+                "backend": "preview",
+                "model": "preview",
+                "prompt": f"scene <{i}> & more",
+                "seconds": 0.5,
+                "duration": 1.0,
+                "cache_key": "0" * 64,
+                "request_id": None,
+                "error": None,
+            }
+        )
     scenes.append({"id": "bad", "status": "failed", "clip": None, "error": "RenderError: <boom>", "seed": 3})
     (run_dir / "film.mp4").write_bytes((run_dir / scenes[0]["clip"]).read_bytes())
     (run_dir / "manifest.json").write_text("{}")
@@ -164,12 +192,16 @@ def test_report_loads_and_plays_in_chromium(tmp_path):
         browser.page("Page.navigate", url=page_path.resolve().as_uri())
         browser.wait_for("Page.loadEventFired")
 
-        cards = browser.page("Runtime.evaluate", returnByValue=True, expression=(
-            "Array.from(document.querySelectorAll('article.scene')).map(a => a.dataset.scene)"))["result"]["value"]
+        cards = browser.page(
+            "Runtime.evaluate",
+            returnByValue=True,
+            expression=("Array.from(document.querySelectorAll('article.scene')).map(a => a.dataset.scene)"),
+        )["result"]["value"]
         assert cards == ["s0", "s1", "s2", "bad"]
 
-        results = browser.page("Runtime.evaluate", timeout=60, expression=PLAY_ALL, awaitPromise=True,
-                               returnByValue=True)["result"]["value"]
+        results = browser.page(
+            "Runtime.evaluate", timeout=60, expression=PLAY_ALL, awaitPromise=True, returnByValue=True
+        )["result"]["value"]
         assert len(results) == 4  # the film and three clips
         failed = [r for r in results if not r["ok"]]
         assert not failed, f"videos that did not play: {failed}"
@@ -178,10 +210,13 @@ def test_report_loads_and_plays_in_chromium(tmp_path):
         shot = browser.page("Page.captureScreenshot", format="png")["data"]
         (ARTIFACTS / "report.png").write_bytes(base64.b64decode(shot))
 
-        errors = [e for e in browser.events if
-                  (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
-                  or e.get("method") == "Runtime.exceptionThrown"
-                  or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")]
+        errors = [
+            e
+            for e in browser.events
+            if (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
+            or e.get("method") == "Runtime.exceptionThrown"
+            or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")
+        ]
         assert not errors, f"console errors: {errors}"
     finally:
         browser.close()

@@ -10,15 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import wanbatch.compose as compose
-import wanbatch.stitch as stitch
-from wanbatch.encode import EncodeSettings, write_clip
+import wanbatch.film.clips as clips_module
+import wanbatch.film.mix as compose
+import wanbatch.film.stitch as stitch
+from wanbatch.av.encode import EncodeSettings, write_clip
+from wanbatch.av.ffmpeg import ffmpeg_exe, read_frames
+from wanbatch.core.media import Media
+from wanbatch.core.project import Soundtrack
+from wanbatch.core.scene import Transition
 from wanbatch.errors import ConfigError
-from wanbatch.ffmpeg import ffmpeg_exe, read_frames
-from wanbatch.media import Media
-from wanbatch.project import Soundtrack
-from wanbatch.scene import Transition
-from wanbatch.stitch import FilmClip, layout, probe_clips, stitch_film
+from wanbatch.film.clips import FilmClip, layout, probe_clips
+from wanbatch.film.stitch import stitch_film
 
 FAST = EncodeSettings(preset="ultrafast", crf=18, audio_bitrate="128k")
 RATE = 48000
@@ -38,8 +40,17 @@ def tone_wav(path: Path, seconds: float, freq: float, amp: float, *, channels: i
     return path
 
 
-def make_clip(path: Path, *, color=(200, 40, 40), size=(160, 96), fps=16, seconds=1.0, tone: float | None = None,
-              audio: bool = True, settings: EncodeSettings = FAST) -> Path:
+def make_clip(
+    path: Path,
+    *,
+    color=(200, 40, 40),
+    size=(160, 96),
+    fps=16,
+    seconds=1.0,
+    tone: float | None = None,
+    audio: bool = True,
+    settings: EncodeSettings = FAST,
+) -> Path:
     """A solid-colour clip with a small moving square (so it is real video), a silent track by default,
     a sine `tone` (Hz, amplitude 0.5) when asked, or no audio at all."""
     w, h = size
@@ -49,7 +60,7 @@ def make_clip(path: Path, *, color=(200, 40, 40), size=(160, 96), fps=16, second
         f = np.empty((h, w, 3), np.uint8)
         f[:] = color
         x = (i * 3) % max(1, w - 8)
-        f[2:10, x:x + 8] = 255 - np.array(color, np.uint8)
+        f[2:10, x : x + 8] = 255 - np.array(color, np.uint8)
         frames.append(f)
     wav = tone_wav(path.with_suffix(".wav"), seconds, tone, 0.5) if tone else None
     write_clip(frames, path, fps=fps, settings=settings, audio=wav, silent_audio=audio)
@@ -58,14 +69,17 @@ def make_clip(path: Path, *, color=(200, 40, 40), size=(160, 96), fps=16, second
 
 def decode_audio(path: Path) -> np.ndarray:
     """The left channel (the mix is the same on both), as float samples at RATE."""
-    out = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "2", "-ar", str(RATE),
-                          "-"], capture_output=True, check=True).stdout
+    out = subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "2", "-ar", str(RATE), "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.frombuffer(out, np.float32).reshape(-1, 2)[:, 0]
 
 
 def amplitude(x: np.ndarray, freq: float, t0: float, t1: float) -> float:
     """Amplitude of the `freq` sine in x between t0 and t1 seconds (a single-bin DFT)."""
-    seg = x[int(t0 * RATE):int(t1 * RATE)]
+    seg = x[int(t0 * RATE) : int(t1 * RATE)]
     t = np.arange(len(seg)) / RATE
     return float(2 * abs(np.mean(seg * np.exp(-2j * np.pi * freq * t))))
 
@@ -99,10 +113,12 @@ def no_compose(monkeypatch):
 
 
 def test_copy_when_everything_matches(tmp_path, ffmpeg_calls, monkeypatch):
-    clips = [FilmClip(make_clip(tmp_path / f"c{i}.mp4", color=(60 * i, 80, 200), seconds=1 + i / 2), f"s{i}")
-             for i in range(3)]
+    clips = [
+        FilmClip(make_clip(tmp_path / f"c{i}.mp4", color=(60 * i, 80, 200), seconds=1 + i / 2), f"s{i}")
+        for i in range(3)
+    ]
     no_compose(monkeypatch)
-    monkeypatch.setattr(stitch, "probe", lambda *a, **k: pytest.fail("mp4 clips need no ffmpeg probe"))
+    monkeypatch.setattr(clips_module, "probe", lambda *a, **k: pytest.fail("mp4 clips need no ffmpeg probe"))
     result = stitch_film(clips, tmp_path / "film.mp4", settings={"enabled": True, "mode": "auto"}, encode=FAST)
 
     assert result.method == "copy"
@@ -147,8 +163,23 @@ def test_copy_costs_about_a_bare_concat(tmp_path, monkeypatch):
     paths = [make_clip(tmp_path / f"c{i}.mp4", seconds=2) for i in range(6)]
     listing = tmp_path / "list.txt"
     listing.write_text("".join(f"file '{p}'\n" for p in paths))
-    bare_cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-f", "concat", "-safe", "0",
-                "-i", str(listing), "-c", "copy", str(tmp_path / "bare.mp4")]
+    bare_cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-y",
+        "-loglevel",
+        "error",
+        "-f",
+        "concat",
+        "-safe",
+        "0",
+        "-i",
+        str(listing),
+        "-c",
+        "copy",
+        str(tmp_path / "bare.mp4"),
+    ]
     clips = [FilmClip(p, f"s{i}") for i, p in enumerate(paths)]
     in_ffmpeg: list[float] = []
     real = stitch.run_ffmpeg
@@ -209,14 +240,17 @@ def test_compose_when_a_soundtrack_or_fades_or_titles(tmp_path):
     assert r.method == "compose" and "soundtrack" in r.reason
     r = stitch_film(clips, tmp_path / "f2.mp4", settings={"fade_in": 0.25}, encode=FAST)
     assert r.method == "compose" and "fade" in r.reason
-    r = stitch_film([clips[0], FilmClip(clips[1].path, "s1", title="Hi")], tmp_path / "f3.mp4", settings={},
-                    encode=FAST)
+    r = stitch_film(
+        [clips[0], FilmClip(clips[1].path, "s1", title="Hi")], tmp_path / "f3.mp4", settings={}, encode=FAST
+    )
     assert r.method == "compose" and "title" in r.reason
 
 
 def test_mode_copy_when_impossible_is_a_config_error(tmp_path):
-    clips = [FilmClip(make_clip(tmp_path / "a.mp4"), "a"),
-             FilmClip(make_clip(tmp_path / "b.mp4", size=(320, 192)), "b")]
+    clips = [
+        FilmClip(make_clip(tmp_path / "a.mp4"), "a"),
+        FilmClip(make_clip(tmp_path / "b.mp4", size=(320, 192)), "b"),
+    ]
     with pytest.raises(ConfigError, match=r"stitch\.mode.*size: 160x96 .* vs 320x192"):
         stitch_film(clips, tmp_path / "film.mp4", settings={"mode": "copy"}, encode=FAST)
     assert not (tmp_path / "film.mp4").exists()
@@ -248,9 +282,10 @@ def test_mode_compose_forces_compose(tmp_path):
 )
 def test_film_lasts_the_clips_minus_the_overlaps(tmp_path, transitions):
     seconds = [1.5, 1.0, 2.0]
-    clips = [FilmClip(make_clip(tmp_path / f"c{i}.mp4", seconds=s, color=(80 * i, 90, 160)), f"s{i}",
-                      tr or Transition())
-             for i, (s, tr) in enumerate(zip(seconds, transitions, strict=True))]
+    clips = [
+        FilmClip(make_clip(tmp_path / f"c{i}.mp4", seconds=s, color=(80 * i, 90, 160)), f"s{i}", tr or Transition())
+        for i, (s, tr) in enumerate(zip(seconds, transitions, strict=True))
+    ]
     expected = sum(seconds) - sum(tr.duration for tr in transitions if tr and tr.type == "crossfade")
     result = stitch_film(clips, tmp_path / "film.mp4", settings={}, encode=FAST)
     frame = 1 / 16
@@ -261,15 +296,18 @@ def test_film_lasts_the_clips_minus_the_overlaps(tmp_path, transitions):
 
 
 def test_layout():
-    lay = layout([2.0, 2.0, 2.0, 2.0],
-                 [Transition(), Transition("crossfade", 0.5), Transition("fade", 1.0), Transition()])
+    lay = layout(
+        [2.0, 2.0, 2.0, 2.0], [Transition(), Transition("crossfade", 0.5), Transition("fade", 1.0), Transition()]
+    )
     assert lay.starts == (0.0, 1.5, 3.5, 5.5)
     assert lay.duration == 7.5
 
 
 def test_transition_longer_than_its_clips_is_a_config_error(tmp_path):
-    clips = [FilmClip(make_clip(tmp_path / "a.mp4", seconds=1.0), "a"),
-             FilmClip(make_clip(tmp_path / "b.mp4", seconds=1.0), "b", Transition("crossfade", 1.5))]
+    clips = [
+        FilmClip(make_clip(tmp_path / "a.mp4", seconds=1.0), "a"),
+        FilmClip(make_clip(tmp_path / "b.mp4", seconds=1.0), "b", Transition("crossfade", 1.5)),
+    ]
     with pytest.raises(ConfigError, match=r"scene `b`.*transition\.duration"):
         stitch_film(clips, tmp_path / "film.mp4", settings={}, encode=FAST)
 
@@ -291,8 +329,11 @@ def test_crossfade_blends_and_fade_goes_through_black(tmp_path):
     red = make_clip(tmp_path / "r.mp4", color=(220, 0, 0), seconds=1.0)
     blue = make_clip(tmp_path / "b.mp4", color=(0, 0, 220), seconds=1.0)
     green = make_clip(tmp_path / "g.mp4", color=(0, 220, 0), seconds=1.0)
-    clips = [FilmClip(red, "r"), FilmClip(blue, "b", Transition("crossfade", 0.5)),
-             FilmClip(green, "g", Transition("fade", 0.5))]
+    clips = [
+        FilmClip(red, "r"),
+        FilmClip(blue, "b", Transition("crossfade", 0.5)),
+        FilmClip(green, "g", Transition("fade", 0.5)),
+    ]
     result = stitch_film(clips, tmp_path / "film.mp4", settings={"fade_in": 0.25}, encode=FAST)
     frames = read_frames(result.path)
     assert len(frames) == 40  # 16 + 16 + 16 - 8 (crossfade)
@@ -312,8 +353,7 @@ def test_crossfade_blends_and_fade_goes_through_black(tmp_path):
 def test_sizes_are_letterboxed_to_the_first_clip(tmp_path):
     wide = make_clip(tmp_path / "w.mp4", color=(0, 0, 220), size=(160, 96))
     square = make_clip(tmp_path / "s.mp4", color=(220, 220, 0), size=(64, 64))
-    result = stitch_film([FilmClip(wide, "w"), FilmClip(square, "s")], tmp_path / "film.mp4", settings={},
-                         encode=FAST)
+    result = stitch_film([FilmClip(wide, "w"), FilmClip(square, "s")], tmp_path / "film.mp4", settings={}, encode=FAST)
     f = read_frames(result.path)[24]  # inside the square clip
     assert f.shape == (96, 160, 3)
     assert f[:, :20].max() < 20 and f[:, -20:].max() < 20  # black bars left and right
@@ -322,10 +362,11 @@ def test_sizes_are_letterboxed_to_the_first_clip(tmp_path):
 
 def test_title_caption_is_drawn_over_the_clip(tmp_path):
     clip = make_clip(tmp_path / "a.mp4", color=(0, 0, 160), size=(320, 192), seconds=1.0)
-    result = stitch_film([FilmClip(clip, "a", title="HELLO WORLD")], tmp_path / "film.mp4",
-                         settings={"title_seconds": 1.0}, encode=FAST)
+    result = stitch_film(
+        [FilmClip(clip, "a", title="HELLO WORLD")], tmp_path / "film.mp4", settings={"title_seconds": 1.0}, encode=FAST
+    )
     f = read_frames(result.path)[8]
-    band = f[192 * 2 // 3:]
+    band = f[192 * 2 // 3 :]
     assert (band.min(axis=2) > 180).sum() > 30  # white text in the lower third
     assert (f[40:80].min(axis=2) > 180).sum() == 0  # nothing drawn up top
 
@@ -337,8 +378,9 @@ def test_soundtrack_is_mixed_under_and_ducked_while_a_scene_speaks(tmp_path):
     quiet1 = make_clip(tmp_path / "q1.mp4", seconds=2.0)  # carries a silent track
     voice = make_clip(tmp_path / "v.mp4", seconds=2.0, tone=1000)  # its own audible sound
     quiet2 = make_clip(tmp_path / "q2.mp4", seconds=2.0, audio=False)  # no audio at all
-    music = Soundtrack(Media("audio", "audio", path=tone_wav(tmp_path / "music.wav", 6.0, 220, 0.5)),
-                       volume=0.8, duck=0.1)
+    music = Soundtrack(
+        Media("audio", "audio", path=tone_wav(tmp_path / "music.wav", 6.0, 220, 0.5)), volume=0.8, duck=0.1
+    )
     clips = [FilmClip(quiet1, "q1"), FilmClip(voice, "v"), FilmClip(quiet2, "q2")]
     result = stitch_film(clips, tmp_path / "film.mp4", settings={"duck_ramp": 0.25}, encode=FAST, soundtrack=music)
     assert result.method == "compose"
@@ -355,22 +397,27 @@ def test_soundtrack_is_mixed_under_and_ducked_while_a_scene_speaks(tmp_path):
 def test_scene_audio_crossfades_with_the_picture(tmp_path):
     a = make_clip(tmp_path / "a.mp4", seconds=2.0, tone=440)
     b = make_clip(tmp_path / "b.mp4", seconds=2.0, tone=660)
-    result = stitch_film([FilmClip(a, "a"), FilmClip(b, "b", Transition("crossfade", 1.0))], tmp_path / "film.mp4",
-                         settings={"fade_out": 0.5}, encode=FAST)
+    result = stitch_film(
+        [FilmClip(a, "a"), FilmClip(b, "b", Transition("crossfade", 1.0))],
+        tmp_path / "film.mp4",
+        settings={"fade_out": 0.5},
+        encode=FAST,
+    )
     x = decode_audio(result.path)
     assert amplitude(x, 440, 0.2, 0.9) == pytest.approx(0.5, rel=0.15)
     assert amplitude(x, 440, 1.4, 1.6) == pytest.approx(0.25, rel=0.3)  # mid-crossfade: half of each
     assert amplitude(x, 660, 1.4, 1.6) == pytest.approx(0.25, rel=0.3)
     assert amplitude(x, 660, 2.1, 2.4) == pytest.approx(0.5, rel=0.15)
-    assert np.abs(x[-int(0.05 * RATE):]).max() < 0.1  # the film fades out
+    assert np.abs(x[-int(0.05 * RATE) :]).max() < 0.1  # the film fades out
 
 
 @pytest.mark.parametrize("loop", [True, False])
 def test_a_short_soundtrack_loops_or_stops(tmp_path, loop):
     clips = [FilmClip(make_clip(tmp_path / f"c{i}.mp4", seconds=1.5, audio=False), f"s{i}") for i in range(2)]
     music = Soundtrack(Media("audio", "audio", path=tone_wav(tmp_path / "m.wav", 1.2, 330, 0.5)), volume=1.0)
-    result = stitch_film(clips, tmp_path / "film.mp4", settings={"loop_soundtrack": loop}, encode=FAST,
-                         soundtrack=music)
+    result = stitch_film(
+        clips, tmp_path / "film.mp4", settings={"loop_soundtrack": loop}, encode=FAST, soundtrack=music
+    )
     x = decode_audio(result.path)
     assert amplitude(x, 330, 0.2, 1.0) == pytest.approx(0.5, rel=0.15)
     late = amplitude(x, 330, 1.5, 2.3)  # the second pass of the loop, or silence

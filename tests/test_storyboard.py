@@ -11,17 +11,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wanbatch.config import RECIPES_DIR, compose
-from wanbatch.run import run_project
-from wanbatch.stitch import probe_clips
+from wanbatch.config.load import RECIPES_DIR, load_config
+from wanbatch.film.clips import probe_clips
+from wanbatch.runs.run import run_project
 
 STORYBOARD = RECIPES_DIR / "storyboard"
 ASSETS = STORYBOARD / "assets"
 
 
 def storyboard(tmp_path: Path, *overrides: str) -> dict:
-    return compose(STORYBOARD / "project.yaml", [f"cache.dir={tmp_path / 'cache'}", "executor.progress=none",
-                                                  *overrides])
+    return load_config(
+        STORYBOARD / "project.yaml", [f"cache.dir={tmp_path / 'cache'}", "executor.progress=none", *overrides]
+    )
 
 
 def test_it_has_every_kind_of_scene(tmp_path):
@@ -35,8 +36,8 @@ def test_it_has_every_kind_of_scene(tmp_path):
         "chained": any(s.get("chain_from") for s in scenes),
         "driving audio": any(s.get("audio") for s in scenes),
         "title card": any(s.get("title") for s in scenes),
-        "tiny diffusers": {s.get("model") for s in scenes if s.get("backend") == "diffusers"} >= {"tiny-t2v",
-                                                                                                 "tiny-i2v"},
+        "tiny diffusers": {s.get("model") for s in scenes if s.get("backend") == "diffusers"}
+        >= {"tiny-t2v", "tiny-i2v"},
     }
     assert all(has.values()), has
     transitions = [s.get("transition") or "cut" for s in scenes[1:]]
@@ -48,8 +49,15 @@ def test_it_has_every_kind_of_scene(tmp_path):
 
 def test_assets_are_small_and_reproducible(tmp_path):
     committed = sorted(p.name for p in ASSETS.iterdir())
-    assert committed == ["calm.png", "harbour.png", "hum.wav", "keeper.png", "soundtrack.wav", "storm_first.png",
-                         "storm_last.png"]
+    assert committed == [
+        "calm.png",
+        "harbour.png",
+        "hum.wav",
+        "keeper.png",
+        "soundtrack.wav",
+        "storm_first.png",
+        "storm_last.png",
+    ]
     assert all((ASSETS / n).stat().st_size < 200 * 1024 for n in committed)
     spec = importlib.util.spec_from_file_location("make_assets", STORYBOARD / "make_assets.py")
     assert spec and spec.loader
@@ -80,8 +88,9 @@ def test_it_renders_a_composed_film_with_report_and_timeline(tmp_path):
     assert manifest["film"] == "film.mp4"
     assert manifest["stitch"]["method"] == "compose" and "soundtrack" in manifest["stitch"]["reason"]
     durations = [probe_clips([run_dir / s["clip"]])[0].duration for s in manifest["scenes"]]
-    crossfades = sum(s["transition"]["duration"] for s in manifest["scenes"][1:]
-                     if s["transition"]["type"] == "crossfade")
+    crossfades = sum(
+        s["transition"]["duration"] for s in manifest["scenes"][1:] if s["transition"]["type"] == "crossfade"
+    )
     film = probe_clips([run_dir / "film.mp4"])[0]
     assert film.duration == pytest.approx(sum(durations) - crossfades, abs=1 / 16)
     assert film.audio is not None

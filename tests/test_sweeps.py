@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from wanbatch.config import REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 SWEEP = Path(__file__).resolve().parent / "data" / "sweep"
 FAST = ["stitch.enabled=false", "report=false", "executor.progress=none"]
@@ -41,8 +41,16 @@ def _renders_and_keys(manifests: list[dict[str, Any]]) -> tuple[int, set[str]]:
 
 
 def test_a_demo_seed_sweep_renders_shared_scenes_once(tmp_path):
-    proc = _run(_wanbatch("-m", "recipe=demo", "scenes.0.seed=1,2", f"cache.dir={tmp_path / 'cache'}",
-                          f"hydra.sweep.dir={tmp_path / 'multirun'}", *FAST))
+    proc = _run(
+        _wanbatch(
+            "-m",
+            "recipe=demo",
+            "scenes.0.seed=1,2",
+            f"cache.dir={tmp_path / 'cache'}",
+            f"hydra.sweep.dir={tmp_path / 'multirun'}",
+            *FAST,
+        )
+    )
     assert proc.returncode == 0, proc.stderr
     members = _members(tmp_path / "multirun")
     assert len(members) == 2
@@ -56,10 +64,20 @@ def test_a_demo_seed_sweep_renders_shared_scenes_once(tmp_path):
 
 def test_a_grid_sweep_renders_each_distinct_job_once(tmp_path):
     """2 seeds x 2 prompts: 4 members of 3 scenes, 12 scene-renders without a cache, 6 distinct jobs."""
-    proc = _run(_wanbatch("-m", "--config-dir", str(SWEEP), "--config-name", "project",
-                          "scenes.0.seed=1,2", "scenes.1.prompt=dawn,dusk",
-                          f"cache.dir={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'multirun'}",
-                          "executor.progress=none"))
+    proc = _run(
+        _wanbatch(
+            "-m",
+            "--config-dir",
+            str(SWEEP),
+            "--config-name",
+            "project",
+            "scenes.0.seed=1,2",
+            "scenes.1.prompt=dawn,dusk",
+            f"cache.dir={tmp_path / 'cache'}",
+            f"hydra.sweep.dir={tmp_path / 'multirun'}",
+            "executor.progress=none",
+        )
+    )
     assert proc.returncode == 0, proc.stderr
     members = _members(tmp_path / "multirun")
     assert len(members) == 4
@@ -73,11 +91,25 @@ def test_members_running_at_once_on_one_cache_render_each_job_once(tmp_path):
     """What a cluster launcher does: each member in its own process, all at the same time, one cache
     directory. The per-key lock makes the late comer wait and take the clip from the cache."""
     members = ["scenes.0.seed=1", "scenes.0.seed=2", "scenes.0.seed=1"]  # the third repeats the first
-    procs = [subprocess.Popen(_wanbatch("--config-dir", str(SWEEP), "--config-name", "project", member,
-                                        f"cache.dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / str(i)}",
-                                        "executor.progress=none"),
-                              cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i, member in enumerate(members)]
+    procs = [
+        subprocess.Popen(
+            _wanbatch(
+                "--config-dir",
+                str(SWEEP),
+                "--config-name",
+                "project",
+                member,
+                f"cache.dir={tmp_path / 'cache'}",
+                f"hydra.run.dir={tmp_path / str(i)}",
+                "executor.progress=none",
+            ),
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, member in enumerate(members)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
@@ -88,10 +120,22 @@ def test_members_running_at_once_on_one_cache_render_each_job_once(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs the `ray` extra")
 def test_a_sweep_on_ray_starts_ray_once_and_shares_the_cache(tmp_path):
-    proc = _run(_wanbatch("-m", "--config-dir", str(SWEEP), "--config-name", "project",
-                          "scenes.1.prompt=dawn,dusk", "executor=ray", "executor.num_cpus=2", "executor.num_gpus=0",
-                          f"cache.dir={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'multirun'}",
-                          "executor.progress=none"))
+    proc = _run(
+        _wanbatch(
+            "-m",
+            "--config-dir",
+            str(SWEEP),
+            "--config-name",
+            "project",
+            "scenes.1.prompt=dawn,dusk",
+            "executor=ray",
+            "executor.num_cpus=2",
+            "executor.num_gpus=0",
+            f"cache.dir={tmp_path / 'cache'}",
+            f"hydra.sweep.dir={tmp_path / 'multirun'}",
+            "executor.progress=none",
+        )
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("Started a local Ray instance") == 1  # the second member reused it
     renders, keys = _renders_and_keys(_members(tmp_path / "multirun"))

@@ -9,10 +9,11 @@ from urllib.parse import unquote
 import numpy as np
 import pytest
 
-from wanbatch.encode import EncodeSettings, write_clip
-from wanbatch.scene import Transition
-from wanbatch.stitch import FilmClip, stitch_film
-from wanbatch.timeline import write_timeline
+from wanbatch.av.encode import EncodeSettings, write_clip
+from wanbatch.core.scene import Transition
+from wanbatch.film.clips import FilmClip
+from wanbatch.film.stitch import stitch_film
+from wanbatch.film.timeline import write_timeline
 
 FAST = EncodeSettings(preset="ultrafast", crf=23)
 SECONDS = [2.0, 1.5, 2.0, 1.0]
@@ -24,11 +25,22 @@ def make_run(run_dir: Path) -> dict:
     scenes = []
     for i, seconds in enumerate(SECONDS):
         rel = f"clips/{i + 1:03d}-s{i}.mp4"
-        write_clip([np.full((96, 160, 3), 40 * i, np.uint8)] * round(seconds * 16), run_dir / rel, fps=16,
-                   settings=FAST)
-        scenes.append({"id": f"s{i}", "status": "rendered", "clip": rel, "prompt": f"shot {i}", "seed": i,
-                       "backend": "preview", "model": "preview", "cache_key": f"{i:064x}",
-                       "transition": TRANSITIONS[i] or {"type": "cut", "duration": 0.0}})
+        write_clip(
+            [np.full((96, 160, 3), 40 * i, np.uint8)] * round(seconds * 16), run_dir / rel, fps=16, settings=FAST
+        )
+        scenes.append(
+            {
+                "id": f"s{i}",
+                "status": "rendered",
+                "clip": rel,
+                "prompt": f"shot {i}",
+                "seed": i,
+                "backend": "preview",
+                "model": "preview",
+                "cache_key": f"{i:064x}",
+                "transition": TRANSITIONS[i] or {"type": "cut", "duration": 0.0},
+            }
+        )
     return {"project": "cut & paste", "scenes": scenes, "film": "film.mp4"}
 
 

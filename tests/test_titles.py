@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wanbatch.titles import title_caption, title_card
+from wanbatch.film.titles import title_caption, title_card
 
 
 def _text_mask(frame: np.ndarray) -> np.ndarray:

@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from wanbatch import xdit_launch
-from wanbatch.backends.xdit import XditBackend
-from wanbatch.cache import Cache
+from wanbatch.av.ffmpeg import probe
+from wanbatch.backends.local import xdit_launch
+from wanbatch.backends.local.pipelines import LoadSpec
+from wanbatch.backends.local.xdit import XditBackend
+from wanbatch.backends.local.xdit_launch import Degrees, LaunchPlan, launch_plan, plan_degrees
+from wanbatch.cache.store import Cache
 from wanbatch.errors import Cancelled, Issue, MissingExtraError, RenderError
-from wanbatch.ffmpeg import probe
-from wanbatch.pipelines import LoadSpec
-from wanbatch.xdit_launch import Degrees, LaunchPlan, launch_plan, plan_degrees
 
 from local_fixtures import context, images, job, render_cache, scene, tiny_models_dir
 
@@ -38,30 +38,37 @@ def planned_xdit(models_dir: Path, **cfg: Any) -> XditBackend:
 
 
 # -- degrees -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("gpus", "heads", "ulysses", "ring", "expected"), [
-    (8, 40, None, None, Degrees(8, 1)),       # auto: all Ulysses when the heads allow it
-    (8, 12, None, None, Degrees(4, 2)),       # 1.3B: 12 heads -> Ulysses 4, ring 2
-    (4, 2, None, None, Degrees(2, 2)),        # tiny: 2 heads
-    (4, 40, 2, 2, Degrees(2, 2)),
-    (4, 40, None, 4, Degrees(1, 4)),
-    (8, 40, 4, None, Degrees(4, 2)),
-    (1, 40, None, None, Degrees(1, 1)),
-])
+@pytest.mark.parametrize(
+    ("gpus", "heads", "ulysses", "ring", "expected"),
+    [
+        (8, 40, None, None, Degrees(8, 1)),  # auto: all Ulysses when the heads allow it
+        (8, 12, None, None, Degrees(4, 2)),  # 1.3B: 12 heads -> Ulysses 4, ring 2
+        (4, 2, None, None, Degrees(2, 2)),  # tiny: 2 heads
+        (4, 40, 2, 2, Degrees(2, 2)),
+        (4, 40, None, 4, Degrees(1, 4)),
+        (8, 40, 4, None, Degrees(4, 2)),
+        (1, 40, None, None, Degrees(1, 1)),
+    ],
+)
 def test_degrees_that_fit(gpus: int, heads: int, ulysses: int | None, ring: int | None, expected: Degrees) -> None:
     deg, problems = plan_degrees(gpus, heads, ulysses, ring)
     assert problems == [] and deg == expected and deg.world == gpus
 
 
-@pytest.mark.parametrize(("gpus", "heads", "ulysses", "ring", "option", "says"), [
-    (8, 40, 2, 2, "ulysses_degree", "equal to the GPU count 8; 2 x 2 = 4"),
-    (3, 40, 3, 1, "ulysses_degree", "divisor of the model's 40 attention heads, not 3"),
-    (8, 12, 8, None, "ulysses_degree", "use one of 1, 2, 4"),
-    (6, 40, None, 4, "ring_degree", "divisor of the 6 GPUs"),
-    (4, 40, 0, 4, "ulysses_degree", ">= 1"),
-    (0, 40, None, None, "gpus", "at least one GPU"),
-])
-def test_degrees_that_do_not_fit_say_why(gpus: int, heads: int, ulysses: int | None, ring: int | None,
-                                         option: str, says: str) -> None:
+@pytest.mark.parametrize(
+    ("gpus", "heads", "ulysses", "ring", "option", "says"),
+    [
+        (8, 40, 2, 2, "ulysses_degree", "equal to the GPU count 8; 2 x 2 = 4"),
+        (3, 40, 3, 1, "ulysses_degree", "divisor of the model's 40 attention heads, not 3"),
+        (8, 12, 8, None, "ulysses_degree", "use one of 1, 2, 4"),
+        (6, 40, None, 4, "ring_degree", "divisor of the 6 GPUs"),
+        (4, 40, 0, 4, "ulysses_degree", ">= 1"),
+        (0, 40, None, None, "gpus", "at least one GPU"),
+    ],
+)
+def test_degrees_that_do_not_fit_say_why(
+    gpus: int, heads: int, ulysses: int | None, ring: int | None, option: str, says: str
+) -> None:
     deg, problems = plan_degrees(gpus, heads, ulysses, ring)
     assert deg is None
     assert any(o == option and says in msg for o, msg in problems), problems
@@ -90,8 +97,12 @@ def _issues(b: XditBackend, sc: Any) -> list[Issue]:
 
 def test_bad_xdit_options(tiny_models_dir: Path) -> None:
     b = xdit(tiny_models_dir, gpus=0, ulysses_degree="two", ring="2", timeout_s=-1)
-    assert sorted(i.field for i in b._config_issues) == ["backend.gpus", "backend.ring", "backend.timeout_s",
-                                                         "backend.ulysses_degree"]
+    assert sorted(i.field for i in b._config_issues) == [
+        "backend.gpus",
+        "backend.ring",
+        "backend.timeout_s",
+        "backend.ulysses_degree",
+    ]
 
 
 # -- readiness on a machine without GPUs or xfuser -----------------------------------------------------
@@ -115,7 +126,9 @@ def test_check_ready_without_gpus_says_to_use_diffusers(tiny_models_dir: Path, m
 def test_importing_the_backend_and_launcher_never_imports_xfuser() -> None:
     import subprocess
 
-    code = "import sys, wanbatch.backends.xdit, wanbatch.xdit_launch; print('xfuser' in sys.modules)"
+    code = (
+        "import sys, wanbatch.backends.local.xdit, wanbatch.backends.local.xdit_launch; print('xfuser' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -123,15 +136,25 @@ def test_importing_the_backend_and_launcher_never_imports_xfuser() -> None:
 # -- launch plan and job file --------------------------------------------------------------------------
 def test_launch_plan_is_torchrun_on_one_node(tmp_path: Path) -> None:
     plan = launch_plan(tmp_path / "job.json", 4, python="/usr/bin/python3", visible_devices=[2, 3, 4, 5])
-    assert plan.argv == ["/usr/bin/python3", "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
-                         "--nproc_per_node=4", "-m", "wanbatch.xdit_launch", str(tmp_path / "job.json")]
+    assert plan.argv == [
+        "/usr/bin/python3",
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes=1",
+        "--nproc_per_node=4",
+        "-m",
+        "wanbatch.backends.local.xdit_launch",
+        str(tmp_path / "job.json"),
+    ]
     assert plan.env["CUDA_VISIBLE_DEVICES"] == "2,3,4,5" and plan.env["OMP_NUM_THREADS"] == "1"
     assert "--nproc_per_node=4" in plan.describe()
     assert "CUDA_VISIBLE_DEVICES" not in launch_plan(tmp_path / "j.json", 2).env
 
 
-def test_the_job_file_holds_everything_a_worker_needs(tiny_models_dir: Path, images: dict[str, Path],
-                                                      render_cache: Cache, tmp_path: Path) -> None:
+def test_the_job_file_holds_everything_a_worker_needs(
+    tiny_models_dir: Path, images: dict[str, Path], render_cache: Cache, tmp_path: Path
+) -> None:
     b = planned_xdit(tiny_models_dir, gpus=2, model="tiny-i2v", device=["cuda:1", "cuda:3"])
     j = job(b, scene(image=images["first"], width=32, height=32))
     plan, out = b.launch(j, context(render_cache, tmp_path / "w"))
@@ -152,17 +175,18 @@ def test_worker_usage_error() -> None:
 # -- the subprocess life cycle, with a stand-in worker ---------------------------------------------------
 def _stand_in(b: XditBackend, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
     """Replace torchrun with a python one-liner that gets the job file as argv[1]."""
+
     def fake_launch(job_file: Path, nproc: int, **_kw: Any) -> LaunchPlan:
         return LaunchPlan(argv=[sys.executable, "-c", script, str(job_file)], env={}, nproc=nproc, job_file=job_file)
 
-    monkeypatch.setattr("wanbatch.backends.xdit.launch_plan", fake_launch)
+    monkeypatch.setattr("wanbatch.backends.local.xdit.launch_plan", fake_launch)
     monkeypatch.setattr(b, "require_extra", lambda: None)
 
 
 WRITE_CLIP = """
 import json, sys, numpy as np
 from pathlib import Path
-from wanbatch.encode import EncodeSettings, write_clip
+from wanbatch.av.encode import EncodeSettings, write_clip
 job = json.loads(Path(sys.argv[1]).read_text())
 p = job["params"]
 frames = np.full((p["num_frames"], p["height"], p["width"], 3), 128, np.uint8)
@@ -170,8 +194,9 @@ write_clip(frames, Path(job["out"]), fps=p["fps"], settings=EncodeSettings(**job
 """
 
 
-def test_render_returns_the_clip_rank_0_wrote(tiny_models_dir: Path, render_cache: Cache, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_render_returns_the_clip_rank_0_wrote(
+    tiny_models_dir: Path, render_cache: Cache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     b = planned_xdit(tiny_models_dir, gpus=2)
     _stand_in(b, monkeypatch, WRITE_CLIP)
     result = b.render(job(b, scene(width=32, height=32)), context(render_cache, tmp_path / "w"))
@@ -179,8 +204,9 @@ def test_render_returns_the_clip_rank_0_wrote(tiny_models_dir: Path, render_cach
     assert result.info["gpus"] == 2 and result.info["ulysses_degree"] == 2
 
 
-def test_a_failed_worker_reports_its_log(tiny_models_dir: Path, render_cache: Cache, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_worker_reports_its_log(
+    tiny_models_dir: Path, render_cache: Cache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     b = planned_xdit(tiny_models_dir, gpus=2)
     _stand_in(b, monkeypatch, "import sys; print('torch.OutOfMemoryError: CUDA out of memory'); sys.exit(1)")
     with pytest.raises(RenderError, match=r"out of GPU memory.*backend\.gpus"):
@@ -190,8 +216,9 @@ def test_a_failed_worker_reports_its_log(tiny_models_dir: Path, render_cache: Ca
         b.render(job(b, scene()), context(render_cache, tmp_path / "w2"))
 
 
-def test_cancel_and_timeout_stop_the_worker(tiny_models_dir: Path, render_cache: Cache, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cancel_and_timeout_stop_the_worker(
+    tiny_models_dir: Path, render_cache: Cache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     b = planned_xdit(tiny_models_dir, gpus=2, timeout_s=0.5)
     _stand_in(b, monkeypatch, "import time; time.sleep(60)")
     with pytest.raises(RenderError, match="timeout_s"):
@@ -219,8 +246,9 @@ def _gpu_skip_reason() -> str | None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(_gpu_skip_reason() is not None, reason=str(_gpu_skip_reason()))
-def test_a_tiny_render_over_every_gpu_matches_the_planned_clip(tiny_models_dir: Path, render_cache: Cache,
-                                                               tmp_path: Path) -> None:
+def test_a_tiny_render_over_every_gpu_matches_the_planned_clip(
+    tiny_models_dir: Path, render_cache: Cache, tmp_path: Path
+) -> None:
     import torch
 
     gpus = torch.cuda.device_count()
@@ -275,9 +303,10 @@ def _fake_xfuser(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, seen: dict[str
         monkeypatch.setitem(sys.modules, name, mod)
 
 
-def test_the_worker_renders_what_the_diffusers_backend_renders(tiny_models_dir: Path, render_cache: Cache,
-                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from wanbatch.backends.diffusers import DiffusersBackend
+def test_the_worker_renders_what_the_diffusers_backend_renders(
+    tiny_models_dir: Path, render_cache: Cache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wanbatch.backends.local.diffusers import DiffusersBackend
 
     seen: dict[str, Any] = {}
     _fake_xfuser(monkeypatch, tmp_path, seen)
@@ -288,7 +317,8 @@ def test_the_worker_renders_what_the_diffusers_backend_renders(tiny_models_dir: 
     assert seen["args"] == {"model": str(tiny_models_dir / "tiny-t2v-v1"), "ulysses_degree": 1, "ring_degree": 1}
     assert seen["wrapped"] == ["transformer"] and seen["runtime"][1] == "engine-config"
     assert probe(out).width == 32
-    reference = DiffusersBackend({"name": "diffusers", "device": "cpu", "model": "tiny-t2v",
-                                  "models_dir": str(tiny_models_dir)})
+    reference = DiffusersBackend(
+        {"name": "diffusers", "device": "cpu", "model": "tiny-t2v", "models_dir": str(tiny_models_dir)}
+    )
     frames, _ = reference.render_frames(job(reference, scene(seed=5, width=32, height=32)))
     assert np.array_equal(np.load(tmp_path / "w" / "frames.npy"), frames)

@@ -4,21 +4,21 @@ The core (plan, cache, remote backends, stitch) imports and works without torch;
 the `[local]` extra, multi-GPU rendering `[xdit]`, clusters `[ray]`.
 
     from wanbatch import compose, run_project
-    cfg = compose("recipes/demo/project.yaml", ["cache.dir=/tmp/cache"])
+    cfg = load_config("recipes/demo/project.yaml", ["cache.dir=/tmp/cache"])
     exit_code = run_project(cfg, run_dir=Path("outputs/demo"), project_root=Path("recipes/demo"))
 """
 
 from __future__ import annotations
 
-from .cache import Cache
-from .config import compose
-from .errors import ConfigError, Issue, MissingExtraError, ProviderError, RenderError, WanbatchError
-from .plan import Job, Plan, make_plan
-from .project import Project, load_project
-from .run import run_project
-from .scene import Scene
-
-__version__ = "0.1.0"
+from wanbatch.cache.store import Cache
+from wanbatch.config.load import load_config
+from wanbatch.core.job import Job
+from wanbatch.core.plan import Plan, make_plan
+from wanbatch.core.project import Project, load_project
+from wanbatch.core.scene import Scene
+from wanbatch.errors import ConfigError, Issue, MissingExtraError, ProviderError, RenderError, WanbatchError
+from wanbatch.runs.run import run_project
+from wanbatch.version import __version__
 
 __all__ = [
     "Cache",
@@ -33,7 +33,7 @@ __all__ = [
     "Scene",
     "WanbatchError",
     "__version__",
-    "compose",
+    "load_config",
     "load_project",
     "make_plan",
     "run_project",

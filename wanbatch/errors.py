@@ -51,9 +51,7 @@ class MissingExtraError(ConfigError):
 
     def __init__(self, what: str, extra: str):
         self.extra = extra
-        super().__init__(
-            [Issue(None, what, None, f"it needs the `{extra}` extra: pip install 'wanbatch[{extra}]'")]
-        )
+        super().__init__([Issue(None, what, None, f"it needs the `{extra}` extra: pip install 'wanbatch[{extra}]'")])
 
 
 class RenderError(WanbatchError):

@@ -1,6 +1,6 @@
 """Regenerate the demo's small assets (committed, so the demo needs no network and no tools).
 
-    python recipes/demo/make_assets.py
+python recipes/demo/make_assets.py
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Regenerate remote_mix's small assets (committed, so the recipe needs no tools to run).
 
-    python recipes/remote_mix/make_assets.py
+python recipes/remote_mix/make_assets.py
 """
 
 from __future__ import annotations

@@ -29,8 +29,14 @@ def gradient(top: tuple[int, int, int], bottom: tuple[int, int, int], height: in
     return Image.fromarray(np.repeat(rows, W, axis=1))
 
 
-def sea(im: Image.Image, horizon: int, top: tuple[int, int, int], bottom: tuple[int, int, int],
-        wave_color: tuple[int, int, int], waves: int = 7) -> None:
+def sea(
+    im: Image.Image,
+    horizon: int,
+    top: tuple[int, int, int],
+    bottom: tuple[int, int, int],
+    wave_color: tuple[int, int, int],
+    waves: int = 7,
+) -> None:
     im.paste(gradient(top, bottom, H - horizon), (0, horizon))
     d = ImageDraw.Draw(im)
     for k in range(waves):
@@ -39,11 +45,25 @@ def sea(im: Image.Image, horizon: int, top: tuple[int, int, int], bottom: tuple[
             d.arc((x + (k * 37) % 60, y, x + (k * 37) % 60 + 50 + k * 6, y + 8 + k), 200, 340, fill=wave_color, width=2)
 
 
-def lighthouse(d: ImageDraw.ImageDraw, x: int, base: int, height: int, body: tuple[int, int, int],
-               stripe: tuple[int, int, int], lamp: tuple[int, int, int]) -> None:
+def lighthouse(
+    d: ImageDraw.ImageDraw,
+    x: int,
+    base: int,
+    height: int,
+    body: tuple[int, int, int],
+    stripe: tuple[int, int, int],
+    lamp: tuple[int, int, int],
+) -> None:
     half_bottom, half_top = height // 9, height // 14
-    d.polygon([(x - half_bottom, base), (x - half_top, base - height), (x + half_top, base - height),
-               (x + half_bottom, base)], fill=body)
+    d.polygon(
+        [
+            (x - half_bottom, base),
+            (x - half_top, base - height),
+            (x + half_top, base - height),
+            (x + half_bottom, base),
+        ],
+        fill=body,
+    )
     for k in (1, 3):
         y0, y1 = base - height * k // 5, base - height * (k + 1) // 5 + height // 10
         d.rectangle((x - half_bottom, y1, x + half_bottom, y0), fill=stripe)
@@ -52,8 +72,9 @@ def lighthouse(d: ImageDraw.ImageDraw, x: int, base: int, height: int, body: tup
     d.polygon([(x - half_top - 8, roof), (x, roof - 18), (x + half_top + 8, roof)], fill=body)
 
 
-def beam(im: Image.Image, origin: tuple[int, int], to_x: int, color: tuple[int, int, int],
-         strength: int) -> Image.Image:
+def beam(
+    im: Image.Image, origin: tuple[int, int], to_x: int, color: tuple[int, int, int], strength: int
+) -> Image.Image:
     glow = Image.new("L", im.size, 0)
     ImageDraw.Draw(glow).polygon([origin, (to_x, origin[1] - 60), (to_x, origin[1] + 40)], fill=strength)
     glow = glow.filter(ImageFilter.GaussianBlur(6))
@@ -159,12 +180,12 @@ def hum(seconds: float = 3.0, rate: int = 16000) -> np.ndarray:
         env[m] = np.minimum(1, np.minimum(local / 0.08, (b - a - local) / 0.15))
     f0 = f0 * (1 + 0.01 * np.sin(2 * math.pi * 5.5 * t))
     phase = 2 * math.pi * np.cumsum(f0) / rate
-    voice = sum((0.9 ** k) * np.sin(k * phase) * _formant(k * f0) for k in range(1, 16))
+    voice = sum((0.9**k) * np.sin(k * phase) * _formant(k * f0) for k in range(1, 16))
     return voice / np.max(np.abs(voice)) * env * 0.6
 
 
 def _formant(freq: np.ndarray) -> np.ndarray:
-    return sum(np.exp(-((freq - c) / bw) ** 2) for c, bw in ((600.0, 160.0), (1000.0, 200.0))) + 0.05
+    return sum(np.exp(-(((freq - c) / bw) ** 2)) for c, bw in ((600.0, 160.0), (1000.0, 200.0))) + 0.05
 
 
 def main(out: Path = HERE) -> None:

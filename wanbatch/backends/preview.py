@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import Issue, RenderError
-from ..ffmpeg import last_frame
-from ..plan import Job
-from ..scene import Scene
-from .base import Backend, RenderContext, RenderResult
+from wanbatch.av.ffmpeg import last_frame
+from wanbatch.core.backend import Backend, BackendKind, RenderContext, RenderResult
+from wanbatch.core.job import Job
+from wanbatch.core.scene import Scene
+from wanbatch.errors import Issue, RenderError
 
 SIZES = {"480P": (832, 480), "720P": (1280, 720), "1080P": (1920, 1080)}
 PREVIEW_VERSION = "1"  # bump when the drawing changes, so cached animatics are redrawn
@@ -27,7 +27,7 @@ PREVIEW_VERSION = "1"  # bump when the drawing changes, so cached animatics are 
 
 class PreviewBackend(Backend):
     name = "preview"
-    kind = "cpu"
+    kind = BackendKind.CPU
 
     def model_identity(self, scene: Scene) -> dict[str, Any]:
         return {"model": "preview", "revision": PREVIEW_VERSION}
@@ -36,8 +36,14 @@ class PreviewBackend(Backend):
         fps = scene.fps or int(self.config.get("default_fps", 16))
         if scene.width or scene.height:
             if not (scene.width and scene.height):
-                issues.append(Issue(scene.id, "width" if not scene.width else "height", None,
-                                    "set both `width` and `height`, or use `resolution`"))
+                issues.append(
+                    Issue(
+                        scene.id,
+                        "width" if not scene.width else "height",
+                        None,
+                        "set both `width` and `height`, or use `resolution`",
+                    )
+                )
                 return {}
             width, height = scene.width, scene.height
         else:
@@ -46,8 +52,9 @@ class PreviewBackend(Backend):
             if v % 2:
                 issues.append(Issue(scene.id, name, v, "an even number of pixels (H.264 4:2:0 needs it)"))
         if scene.num_frames is not None and scene.duration is not None:
-            issues.append(Issue(scene.id, "num_frames", scene.num_frames,
-                                "either `duration` or `num_frames`, not both"))
+            issues.append(
+                Issue(scene.id, "num_frames", scene.num_frames, "either `duration` or `num_frames`, not both")
+            )
         duration = scene.duration or float(self.config.get("default_duration", 2.0))
         num_frames = scene.num_frames or max(1, round(duration * fps))
         return {
@@ -68,7 +75,7 @@ class PreviewBackend(Backend):
         last = _fit(Image.open(_local(job, "last_image")), w, h) if "last_image" in job.inputs else None
         audio = _local(job, "audio") if "audio" in job.inputs else None
         out = ctx.workdir / "clip.mp4"
-        from ..encode import write_clip
+        from wanbatch.av.encode import write_clip
 
         write_clip(_animate(first, last, w, h, n, p["seed"]), out, fps=p["fps"], settings=ctx.encode, audio=audio)
         return RenderResult(video=out, model="preview", info={"render_s": round(time.perf_counter() - t0, 3)})
@@ -80,7 +87,7 @@ class PreviewBackend(Backend):
             return _fit(Image.open(_local(job, "image")), w, h)
         if "first_clip" in job.inputs:
             return _fit(Image.open(last_frame(_local(job, "first_clip"), workdir / "first_clip_last.png")), w, h)
-        from ..titles import title_card
+        from wanbatch.film.titles import title_card
 
         text = p.get("title") or p["prompt"] or job.id
         sub = p["prompt"] if p.get("title") and p["prompt"] else None

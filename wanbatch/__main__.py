@@ -1,0 +1,5 @@
+"""`python -m wanbatch`: the console script."""
+
+from wanbatch.cli import main
+
+main()

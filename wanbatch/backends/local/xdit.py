@@ -1,0 +1,270 @@
+"""`xdit`: one Wan render split over several GPUs with xfuser sequence parallelism (Ulysses and ring).
+
+Scenes are validated exactly as for the `diffusers` backend, plus the parallel degrees, up front:
+`ulysses_degree` x `ring_degree` must equal the GPU count, and the Ulysses
+degree must divide the model's attention heads. Each render runs `wanbatch.backends.local.xdit_launch` under
+torchrun on all GPUs; rank 0 encodes the clip. One render at a time (it holds every GPU), and each
+loads its pipeline afresh: the torchrun processes end with the render.
+
+Example (4 GPUs, 40-head 14B model)::
+
+    backend: {name: xdit, model: wan2.1-t2v-14b, gpus: 4, ulysses_degree: 4, ring_degree: 1}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from wanbatch.backends.local.diffusers import DiffusersBackend, _find_spec
+from wanbatch.backends.local.xdit_launch import Degrees, LaunchPlan, launch_plan, plan_degrees, write_job
+from wanbatch.core.backend import BackendKind, RenderContext, RenderResult
+from wanbatch.errors import Cancelled, Issue, MissingExtraError, RenderError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from wanbatch.core.job import Job
+    from wanbatch.core.scene import Scene
+
+
+@dataclass(frozen=True)
+class XditOptions:
+    gpus: int | str = "auto"  # "auto" = every visible CUDA device
+    ulysses_degree: int | None = None  # None: the largest the heads allow
+    ring_degree: int | None = None  # None: the GPUs left over
+    timeout_s: float | None = None
+
+    @classmethod
+    def parse(cls, config: Mapping[str, Any], issues: list[Issue]) -> XditOptions:
+        values = {f.name: config[f.name] for f in fields(cls) if f.name in config}
+
+        def bad(key: str, allowed: str) -> None:
+            issues.append(Issue(None, f"backend.{key}", values.pop(key), allowed))
+
+        if "gpus" in values and values["gpus"] != "auto" and not _pos_int(values["gpus"]):
+            bad("gpus", "auto, or the number of GPUs one render uses")
+        for key in ("ulysses_degree", "ring_degree"):
+            if values.get(key) is not None and values[key] != "auto" and not _pos_int(values[key]):
+                bad(key, "a positive integer, or auto")
+            elif values.get(key) == "auto":
+                values[key] = None
+        if values.get("timeout_s") is not None and (
+            isinstance(values["timeout_s"], bool)
+            or not isinstance(values["timeout_s"], (int, float))
+            or values["timeout_s"] <= 0
+        ):
+            bad("timeout_s", "a number of seconds > 0, or null")
+        return cls(**values)
+
+
+def _pos_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+class XditBackend(DiffusersBackend):
+    name: ClassVar[str] = "xdit"
+    kind: ClassVar[BackendKind] = BackendKind.LOCAL
+    extra: ClassVar[str] = "xdit"
+    _option_extras: ClassVar[tuple[str, ...]] = tuple(f.name for f in fields(XditOptions))
+
+    def __init__(self, config: Mapping[str, Any], **kw: Any):
+        super().__init__(config, **kw)
+        self.xdit = XditOptions.parse(self.config, self._config_issues)
+        self._reported: set[Issue] = set()
+
+    # -- plan time ---------------------------------------------------------------------------------
+    def require_extra(self) -> None:
+        super().require_extra()
+        if _find_spec("xfuser") is None:  # find, never import: xfuser's import needs CUDA
+            raise MissingExtraError("the `xdit` backend (xfuser not installed)", "xdit")
+
+    def check_ready(self, issues: list[Issue]) -> None:
+        self.require_extra()
+        issues.extend(self._config_issues)
+        visible = self.visible_gpus()
+        if visible == 0:
+            issues.append(
+                Issue(
+                    None,
+                    "backend.name",
+                    "xdit",
+                    "a backend this machine can run: `xdit` needs CUDA "
+                    "GPUs and none is visible; use `backend=diffusers` here",
+                )
+            )
+        elif self.gpus() > visible:
+            issues.append(Issue(None, "backend.gpus", self.gpus(), f"at most the {visible} visible GPUs"))
+        if self.options.offload != "none":
+            issues.append(
+                Issue(
+                    None,
+                    "backend.offload",
+                    self.options.offload,
+                    "`none`: xdit splits the sequence over GPUs, each holds the whole model",
+                )
+            )
+
+    def prepare(self, scene: Scene, issues: list[Issue], *, chained: bool = False) -> dict[str, Any]:
+        params = super().prepare(scene, issues, chained=chained)
+        if not params:
+            return params
+        got = self._resolve(scene)
+        heads = 0 if isinstance(got, str) else got.spec.heads
+        deg, problems = self.degrees(heads)
+        for option, allowed in problems:
+            value = self.gpus() if option == "gpus" else getattr(self.xdit, option, None)
+            issue = Issue(None, f"backend.{option}", value, allowed)
+            if issue not in self._reported:  # one model, one message: not once per scene
+                self._reported.add(issue)
+                issues.append(issue)
+        if deg is None:
+            return {}
+        # the split changes the attention kernels' arithmetic, so it is part of what made the pixels
+        params["parallel"] = {"ulysses": deg.ulysses, "ring": deg.ring}
+        return params
+
+    def degrees(self, heads: int) -> tuple[Degrees | None, list[tuple[str, str]]]:
+        return plan_degrees(self.gpus(), heads, self.xdit.ulysses_degree, self.xdit.ring_degree)
+
+    def visible_gpus(self) -> int:
+        if _find_spec("torch") is None:
+            return 0
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+    def gpus(self) -> int:
+        g = self.xdit.gpus
+        return g if isinstance(g, int) else self.visible_gpus()
+
+    def devices(self) -> list[str]:
+        return [f"cuda:{i}" for i in range(max(1, self.gpus()))]
+
+    def device_type(self) -> str:
+        return "cuda"
+
+    @property
+    def max_in_flight(self) -> int:
+        return 1  # one render holds every GPU
+
+    # -- run time ----------------------------------------------------------------------------------
+    def launch(self, job: Job, ctx: RenderContext, *, frames_out: Path | None = None) -> tuple[LaunchPlan, Path]:
+        """Write the job file into the scratch folder; return the launch plan and where the clip will be."""
+        par = job.params["parallel"]
+        deg = Degrees(par["ulysses"], par["ring"])
+        audio = job.inputs.get("audio")
+        out = ctx.workdir / "clip.mp4"
+        job_file = write_job(
+            ctx.workdir / "xdit-job.json",
+            load=self.load_spec(job),
+            params=job.params,
+            images=self._image_paths(job),
+            audio=audio.path if audio is not None else None,
+            out=out,
+            encode=ctx.encode.identity(),
+            degrees=deg,
+            frames_out=frames_out,
+        )
+        visible = None
+        if isinstance(self.options.device, (list, tuple)):
+            visible = [int(str(d).partition(":")[2] or 0) for d in self.options.device]
+        return launch_plan(job_file, deg.world, visible_devices=visible), out
+
+    def render(self, job: Job, ctx: RenderContext) -> RenderResult:
+        self.require_extra()
+        plan, out = self.launch(job, ctx)
+        t0 = time.perf_counter()
+        self._run(plan, ctx, job)
+        if not out.is_file():
+            tail = _tail(ctx.workdir / "xdit.log")
+            raise RenderError(f"xdit render of `{job.id}` wrote no {out.name}. Last lines of its log:\n{tail}")
+        par = job.params["parallel"]
+        return RenderResult(
+            video=out,
+            model=job.model,
+            info={
+                "render_s": round(time.perf_counter() - t0, 3),
+                "gpus": plan.nproc,
+                "ulysses_degree": par["ulysses"],
+                "ring_degree": par["ring"],
+            },
+        )
+
+    def render_frames(self, job: Job, ctx: RenderContext | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """The frames rank 0 encoded (saved beside the clip for this purpose)."""
+        import numpy as np
+
+        if ctx is None:
+            raise RenderError("the xdit backend renders in a scratch folder: pass a RenderContext")
+        frames_file = ctx.workdir / "frames.npy"
+        plan, _out = self.launch(job, ctx, frames_out=frames_file)
+        t0 = time.perf_counter()
+        self._run(plan, ctx, job)
+        return np.load(frames_file), {"render_s": round(time.perf_counter() - t0, 3), "gpus": plan.nproc}
+
+    def _run(self, plan: LaunchPlan, ctx: RenderContext, job: Job) -> None:
+        log_path = ctx.workdir / "xdit.log"
+        ctx.status(f"rendering on {plan.nproc} GPUs")
+        deadline = time.monotonic() + self.xdit.timeout_s if self.xdit.timeout_s else None
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                plan.argv, env={**os.environ, **plan.env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )  # its own process group: stopped as a whole
+            try:
+                while True:
+                    try:
+                        rc = proc.wait(timeout=0.5)
+                        break
+                    except subprocess.TimeoutExpired:
+                        pass
+                    if ctx.cancel.is_set():
+                        _stop(proc)
+                        raise Cancelled("cancelled while rendering on the GPUs")
+                    if deadline is not None and time.monotonic() > deadline:
+                        _stop(proc)
+                        raise RenderError(
+                            f"xdit render of `{job.id}` took longer than `backend.timeout_s` = {self.xdit.timeout_s} s"
+                        )
+            except BaseException:
+                _stop(proc)
+                raise
+        if rc != 0:
+            tail = _tail(log_path)
+            if "out of memory" in tail.lower():
+                raise RenderError(
+                    f"out of GPU memory rendering `{job.id}` on {plan.nproc} GPUs. Fix: more GPUs "
+                    "(`backend.gpus`), `backend.vae_tiling=true`, or a smaller `width`/`height` or "
+                    f"fewer frames. Last lines:\n{tail}"
+                )
+            raise RenderError(f"xdit render of `{job.id}` failed (exit {rc}). Last lines of its log:\n{tail}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+__all__ = ["XditBackend", "XditOptions"]

@@ -1,0 +1,375 @@
+"""What every remote backend shares: the protocol hooks a provider module fills in, and the job life cycle.
+
+A remote render is one procedure, `RemoteBackend.render`:
+
+    1. re-attach to the request id in the journal, or submit. A submit is retried only where it cannot
+       have been accepted (connection refused, 429, 503); an ambiguous one (a timeout after sending) is
+       reconciled against the provider's request list where there is one, and otherwise reported.
+    2. write the id to the journal before the first poll, so a crashed run re-attaches instead of paying twice
+    3. poll until a final state: first when the job is due, then at the provider's `eta` hint or on a backoff
+    4. download the video into the job's workdir and check it (status 200, type, full length, container)
+
+A provider module (gmi.py, aiml.py, novita.py) adds only its protocol: URLs, request body, how to read
+the answers, and the plan-time mapping of scene fields. The rest lives one concern a module:
+
+    remote_settings.py   the backend's options, parsed and checked before anything is sent
+    remote_scene.py      plan time: a scene's fields against what the model takes
+    remote_secrets.py    the API key is redacted from every message and log line
+    remote_limits.py     jobs in flight and API calls per second, per provider account
+    remote_http.py       the HTTP client, and retries that never pay twice
+    remote_download.py   the video downloaded at once, and kept only if it is whole (remote_probe.py: ffmpeg)
+    remote_run.py        one render's state and counters
+
+The API key is read from the environment when used, sent only in the Authorization header of API calls
+(never to a download host) and redacted from every message and log line these modules produce.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import mimetypes
+import os
+import random
+import time
+from abc import abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import httpx
+
+from wanbatch.backends.remote.download import download
+from wanbatch.backends.remote.http import Api, _Ambiguous
+from wanbatch.backends.remote.limits import ProviderPool
+from wanbatch.backends.remote.run import Gone, Run
+from wanbatch.backends.remote.secrets import redact, register_secret
+from wanbatch.backends.remote.settings import RemoteSettings
+from wanbatch.backends.remote.uploader import Uploader
+from wanbatch.core.backend import Backend, BackendKind, RenderContext, RenderResult
+from wanbatch.core.media import Media
+from wanbatch.errors import DownloadError, Issue, ProviderError, RenderError
+
+if TYPE_CHECKING:
+    from wanbatch.core.job import Job
+    from wanbatch.core.scene import Scene
+
+log = logging.getLogger("wanbatch.remote")
+
+
+class AmbiguousSubmit(RenderError):
+    """A submit may have been accepted but its id never came back, and no request list could settle it."""
+
+
+@dataclass(frozen=True)
+class Status:
+    """A provider's answer to a status poll, in wanbatch's words."""
+
+    state: str  # running | succeeded | failed
+    raw: str  # the provider's own word for it
+    video_url: str | None = None
+    reason: str | None = None
+    eta_s: float | None = None  # when the provider expects to finish (Novita)
+    url_ttl_s: float | None = None  # how long `video_url` stays valid, where the provider says
+
+
+class RemoteBackend(Backend):
+    """A model behind an asynchronous HTTP queue. Subclasses add a protocol and a scene mapping."""
+
+    kind: ClassVar[BackendKind] = BackendKind.REMOTE
+    provider: ClassVar[str]  # one pool of slots and one rate limit per provider account
+    provider_title: ClassVar[str]
+    default_config: ClassVar[dict[str, Any]]  # model, base_url, path, api_key_env
+    extra_options: ClassVar[frozenset[str]] = frozenset()
+    takes: ClassVar[frozenset[str]]  # the scene fields this model maps; others must be unset
+    can_list: ClassVar[bool] = False  # the provider lists requests, so an ambiguous submit can be reconciled
+
+    def __init__(self, config: Mapping[str, Any], *, client: httpx.Client | None = None):
+        super().__init__({**self.default_config, **dict(config)})
+        self._config_issues: list[Issue] = []
+        where = f"backends.{self.name}"
+        self.settings = RemoteSettings.parse(self.config, where, self._config_issues, self.extra_options)
+        self.uploader = Uploader.from_config(self.settings.uploader, self._config_issues, f"{where}.uploader")
+        self.pool = ProviderPool.join(
+            self.provider, self.settings.base_url, self, self.settings.max_in_flight, self.settings.requests_per_second
+        )
+        self.api = Api(self.settings, self.provider_title, self.pool, client)
+        if key := os.environ.get(self.settings.api_key_env):
+            register_secret(key)
+
+    @property
+    def model(self) -> str:
+        return self.settings.model
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.settings.max_in_flight
+
+    @property
+    def client(self) -> httpx.Client:
+        return self.api.client
+
+    def close(self) -> None:
+        self.pool.leave(self)
+        self.api.close()
+
+    def api_url(self, suffix: str = "") -> str:
+        return self.settings.base_url.rstrip("/") + "/" + self.settings.path.strip("/") + suffix
+
+    # -- protocol hooks (one set per provider module) ---------------------------------------------
+    @abstractmethod
+    def body(self, job: Job) -> dict[str, Any]:
+        """The submit request's JSON body for a planned job (media encoded or uploaded here)."""
+
+    @abstractmethod
+    def read_submit(self, data: Any) -> str:
+        """The request id in a submit answer (raise ProviderError on a shape not understood)."""
+
+    @abstractmethod
+    def status_request(self, request_id: str) -> tuple[str, dict[str, str] | None]:
+        """URL and query parameters of the status poll."""
+
+    @abstractmethod
+    def read_status(self, data: Any, request_id: str) -> Status:
+        """A poll answer in wanbatch's words (raise ProviderError on a shape not understood)."""
+
+    def find_submitted(self, run: Run, body: Mapping[str, Any], since: float) -> str | None:
+        """The id of a request matching `body` submitted after `since` (only where `can_list`)."""
+        return None
+
+    # -- plan time (the scene mapping itself is in remote_scene.py) --------------------------------
+    def check_ready(self, issues: list[Issue]) -> None:
+        issues.extend(self._config_issues)
+        env = self.settings.api_key_env
+        key = os.environ.get(env, "") if env else ""
+        if not key.strip():
+            issues.append(
+                Issue(
+                    None,
+                    f"${env}",
+                    "<unset>",
+                    f"your {self.provider_title} API key in the "
+                    f"environment (`export {env}=...`); backend `{self.name}` needs it",
+                )
+            )
+        else:
+            register_secret(key)
+
+    def model_identity(self, scene: Scene) -> dict[str, Any]:
+        identity = {"provider": self.provider, "model": self.model}
+        # A render from another endpoint (a fake server, a proxy) must never pass for the real one.
+        if self.settings.base_url.rstrip("/") != self.default_config["base_url"].rstrip("/"):
+            identity["endpoint"] = self.settings.base_url.rstrip("/")
+        return identity
+
+    # -- media at run time -------------------------------------------------------------------------
+    def image_data(self, media: Media) -> str:
+        """A local image as the body carries it: a data URI or bare base64 (`image_encoding`)."""
+        if media.path is None:
+            raise RenderError(f"`{media.field}` must be a local file to be sent as data; got {media.describe()}")
+        encoded = base64.b64encode(media.path.read_bytes()).decode("ascii")
+        if self.settings.image_encoding == "base64":
+            return encoded
+        mime = mimetypes.guess_type(media.path.name)[0] or "image/png"
+        return f"data:{mime};base64,{encoded}"
+
+    def media_url(self, media: Media) -> str:
+        """A URL the provider can fetch: the scene's own URL, or the uploaded local file's."""
+        if media.url is not None:
+            return media.url
+        if self.uploader is None or media.path is None:
+            raise RenderError(f"`{media.field}` is a local file and backend `{self.name}` has no uploader")
+        return self.uploader.upload(media.path, media.sha256)
+
+    # -- run time ----------------------------------------------------------------------------------
+    def render(self, job: Job, ctx: RenderContext) -> RenderResult:
+        try:
+            return self._render(Run(job, ctx))
+        except Exception as exc:
+            # The one exit of every failure: whatever a provider echoed, no message carries a key.
+            exc.args = tuple(redact(a) if isinstance(a, str) else a for a in exc.args)
+            raise
+
+    def _render(self, run: Run) -> RenderResult:
+        try:
+            request_id, video = self._request(run, journalled=True)
+        except Gone as gone:
+            # What was journalled is gone (an expired URL, a forgotten request): say so, then render once more.
+            self._note(run, f"{gone}; submitting scene `{run.job.id}` again")
+            try:
+                request_id, video = self._request(run, journalled=False)
+            except Gone as again:
+                raise DownloadError(f"scene `{run.job.id}`: {again}, twice; nothing was cached") from None
+        return RenderResult(video=video, model=self.model, request_id=request_id, info=run.info(self.provider))
+
+    def _request(self, run: Run, *, journalled: bool) -> tuple[str, Path]:
+        """One request, from its submit (or the journal) to its checked video in the workdir."""
+        # A slot stands for a job at the provider: held from the submit to the job's final state, and not
+        # while the video comes down from the storage host.
+        with self.pool.slot(run.ctx.cancel):
+            # 1-2. Re-attach to the journalled request, or submit one (its id journalled before any poll).
+            request_id = self._journalled(run) if journalled else None
+            submitted_at = None
+            if request_id is None:
+                t0 = time.monotonic()
+                request_id, submitted_at = self._submit(run)
+                run.timings["submit"] = submitted_at - t0
+            # 3. Poll until the provider is done with it.
+            status = self._poll(run, request_id, submitted_at)
+            if submitted_at is not None:
+                run.timings["provider"] = time.monotonic() - submitted_at
+        # The provider is done: the executor may send its next job while this one's video comes down.
+        run.ctx.off_backend()
+        if status.state == "failed":
+            # A failed request is final; the journal entry goes, so a rerun renders the scene anew.
+            run.ctx.journal.remove(run.job.key)
+            raise ProviderError(
+                f"scene `{run.job.id}`: {self.provider_title} reports request {request_id} "
+                f"`{status.raw}`: {status.reason or 'no reason given'}",
+                request_id=request_id,
+                status=status.raw,
+            )
+        # 4. Download at once (the URL expires) and check the video; the journal says how far it got.
+        assert status.video_url is not None
+        expires = time.time() + status.url_ttl_s if status.url_ttl_s else None
+        self._record(
+            run, request_id=request_id, state="succeeded", video_url=status.video_url, video_url_expires=expires
+        )
+        t0 = time.monotonic()
+        video = download(self.api, run, status.video_url)
+        run.timings["download"] = time.monotonic() - t0
+        self._record(run, request_id=request_id, state="downloaded")
+        return request_id, video
+
+    # 1. Re-attach or submit -----------------------------------------------------------------------
+    def _journalled(self, run: Run) -> str | None:
+        entry = run.ctx.journal.get(run.job.key) or {}
+        request_id = entry.get("request_id")
+        if entry.get("backend") != self.name or not request_id:
+            if entry.get("state") == "ambiguous":
+                self._note(
+                    run,
+                    f"an earlier submit of scene `{run.job.id}` was ambiguous "
+                    f"({entry.get('submitted_at_utc', 'time unknown')}); submitting again as asked",
+                )
+            return None
+        run.reattached = True
+        run.ctx.status(f"re-attaching to {request_id}")
+        log.info(
+            "scene %s: re-attaching to %s request %s (state %s)",
+            run.job.id,
+            self.provider_title,
+            request_id,
+            entry.get("state"),
+        )
+        return str(request_id)
+
+    def _submit(self, run: Run) -> tuple[str, float]:
+        """Submit the job; returns its request id and when the provider had it (time.monotonic())."""
+        body = self.body(run.job)
+        since = time.time()
+        try:
+            request_id = self._send(run, body)
+        except _Ambiguous as amb:
+            request_id = self._reconcile(run, body, since, amb)
+        taken = time.monotonic()  # before the journal write: the job's clock at the provider is running
+        # 2. The id goes to the journal before the first poll.
+        self._record(run, request_id=request_id, state="submitted", submitted_at=time.time())
+        log.info("scene %s: submitted to %s as %s", run.job.id, self.provider_title, request_id)
+        run.ctx.status(f"submitted ({request_id})")
+        return request_id, taken
+
+    def _send(self, run: Run, body: Mapping[str, Any]) -> str:
+        run.submits += 1
+        data = self.api.call(run, "POST", self.api_url(), what="submit", json=body, submit=True)
+        try:
+            return self.read_submit(data)
+        except ProviderError as exc:  # accepted (2xx) but its id cannot be read: as good as unknown
+            raise _Ambiguous(str(exc)) from None
+
+    def _reconcile(self, run: Run, body: Mapping[str, Any], since: float, amb: _Ambiguous) -> str:
+        if self.can_list:
+            for attempt in range(2):
+                if attempt:
+                    run.wait(self.settings.retries.reconcile_wait_s)
+                found = self.find_submitted(run, body, since)
+                if found:
+                    run.reconciled = True
+                    self._note(
+                        run,
+                        f"the submit of scene `{run.job.id}` was ambiguous ({amb}); "
+                        f"found it in {self.provider_title}'s request list as {found}",
+                    )
+                    return found
+            self._note(
+                run,
+                f"the submit of scene `{run.job.id}` was ambiguous ({amb}) and is not in "
+                f"{self.provider_title}'s request list, so it was not accepted; sending it again",
+            )
+            try:
+                return self._send(run, body)
+            except _Ambiguous as again:
+                amb = again
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(since))
+        self._record(run, request_id=None, state="ambiguous", submitted_at_utc=stamp)
+        raise AmbiguousSubmit(
+            f"scene `{run.job.id}`: the submit to {self.provider_title} may have been accepted ({amb}), "
+            "but no request id came back. Nothing was resubmitted, so nothing is paid twice. Check your "
+            f"{self.provider_title} requests for model {self.model} made around {stamp}; "
+            "a rerun submits again."
+        )
+
+    # 3. Poll --------------------------------------------------------------------------------------
+    def _poll(self, run: Run, request_id: str, submitted_at: float | None) -> Status:
+        """Poll until a final state. The first poll is due `initial_s` after the provider took the job (at
+        once for a journalled one, which may be long done); then at the provider's `eta` hint, else on a
+        growing interval. Jitter only ever delays a poll: one before the job can be done is a wasted call."""
+        p = self.settings.poll
+        deadline = time.monotonic() + p.timeout_s
+        due = time.monotonic() if submitted_at is None else submitted_at + _jittered(p.initial_s, p.jitter)
+        interval = p.interval_s
+        first = True
+        while True:
+            run.wait(due - time.monotonic())
+            url, params = self.status_request(request_id)
+            try:
+                data = self.api.call(run, "GET", url, what=f"status poll of request {request_id}", params=params)
+            except ProviderError as exc:
+                if first and submitted_at is None and exc.status == "404":
+                    raise Gone(f"{self.provider_title} no longer knows journalled request {request_id}") from None
+                raise
+            first = False
+            status = self.read_status(data, request_id)
+            if status.state != "running":
+                return status
+            run.ctx.status(f"{status.raw} ({request_id})")
+            if time.monotonic() > deadline:
+                raise RenderError(
+                    f"scene `{run.job.id}`: request {request_id} is still `{status.raw}` after "
+                    f"{p.timeout_s:g}s; its id stays in the journal, so a rerun re-attaches to it"
+                )
+            if status.eta_s is not None:
+                delay = min(max(status.eta_s, p.min_interval_s), p.max_interval_s)
+            else:
+                delay, interval = interval, min(interval * p.backoff, p.max_interval_s)
+            due = time.monotonic() + _jittered(delay, p.jitter)
+
+    # -- the journal and notes -----------------------------------------------------------------------
+    def _record(self, run: Run, **fields: Any) -> None:
+        run.ctx.journal.record(
+            run.job.key, backend=self.name, provider=self.provider, model=self.model, scene=run.job.id, **fields
+        )
+
+    def _note(self, run: Run, message: str) -> None:
+        message = redact(message)
+        log.warning("%s", message)
+        run.notes.append(message)
+        run.ctx.status(message)
+
+
+def _jittered(seconds: float, jitter: float) -> float:
+    return seconds * (1 + random.uniform(0, jitter))
+
+
+__all__ = ["AmbiguousSubmit", "RemoteBackend", "Status"]

@@ -1,0 +1,118 @@
+"""`wanbatch cache list | why | prune`: look into the render cache.
+
+wanbatch cache list [--dir D] [--json]
+wanbatch cache why recipe=demo [HYDRA OVERRIDES...]     which field changed, per scene that misses
+wanbatch cache why --config-dir DIR --config-name NAME [OVERRIDES...]
+wanbatch cache prune [--dir D] (--older-than 30d | --all)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+from wanbatch.config.load import PROJECT_FILE, default_cache_dir, load_config, recipe_dir
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _age(text: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhdw])", text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(
+            f"`--older-than` = {text!r} is not allowed; a number with a unit s|m|h|d|w, e.g. 30d"
+        )
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="wanbatch cache", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_list = sub.add_parser("list", help="list cached renders")
+    p_list.add_argument("--dir", type=Path, default=None)
+    p_list.add_argument("--json", action="store_true")
+    p_why = sub.add_parser("why", help="say why each scene of a project misses the cache")
+    p_why.add_argument("--config-dir", type=Path)
+    p_why.add_argument("--config-name")
+    p_why.add_argument("overrides", nargs="*")
+    p_prune = sub.add_parser("prune", help="remove old entries and unreferenced blobs")
+    p_prune.add_argument("--dir", type=Path, default=None)
+    group = p_prune.add_mutually_exclusive_group(required=True)
+    group.add_argument("--older-than", type=_age)
+    group.add_argument("--all", action="store_true")
+    args = parser.parse_args(argv)
+
+    from wanbatch.cache.store import Cache
+
+    if args.cmd == "why":
+        return _why(args)
+    cache = Cache(args.dir or default_cache_dir())
+    if args.cmd == "list":
+        entries = sorted(cache.entries(), key=lambda e: e["created"])
+        if args.json:
+            print(
+                json.dumps(
+                    [
+                        {
+                            k: e.get(k)
+                            for k in ("key", "scene_id", "backend", "model", "seed", "size", "created", "request_id")
+                        }
+                        for e in entries
+                    ],
+                    indent=2,
+                )
+            )
+        else:
+            for e in entries:
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e["created"]))
+                print(
+                    f"{e['key']}  {when}  {e.get('backend') or '?':<18} {e.get('scene_id') or '(film)':<20} "
+                    f"seed={e.get('seed')}  {e['size'] / 1e6:.2f} MB"
+                )
+            print(f"{len(entries)} entries in {cache.dir}")
+        return 0
+    stats = cache.prune(older_than_s=args.older_than, everything=args.all)
+    print(
+        f"pruned {stats['entries']} entries and {stats['blobs']} blobs ({stats['bytes'] / 1e6:.1f} MB) in {cache.dir}"
+    )
+    return 0
+
+
+def _why(args: argparse.Namespace) -> int:
+    from wanbatch.av.encode import EncodeSettings
+    from wanbatch.backends import build_backends
+    from wanbatch.cache.store import Cache
+    from wanbatch.config.load import backend_configs
+    from wanbatch.core.plan import make_plan
+    from wanbatch.core.project import load_project
+    from wanbatch.errors import ConfigError
+
+    overrides = list(args.overrides)
+    recipe = next((o.split("=", 1)[1] for o in overrides if o.startswith("recipe=")), None)
+    if args.config_dir and args.config_name:
+        project_file = args.config_dir / f"{args.config_name}.yaml"
+    elif recipe and (folder := recipe_dir(recipe)):
+        project_file = folder / PROJECT_FILE
+    else:
+        print("error: pass recipe=NAME or --config-dir DIR --config-name NAME", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(project_file, overrides)
+        project = load_project(cfg, project_file.parent, backend_configs(cfg))
+        plan = make_plan(
+            project, build_backends(project.backend_configs), encode=EncodeSettings.from_config(cfg.get("encode"))
+        )
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    cache = Cache(Path(str(cfg["cache"]["dir"])).expanduser())
+    for job in plan.jobs:
+        state = "cached" if cache.peek(job.key) else cache.explain_miss(job.id, job.material)
+        print(f"{job.id}: {state}")
+    return 0

@@ -1,0 +1,217 @@
+"""From a composed config to a validated Project: every scene typed, every media file inspected.
+
+Everything here runs before any render, request or cache write; every problem found is reported
+together in one ConfigError (exit 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wanbatch.core.media import Media, inspect_local, is_url, remote
+from wanbatch.core.scene import MEDIA_FIELDS, Scene, parse_fields
+from wanbatch.errors import ConfigError, Issue
+
+PROJECT_KEYS = {"name", "defaults", "soundtrack"}
+SOUNDTRACK_KEYS = {"path", "volume", "duck"}
+
+
+@dataclass(frozen=True)
+class Soundtrack:
+    """Music laid under the whole film; `duck` is its volume while a scene has its own audio."""
+
+    media: Media
+    volume: float = 0.4
+    duck: float = 0.15
+
+
+@dataclass
+class Project:
+    name: str
+    root: Path  # folder of the project file: media paths are relative to it
+    scenes: list[Scene]
+    default_backend: str
+    backend_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    soundtrack: Soundtrack | None = None
+
+    def scene(self, scene_id: str) -> Scene:
+        return next(s for s in self.scenes if s.id == scene_id)
+
+
+def load_project(cfg: Mapping[str, Any], root: Path, backend_configs: Mapping[str, Mapping[str, Any]]) -> Project:
+    """Validate a composed config (a plain dict) into a Project. `backend_configs` holds the config of
+    every known backend by name (the default backend's already merged with CLI overrides); its names are
+    the backends a scene may ask for."""
+    issues: list[Issue] = []
+    proj = dict(cfg.get("project") or {})
+    for key in sorted(set(proj) - PROJECT_KEYS):
+        known = ", ".join(sorted(PROJECT_KEYS))
+        issues.append(Issue(None, f"project.{key}", proj[key], f"unknown key; known: {known}"))
+    name = str(proj.get("name") or root.name)
+    defaults_raw = proj.get("defaults") or {}
+    if not isinstance(defaults_raw, dict):
+        issues.append(Issue(None, "project.defaults", defaults_raw, "a mapping of scene fields"))
+        defaults_raw = {}
+    if "id" in defaults_raw or "chain_from" in defaults_raw:
+        issues.append(Issue(None, "project.defaults", defaults_raw, "scene defaults cannot set `id` or `chain_from`"))
+    defaults = parse_fields(defaults_raw, None, issues, prefix="project.defaults.")
+
+    default_backend = str((cfg.get("backend") or {}).get("name", "preview"))
+    raw_scenes = cfg.get("scenes")
+    if not isinstance(raw_scenes, list) or not raw_scenes:
+        issues.append(Issue(None, "scenes", raw_scenes, "a non-empty list of scenes"))
+        raw_scenes = []
+
+    known_backends = frozenset(backend_configs)
+    media_memo: dict[tuple[str, str], Media | str] = {}
+    scenes: list[Scene] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(raw_scenes):
+        if not isinstance(raw, dict):
+            issues.append(Issue(f"#{i}", f"scenes.{i}", raw, "a mapping of scene fields"))
+            continue
+        sid = raw.get("id")
+        sid = str(sid) if isinstance(sid, str) and sid.strip() else f"scene{i + 1:02d}"
+        if sid in seen:
+            issues.append(Issue(sid, "id", sid, f"ids must be unique; scene #{seen[sid]} has it too"))
+        seen[sid] = i
+        own = parse_fields(raw, sid, issues)
+        fields = {**_defaults_for(own, defaults), **own}
+        fields["id"] = sid
+        for mf in MEDIA_FIELDS:
+            if mf in fields:
+                got = _resolve_media(sid, mf, fields[mf], root, media_memo, issues)
+                if got is None:
+                    del fields[mf]
+                else:
+                    fields[mf] = got
+        backend = fields.get("backend", default_backend)
+        if backend not in known_backends:
+            issues.append(Issue(sid, "backend", backend, f"one of {', '.join(sorted(known_backends))}"))
+        fields["backend"] = backend
+        scenes.append(Scene(index=i, **fields))
+
+    _check_chains(scenes, issues)
+    soundtrack = _soundtrack(proj.get("soundtrack"), root, media_memo, issues)
+
+    used = sorted({s.backend for s in scenes if s.backend in known_backends} | {default_backend} & known_backends)
+    configs = {b: dict(backend_configs.get(b) or {"name": b}) for b in used}
+    if issues:
+        raise ConfigError(issues)
+    return Project(
+        name=name,
+        root=root,
+        scenes=scenes,
+        default_backend=default_backend,
+        backend_configs=configs,
+        soundtrack=soundtrack,
+    )
+
+
+# Fields that say the same thing two ways: a scene that sets one side overrides the defaults' other side,
+# so `num_frames: 33` in a scene is not a conflict with a project-wide `duration: 5`.
+ALTERNATIVES = ({"duration"}, {"num_frames"}), ({"resolution"}, {"width", "height"})
+
+
+def _defaults_for(own: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    out = dict(defaults)
+    for a, b in ALTERNATIVES:
+        for mine, other in ((a, b), (b, a)):
+            if mine & own.keys():
+                for k in other:
+                    out.pop(k, None)
+    return out
+
+
+def _resolve_media(
+    sid: str | None,
+    field_name: str,
+    value: str,
+    root: Path,
+    memo: dict[tuple[str, str], Media | str],
+    issues: list[Issue],
+) -> Media | None:
+    if is_url(value):
+        return remote(field_name, value)
+    path = (root / value).expanduser()
+    memo_key = (field_name, str(path))
+    if memo_key not in memo:
+        try:
+            memo[memo_key] = inspect_local(field_name, path)
+        except ValueError as exc:
+            memo[memo_key] = str(exc)
+    got = memo[memo_key]
+    if isinstance(got, str):
+        kind = {"image": "an image", "last_image": "an image", "audio": "an audio file", "first_clip": "a video"}
+        issues.append(
+            Issue(
+                sid,
+                field_name,
+                value,
+                f"{kind.get(field_name, 'a media file')} that exists and is readable (looked at {path}: {got})",
+            )
+        )
+        return None
+    return got
+
+
+def _check_chains(scenes: list[Scene], issues: list[Issue]) -> None:
+    ids = {s.id for s in scenes}
+    parent = {s.id: s.chain_from for s in scenes if s.chain_from}
+    for s in scenes:
+        if s.chain_from is None:
+            continue
+        if s.chain_from == s.id:
+            issues.append(Issue(s.id, "chain_from", s.chain_from, "the id of another scene (not itself)"))
+        elif s.chain_from not in ids:
+            issues.append(
+                Issue(s.id, "chain_from", s.chain_from, f"the id of a scene in this project: {', '.join(sorted(ids))}")
+            )
+        elif s.image is not None:
+            issues.append(Issue(s.id, "image", s.image.describe(), "unset: `chain_from` provides the first frame"))
+    reported: set[str] = set()
+    for s in scenes:
+        seen: list[str] = []
+        cur: str | None = s.id
+        while cur is not None and cur in parent and cur not in seen:
+            seen.append(cur)
+            cur = parent[cur]
+        if cur is not None and cur in seen and cur not in reported:
+            cycle = seen[seen.index(cur) :]
+            reported.update(cycle)
+            issues.append(
+                Issue(
+                    s.id,
+                    "chain_from",
+                    s.chain_from,
+                    f"an acyclic chain; these scenes form a cycle: {' -> '.join([*cycle, cur])}",
+                )
+            )
+
+
+def _soundtrack(
+    raw: Any, root: Path, memo: dict[tuple[str, str], Media | str], issues: list[Issue]
+) -> Soundtrack | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = {"path": raw}
+    if not isinstance(raw, dict) or "path" not in raw or set(raw) - SOUNDTRACK_KEYS:
+        issues.append(Issue(None, "project.soundtrack", raw, "a path, or {path, volume (0-1), duck (0-1)}"))
+        return None
+    ok = True
+    for key in ("volume", "duck"):
+        v = raw.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1):
+            issues.append(Issue(None, f"project.soundtrack.{key}", v, "a number from 0 to 1"))
+            ok = False
+    media = _resolve_media(None, "audio", str(raw["path"]), root, memo, issues)
+    if media is None or not ok:
+        return None
+    if not media.is_local:
+        issues.append(Issue(None, "project.soundtrack.path", raw["path"], "a local audio file"))
+        return None
+    return Soundtrack(media, float(raw.get("volume", 0.4)), float(raw.get("duck", 0.15)))

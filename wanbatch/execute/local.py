@@ -1,0 +1,184 @@
+"""`executor=local`: the plan's jobs on a thread pool in this process.
+
+Independent jobs are at work concurrently up to `executor.concurrency`; each backend also bounds its own
+jobs (`backend.max_in_flight`: a provider's concurrency limit, or one job per device for local GPUs).
+A remote job stops counting once the provider is done with it (`RenderContext.off_backend`): its download,
+check and store run on a spare thread while the next job is already submitted, so a provider slot never
+idles behind a download.
+Ready jobs are taken grouped by (backend, model), so a warm pipeline serves its jobs back to back.
+A chained job starts when its parent's clip is in the cache; if the parent failed, so does it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from functools import partial
+from pathlib import Path
+
+from wanbatch.av.encode import EncodeSettings
+from wanbatch.cache.store import Cache
+from wanbatch.core.backend import BackendKind, RenderContext
+from wanbatch.core.job import Job
+from wanbatch.core.outcome import Outcome
+from wanbatch.core.plan import Plan
+from wanbatch.execute.common import render_and_store
+from wanbatch.execute.reporter import Reporter, Silent
+
+
+class LocalExecutor:
+    def __init__(
+        self,
+        cache: Cache,
+        *,
+        concurrency: int = 4,
+        encode: EncodeSettings | None = None,
+        progress: Reporter | None = None,
+        cancel: threading.Event | None = None,
+    ):
+        self.cache = cache
+        self.concurrency = max(1, concurrency)
+        self.encode = encode or EncodeSettings()
+        self.progress: Reporter = progress or Silent()
+        self.cancel = cancel or threading.Event()
+        self.abandon = threading.Event()  # a second Ctrl-C: leave even the downloads of paid renders
+
+    def run(self, plan: Plan, on_done: Callable[[Outcome], None] = lambda _o: None) -> dict[str, Outcome]:
+        """Run every job; returns outcomes by scene id. On KeyboardInterrupt, stops starting jobs, lets
+        running ones stop at their next safe point, keeps every finished clip, then re-raises. A render that
+        is paid for (done at its provider) still downloads and is cached, unless Ctrl-C comes again."""
+        # Remote backends bound themselves per provider account (shared by every backend of a provider, and
+        # released as soon as the provider is done, before the download): a second limit here would hold
+        # their slots through download and check. Every other backend is bounded here.
+        limits = {
+            name: (
+                contextlib.nullcontext()
+                if b.kind == BackendKind.REMOTE
+                else threading.BoundedSemaphore(max(1, b.max_in_flight))
+            )
+            for name, b in plan.backends.items()
+        }
+        pending: dict[str, Job] = {j.id: j for j in plan.jobs}
+        outcomes: dict[str, Outcome] = {}
+        running: dict[Future[Outcome], str] = {}
+
+        at_work = threading.Semaphore(self.concurrency)
+        paid: set[str] = set()  # jobs done at their provider, their video still to fetch
+        paid_lock = threading.Lock()
+
+        def task(job: Job, parent_clip: Path | None) -> Outcome:
+            at_work.acquire()
+            release = _Once(at_work.release)
+
+            def off_backend() -> None:
+                with paid_lock:
+                    paid.add(job.id)
+                release()
+
+            try:
+                with limits[job.backend]:
+                    self.progress.update(job.id, "running")
+
+                    def ctx_factory(workdir: Path) -> RenderContext:
+                        return RenderContext(
+                            workdir=workdir,
+                            journal=self.cache.journal,
+                            encode=self.encode,
+                            cancel=self.cancel,
+                            abandon=self.abandon,
+                            status=partial(self.progress.update, job.id, "running"),
+                            off_backend=off_backend,
+                        )
+
+                    return render_and_store(self.cache, plan.backends[job.backend], job, ctx_factory, parent_clip)
+            finally:
+                release()
+                with paid_lock:
+                    paid.discard(job.id)
+
+        def finish(outcome: Outcome) -> None:
+            outcomes[outcome.scene] = outcome
+            self.progress.update(outcome.scene, outcome.status, outcome.error or "")
+            on_done(outcome)
+
+        interrupted = False
+        # Threads beyond `concurrency` are for jobs past their backend (downloading) and jobs queued for `at_work`.
+        with ThreadPoolExecutor(max_workers=self.concurrency * 2, thread_name_prefix="wanbatch-job") as pool:
+            try:
+                while pending or running:
+                    # Jobs whose parent failed fail too, with the reason.
+                    for job in [j for j in pending.values() if j.parent in outcomes and not outcomes[j.parent].ok]:
+                        del pending[job.id]
+                        finish(
+                            Outcome(
+                                job.id,
+                                "failed",
+                                job.key,
+                                model=job.model,
+                                error=f"parent scene `{job.parent}` did not finish",
+                            )
+                        )
+                    ready = sorted(
+                        (j for j in pending.values() if j.parent is None or j.parent in outcomes),
+                        key=lambda j: (j.backend, j.model, j.scene.index),
+                    )
+                    for job in ready[: max(0, self.concurrency * 2 - len(running))]:
+                        del pending[job.id]
+                        parent_clip = outcomes[job.parent].clip if job.parent else None
+                        running[pool.submit(task, job, parent_clip)] = job.id
+                    if not running:
+                        continue
+                    done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        del running[fut]
+                        finish(fut.result())
+            except KeyboardInterrupt:
+                interrupted = True
+                self.cancel.set()
+                for fut in list(running):
+                    if fut.cancel():
+                        sid = running.pop(fut)
+                        pending[sid] = plan.job(sid)
+                with paid_lock:
+                    downloading = sorted(paid & set(running.values()))
+                if downloading:
+                    print(
+                        f"interrupted: {len(downloading)} render(s) already paid for are finishing their download "
+                        f"({', '.join(downloading[:5])}{', ...' if len(downloading) > 5 else ''}); Ctrl-C again "
+                        "to leave them (their request ids stay in the journal)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                # Running jobs see `cancel` and stop at their next safe point; finished clips are kept. The wait
+                # wakes twice a second, so a second Ctrl-C is seen even while every job is busy downloading.
+                while running:
+                    try:
+                        done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+                        for fut in done:
+                            outcome = fut.result()
+                            del running[fut]
+                            finish(outcome)
+                    except KeyboardInterrupt:
+                        self.abandon.set()
+                for sid, job in pending.items():
+                    finish(Outcome(sid, "cancelled", job.key, model=job.model, error="interrupted before it started"))
+        if interrupted:
+            raise KeyboardInterrupt
+        return outcomes
+
+
+class _Once:
+    """A callable that calls `fn` the first time only (a job releases its slot once, early or at its end)."""
+
+    def __init__(self, fn: Callable[[], object]):
+        self._fn, self._lock, self._done = fn, threading.Lock(), False
+
+    def __call__(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        self._fn()

@@ -1,0 +1,691 @@
+"""`executor=ray`: the plan's jobs on Ray, for work that outgrows one GPU or one machine.
+
+    wanbatch recipe=demo executor=ray                        a local Ray: one render actor per GPU here
+    wanbatch recipe=demo executor=ray executor.address=auto  join the cluster this machine belongs to
+
+How the jobs run:
+
+- Jobs of "local" backends (a model on a GPU) go to render actors, one per GPU (`num_gpus=1`; one CPU
+  actor where the cluster has no GPU). An actor builds each backend once and keeps it, so its pipelines
+  stay warm for the run and, with `keep_actors`, for the next runs of this process (a sweep's members).
+  A free actor takes a job of the model it used last, else of one it used before, else of one no other
+  actor has, else any: models stay put, and no actor idles while jobs wait.
+- Remote-API jobs run as Ray tasks that reserve no CPU (they wait on HTTP), pinned to this machine so they
+  share the cache's request journal; cpu jobs (preview) run as Ray tasks anywhere. Each backend keeps to
+  its `max_in_flight`, and at most `executor.concurrency` tasks are out at once.
+- This process, the driver, alone writes the cache and the manifest. For each job it takes the key's lock
+  without blocking (a key another process holds waits its turn), checks the cache again, extracts a
+  chained job's first frame from its parent's clip, and ships the bytes of every local input; the worker
+  sends the clip's bytes back and the driver stores them. Workers need no shared filesystem.
+- An actor that dies is replaced and its job retried once on another actor, then failed; a task whose
+  worker dies is retried once by Ray. Ctrl-C cancels outstanding work, keeps every clip that finished
+  and re-raises KeyboardInterrupt, like `executor=local`.
+
+If Ray is already initialised in this process (a notebook, a test, an earlier member of a sweep), it is
+used as it is; otherwise `ray.init` runs with the `executor` config, and Ray stays up until the process
+exits, so a sweep's members pay its start-up once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import Timeout
+
+from wanbatch.av.encode import EncodeSettings
+from wanbatch.cache.store import Cache
+from wanbatch.core.backend import BackendKind, RenderResult
+from wanbatch.core.job import Job
+from wanbatch.core.outcome import Outcome
+from wanbatch.core.plan import Plan
+from wanbatch.errors import ConfigError, Issue
+from wanbatch.execute.common import cached_outcome, failed_outcome, first_line_of, store, with_chain_input
+from wanbatch.execute.ray.actors import RenderWorker, Shipped, WorkerResult, render_task
+from wanbatch.execute.reporter import Reporter, Silent
+
+DEFAULTS: dict[str, Any] = {
+    "name": "ray",
+    "address": None,
+    "num_gpus": None,
+    "num_cpus": None,
+    "num_actors": None,
+    "actor_num_cpus": 1,
+    "task_num_cpus": 1,
+    "actor_threads": None,
+    "concurrency": 8,
+    "cancel_grace_s": 30,
+    "keep_actors": True,
+    "progress": "auto",
+    "log_to_driver": False,
+    "runtime_env": None,
+    "init": {},
+}
+STATUS_EVERY_S = 1.0  # how often busy actors are asked for their render's status line
+
+
+@dataclass
+class _Worker:
+    """The driver's record of one render actor slot; a dead actor is replaced in the same slot."""
+
+    slot: int
+    prefix: str  # gpu | cpu
+    handle: Any = None
+    generation: int = 1
+    busy: str | None = None  # scene id of the job it is rendering
+    last: tuple[str, str] | None = None  # (backend, model) of the last job it was given
+    seen: set[tuple[str, str]] = field(default_factory=set)  # every (backend, model) it has been given
+    status_ref: Any = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.prefix}-{self.slot}" + (f"#{self.generation}" if self.generation > 1 else "")
+
+
+# Render actors kept by a finished run (`keep_actors`) for the next run of this process, e.g. the next
+# member of a sweep, which then finds its pipelines loaded. Keyed by what the pool's shape depends on.
+_KEPT: dict[tuple[Any, ...], list[_Worker]] = {}
+
+
+def release_actors() -> None:
+    """End the render actors kept for a next run (and free what they hold, e.g. GPU memory)."""
+    import ray
+
+    session = _session() if ray.is_initialized() else None
+    while _KEPT:
+        key, workers = _KEPT.popitem()
+        if key[:2] != session:
+            continue  # actors of a Ray session that has ended: gone with it
+        for w in workers:
+            if w.handle is not None:
+                with contextlib.suppress(Exception):
+                    ray.get(w.handle.close.remote(), timeout=30)
+                with contextlib.suppress(Exception):
+                    ray.kill(w.handle, no_restart=True)
+
+
+def _session() -> tuple[str, str]:
+    import ray
+
+    ctx = ray.get_runtime_context()
+    return ctx.get_node_id(), ctx.get_job_id()
+
+
+def check_config(cfg: Mapping[str, Any]) -> list[Issue]:
+    """Every problem with an `executor=ray` config (nothing is started). Used by `run` before a run."""
+    issues: list[Issue] = []
+    for key in sorted(set(cfg) - set(DEFAULTS)):
+        issues.append(Issue(None, f"executor.{key}", cfg[key], f"unknown option; known: {', '.join(sorted(DEFAULTS))}"))
+
+    def number(key: str, allowed: str, *, minimum: float, integer: bool = False, nullable: bool = True) -> None:
+        v = cfg.get(key, DEFAULTS[key])
+        if v is None and nullable:
+            return
+        kinds = (int,) if integer else (int, float)
+        if isinstance(v, bool) or not isinstance(v, kinds) or v < minimum:
+            issues.append(Issue(None, f"executor.{key}", v, allowed))
+
+    number("num_gpus", "null (detect) or a number of GPUs >= 0", minimum=0)
+    number("num_cpus", "null (detect) or a number of CPUs >= 0", minimum=0)
+    number("num_actors", "null (one per GPU) or an integer >= 1", minimum=1, integer=True)
+    number("actor_num_cpus", "a number >= 0", minimum=0, nullable=False)
+    number("task_num_cpus", "a number >= 0", minimum=0, nullable=False)
+    number("actor_threads", "null (as a process started here) or an integer >= 1", minimum=1, integer=True)
+    number("concurrency", "an integer >= 1", minimum=1, integer=True, nullable=False)
+    number("cancel_grace_s", "a number of seconds >= 0", minimum=0, nullable=False)
+    if not isinstance(cfg.get("keep_actors", True), bool):
+        issues.append(Issue(None, "executor.keep_actors", cfg["keep_actors"], "true or false"))
+    address = cfg.get("address")
+    if address is not None and (not isinstance(address, str) or not address):
+        issues.append(
+            Issue(
+                None,
+                "executor.address",
+                address,
+                "null (start a local Ray), `auto` (the cluster this machine is in) or a URL such as ray://HOST:10001",
+            )
+        )
+    if address:
+        for key in ("num_gpus", "num_cpus"):
+            if cfg.get(key) is not None:
+                issues.append(
+                    Issue(
+                        None,
+                        f"executor.{key}",
+                        cfg[key],
+                        "null when joining a cluster (`executor.address` is set): a cluster has the "
+                        "resources its nodes declare",
+                    )
+                )
+    for key in ("runtime_env", "init"):
+        if cfg.get(key) is not None and not isinstance(cfg[key], Mapping):
+            issues.append(Issue(None, f"executor.{key}", cfg[key], "a mapping (or null)"))
+    if importlib.util.find_spec("ray") is None:
+        issues.append(Issue(None, "executor.name", "ray", "it needs the `ray` extra: pip install 'wanbatch[ray]'"))
+    return issues
+
+
+class RayExecutor:
+    """Runs a plan on Ray with the same contract as LocalExecutor. Example::
+
+    executor = RayExecutor(cache, config={"num_gpus": 2}, progress=Progress(mode="plain"))
+    outcomes = executor.run(plan, on_done=print)    # {scene id: Outcome}
+    executor.summary()                              # Ray start-up time, what each worker did
+    """
+
+    def __init__(
+        self,
+        cache: Cache,
+        *,
+        config: Mapping[str, Any] | None = None,
+        encode: EncodeSettings | None = None,
+        progress: Reporter | None = None,
+        cancel: threading.Event | None = None,
+    ):
+        issues = check_config(dict(config or {}))
+        if issues:
+            raise ConfigError(issues)
+        self.cache = cache
+        self.config = {**DEFAULTS, **dict(config or {})}
+        self.encode = encode or EncodeSettings()
+        self.progress: Reporter = progress or Silent()
+        self.cancel = cancel or threading.Event()
+        self.init_s: float | None = None  # seconds ray.init took here; None if Ray was already up
+        self.workers: list[dict[str, Any]] = []  # what each render actor did in the last run
+
+    def connect(self) -> None:
+        """Start a local Ray (no `address`) or join a cluster, unless this process is connected already."""
+        import ray
+
+        if ray.is_initialized():
+            return
+        cfg = self.config
+        kwargs: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": bool(cfg["log_to_driver"]),
+            "namespace": "wanbatch",
+        }
+        if cfg["runtime_env"]:
+            kwargs["runtime_env"] = dict(cfg["runtime_env"])
+        kwargs.update(dict(cfg["init"] or {}))
+        t0 = time.perf_counter()
+        if cfg["address"]:
+            ray.init(address=cfg["address"], **kwargs)
+        else:
+            ray.init(num_cpus=cfg["num_cpus"], num_gpus=cfg["num_gpus"], **kwargs)
+        self.init_s = round(time.perf_counter() - t0, 3)
+
+    def run(self, plan: Plan, on_done: Callable[[Outcome], None] = lambda _o: None) -> dict[str, Outcome]:
+        """Run every job; returns outcomes by scene id. On KeyboardInterrupt, cancels outstanding work,
+        keeps every finished clip, then re-raises."""
+        self.connect()
+        run = _Run(self, plan, on_done)
+        interrupted = clean = False
+        try:
+            try:
+                while (run.pending or run.flights) and not self.cancel.is_set():
+                    run.step()
+            except KeyboardInterrupt:
+                interrupted = True
+                self.cancel.set()
+            if self.cancel.is_set():
+                run.cancel_outstanding()
+            clean = not interrupted
+        finally:
+            # Actors go on to the next run only from a run that ended in order (nothing left rendering).
+            self.workers = run.stop_workers(keep=bool(self.config["keep_actors"]) and clean)
+        if interrupted:
+            raise KeyboardInterrupt
+        return run.outcomes
+
+    def summary(self) -> dict[str, Any]:
+        """For the manifest: how Ray was reached and what each render actor did."""
+        import ray
+
+        resources = ray.cluster_resources() if ray.is_initialized() else {}
+        return {
+            "name": "ray",
+            "address": self.config["address"],
+            "init_s": self.init_s,
+            "cluster": {k: resources[k] for k in ("CPU", "GPU") if k in resources},
+            "workers": self.workers,
+        }
+
+
+@dataclass
+class _Flight:
+    job: Job  # as shipped: a chained job's `image` is its parent's last frame
+    stack: ExitStack  # the key's lock and the driver's workdir, released when the job lands
+    workdir: Path
+    t0: float
+    worker: _Worker | None  # None for a task
+
+
+class _Run:
+    """The state of one `RayExecutor.run`: what is waiting, what is out, and what has finished."""
+
+    def __init__(self, ex: RayExecutor, plan: Plan, on_done: Callable[[Outcome], None]):
+        import ray
+
+        self.ray: Any = ray
+        self.ex, self.plan, self.on_done = ex, plan, on_done
+        self.cache, self.progress = ex.cache, ex.progress
+        self.pending: dict[str, Job] = {j.id: j for j in plan.jobs}
+        self.outcomes: dict[str, Outcome] = {}
+        self.flights: dict[Any, _Flight] = {}  # ObjectRef -> flight
+        self.workers: list[_Worker] = []
+        self.deaths: dict[str, list[str]] = {}  # scene id -> labels of the workers that died on it
+        self.died_on: dict[str, set[int]] = {}  # scene id -> slots of those workers
+        self.lock_waits: set[str] = set()
+        self.peeked: set[str] = set()
+        self.blobs: dict[str, Any] = {}  # sha256 -> ObjectRef of an input's bytes, put once per run
+        self.retired: list[dict[str, Any]] = []
+        self.next_status = 0.0
+        threads = ex.config["actor_threads"]
+        self.omp_threads = str(threads) if threads else os.environ.get("OMP_NUM_THREADS")
+        self.pool_key: tuple[Any, ...] = ()
+        self.node_id = self.ray.get_runtime_context().get_node_id()
+        self.task = self.ray.remote(render_task)
+        # Renders one at a time; cancel/status/stats answer meanwhile from the "control" group.
+        self.actor_class = self.ray.remote(max_concurrency=1, concurrency_groups={"control": 2})(RenderWorker)
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def step(self) -> None:
+        self._fail_orphans()
+        self._dispatch()
+        if not self.flights:
+            time.sleep(0.2)  # every ready job waits for a key another process is rendering
+            return
+        done, _ = self.ray.wait(list(self.flights), num_returns=1, timeout=0.5)
+        for ref in done:
+            self._land(ref, self.flights.pop(ref))
+        self._relay_status()
+
+    def finish(self, outcome: Outcome) -> None:
+        self.pending.pop(outcome.scene, None)
+        self.outcomes[outcome.scene] = outcome
+        self.progress.update(outcome.scene, outcome.status, outcome.error or "")
+        self.on_done(outcome)
+
+    def _fail_orphans(self) -> None:
+        for job in [j for j in self.pending.values() if j.parent in self.outcomes and not self.outcomes[j.parent].ok]:
+            self.finish(
+                Outcome(job.id, "failed", job.key, model=job.model, error=f"parent scene `{job.parent}` did not finish")
+            )
+
+    # -- dispatch ----------------------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        ready = sorted(
+            (j for j in self.pending.values() if j.parent is None or j.parent in self.outcomes),
+            key=lambda j: (j.id not in self.deaths, j.backend, j.model, j.scene.index),
+        )
+        # Cached jobs finish here and now, without waiting for a free worker. A job is looked up once when
+        # it becomes ready, and again while another process holds its key (it may store the clip).
+        fresh = [j for j in ready if j.id not in self.peeked or j.id in self.lock_waits]
+        self.peeked.update(j.id for j in fresh)
+        for job in [j for j in fresh if self.cache.peek(j.key) is not None]:
+            try:
+                stack = self._claim(job)
+            except Exception as exc:
+                self.finish(_failed(job, exc, time.perf_counter()))
+                continue
+            if stack is not None:
+                stack.close()  # the blob turned out corrupt: it is rendered when a worker is free
+        ready = [j for j in ready if j.id in self.pending]
+        tasks_out = sum(1 for f in self.flights.values() if f.worker is None)
+        for job in ready:
+            backend = self.plan.backends[job.backend]
+            if backend.kind == BackendKind.LOCAL or tasks_out >= self.ex.config["concurrency"]:
+                continue
+            if sum(1 for f in self.flights.values() if f.job.backend == job.backend) >= max(1, backend.max_in_flight):
+                continue
+            tasks_out += self._start(job, None)
+        local = [j for j in ready if j.id in self.pending and self.plan.backends[j.backend].kind == BackendKind.LOCAL]
+        if local and not self.workers:
+            self._start_workers()
+        for worker in self.workers:
+            while local and worker.busy is None:
+                chosen = self._pick(worker, local)
+                if chosen is None:
+                    break
+                local.remove(chosen)
+                self._start(chosen, worker)
+
+    def _pick(self, worker: _Worker, jobs: list[Job]) -> Job | None:
+        """The job this free actor should take, by the model it needs: the one the actor used last (surely
+        still loaded), else one it used before (maybe still loaded), else one no other actor has, else any
+        (a second copy of a model, so no actor idles). A job whose actor died goes to another actor."""
+        others = [w for w in self.workers if w is not worker]
+        best: tuple[int, int] | None = None
+        choice = None
+        for order, job in enumerate(jobs):
+            if others and worker.slot in self.died_on.get(job.id, ()):
+                continue
+            key = (job.backend, job.model)
+            rank = (
+                0
+                if key == worker.last
+                else 1
+                if key in worker.seen
+                else 2
+                if not any(key in w.seen for w in others)
+                else 3
+            )
+            if best is None or (rank, order) < best:
+                best, choice = (rank, order), job
+        return choice
+
+    def _claim(self, job: Job) -> ExitStack | None:
+        """Take the key's lock and check the cache again. None: cached (finished here) or locked elsewhere."""
+        stack = ExitStack()
+        try:
+            stack.enter_context(self.cache.lock(job.key, timeout=0))
+        except Timeout:
+            stack.close()
+            if job.id not in self.lock_waits:
+                self.lock_waits.add(job.id)
+                self.progress.update(job.id, "waiting", "another process is rendering it")
+            return None
+        t0 = time.perf_counter()
+        try:
+            hit = self.cache.fetch(job.key)
+        except Exception:
+            stack.close()
+            raise
+        if hit is not None:
+            stack.close()
+            self.finish(cached_outcome(job, hit, time.perf_counter() - t0))
+            return None
+        return stack
+
+    def _start(self, job: Job, worker: _Worker | None) -> bool:
+        """Claim the job and send it to `worker` (or out as a task). True if it went out."""
+        t0 = time.perf_counter()
+        try:
+            stack = self._claim(job)
+        except Exception as exc:
+            self.finish(_failed(job, exc, t0))
+            return False
+        if stack is None:
+            return False
+        try:
+            workdir = stack.enter_context(self.cache.workdir(prefix="ray-"))
+            parent_clip = self.outcomes[job.parent].clip if job.parent else None
+            shipped_job = with_chain_input(job, parent_clip, workdir)
+            backend = self.plan.backends[job.backend]
+            args = (type(backend), backend.config, shipped_job, self._ship(shipped_job), self.ex.encode)
+            if worker is not None:
+                ref = worker.handle.render.remote(*args)
+                worker.busy = job.id
+                worker.last = (job.backend, job.model)
+                worker.seen.add(worker.last)
+                where = f"on {worker.label}"
+            else:
+                ref = self.task.options(**self._task_options(backend.kind)).remote(
+                    *args, str(self.cache.dir / "journal") if backend.kind == BackendKind.REMOTE else None
+                )
+                where = "ray task"
+        except Exception as exc:
+            stack.close()
+            self.finish(_failed(job, exc, t0))
+            return False
+        del self.pending[job.id]
+        self.lock_waits.discard(job.id)
+        self.flights[ref] = _Flight(shipped_job, stack, workdir, t0, worker)
+        retry = f" (retry after {', '.join(self.deaths[job.id])} died)" if job.id in self.deaths else ""
+        self.progress.update(job.id, "running", where + retry)
+        return True
+
+    def _ship(self, job: Job) -> Shipped:
+        """The bytes of each local input, put in Ray's object store once per distinct file."""
+        shipped: dict[str, tuple[str, Any]] = {}
+        for name, media in job.inputs.items():
+            if media.path is None:
+                continue  # a URL: the backend fetches (or forwards) it itself
+            digest = media.sha256 or str(media.path)
+            if digest not in self.blobs:
+                self.blobs[digest] = self.ray.put(media.path.read_bytes())
+            shipped[name] = (media.path.name, self.blobs[digest])
+        return shipped
+
+    def _task_options(self, kind: BackendKind) -> dict[str, Any]:
+        if kind == BackendKind.REMOTE:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            return {
+                "num_cpus": 0,
+                "max_retries": 1,
+                "retry_exceptions": False,
+                "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=self.node_id, soft=False),
+            }
+        return {"num_cpus": self.ex.config["task_num_cpus"], "max_retries": 1, "retry_exceptions": False}
+
+    # -- results -----------------------------------------------------------------------------------
+    def _land(self, ref: Any, flight: _Flight) -> None:
+        from ray.exceptions import RayActorError, RayError, TaskCancelledError
+
+        job, worker = self.plan.job(flight.job.id), flight.worker
+        if worker is not None:
+            worker.busy = None
+        try:
+            res: WorkerResult = self.ray.get(ref)
+        except RayActorError as exc:
+            flight.stack.close()
+            if worker is not None:
+                self._actor_died(job, worker, exc, flight.t0)
+            else:
+                self.finish(_failed(job, exc, flight.t0))
+            return
+        except TaskCancelledError:
+            flight.stack.close()
+            self.finish(
+                Outcome(job.id, "cancelled", job.key, model=job.model, error="cancelled", seconds=_since(flight.t0))
+            )
+            return
+        except RayError as exc:  # the task's worker died twice, ran out of memory, ...
+            flight.stack.close()
+            self.finish(_failed(job, exc, flight.t0, prefix="the Ray worker failed: "))
+            return
+        info = {**res.info, **({"retried_after": self.deaths[job.id]} if job.id in self.deaths else {})}
+        try:
+            if res.status == "rendered" and res.video is not None:
+                video = flight.workdir / "clip.mp4"
+                video.write_bytes(res.video)
+                took = time.perf_counter() - flight.t0
+                result = RenderResult(video, res.model or job.model, res.request_id, info)
+                hit = store(self.cache, flight.job, result, took)
+                outcome = Outcome(
+                    job.id,
+                    "rendered",
+                    job.key,
+                    clip=hit.path,
+                    model=res.model,
+                    request_id=res.request_id,
+                    seconds=round(took, 3),
+                    info=info,
+                )
+            else:
+                outcome = Outcome(
+                    job.id,
+                    res.status,
+                    job.key,
+                    model=res.model or job.model,
+                    request_id=res.request_id,
+                    error=res.error,
+                    seconds=_since(flight.t0),
+                    info=info,
+                )
+        except Exception as exc:
+            outcome = _failed(job, exc, flight.t0)
+        finally:
+            flight.stack.close()
+        self.finish(outcome)
+
+    def _actor_died(self, job: Job, worker: _Worker, exc: Exception, t0: float) -> None:
+        """Replace the actor; retry its job once on another actor, or fail it if it has had its retry."""
+        died = worker.label
+        self.deaths.setdefault(job.id, []).append(died)
+        self.died_on.setdefault(job.id, set()).add(worker.slot)
+        self.retired.append({"worker": died, "died": True, "jobs": None, "error": first_line_of(exc)})
+        if self.ex.cancel.is_set():
+            worker.handle = None  # no replacement: nothing more will start
+        else:
+            self._replace(worker)
+        if len(self.deaths[job.id]) >= 2 or self.ex.cancel.is_set():
+            self.finish(
+                Outcome(
+                    job.id,
+                    "failed",
+                    job.key,
+                    model=job.model,
+                    seconds=_since(t0),
+                    error=f"the render worker died ({', '.join(self.deaths[job.id])}; retried once): "
+                    f"{first_line_of(exc)}",
+                )
+            )
+        else:
+            self.pending[job.id] = job
+            self.progress.update(job.id, "waiting", f"{died} died; retrying on another worker")
+
+    def _relay_status(self) -> None:
+        """Show each busy actor's latest render status (e.g. denoising step) on its scene's line."""
+        now = time.monotonic()
+        for w in self.workers:
+            if w.status_ref is not None and self.ray.wait([w.status_ref], timeout=0)[0]:
+                with contextlib.suppress(Exception):
+                    scene, msg = self.ray.get(w.status_ref)
+                    if scene is not None and scene == w.busy and msg:
+                        self.progress.update(scene, "running", f"{w.label}: {msg}")
+                w.status_ref = None
+            if w.busy is not None and w.status_ref is None and now >= self.next_status:
+                w.status_ref = w.handle.status.options(concurrency_group="control").remote()
+        if now >= self.next_status:
+            self.next_status = now + STATUS_EVERY_S
+
+    # -- actors ------------------------------------------------------------------------------------
+    def _start_workers(self) -> None:
+        """One actor per GPU in the cluster (one CPU actor if none), or those an earlier run of this
+        process kept (`keep_actors`), with whatever they have loaded."""
+        from ray.exceptions import GetTimeoutError, RayError
+
+        cfg = self.ex.config
+        gpus = int(self.ray.cluster_resources().get("GPU", 0))
+        prefix = "gpu" if gpus else "cpu"
+        count = cfg["num_actors"] or max(1, gpus)
+        self.pool_key = (*_session(), prefix, count, cfg["actor_num_cpus"], self.omp_threads)
+        kept = _KEPT.pop(self.pool_key, None)
+        release_actors()  # kept for another shape of pool (or another Ray session): not ours to reuse
+        self.workers = kept or [_Worker(slot, prefix) for slot in range(count)]
+        for w in self.workers:
+            w.busy = w.status_ref = None
+            if w.handle is not None:
+                try:  # a kept actor: alive, and reset for this run?
+                    self.ray.get(w.handle.begin_run.options(concurrency_group="control").remote(w.label), timeout=30)
+                    continue
+                except (RayError, GetTimeoutError):
+                    self._replace(w)
+                    continue
+            w.handle = self._new_actor(w)
+
+    def _new_actor(self, w: _Worker) -> Any:
+        return self.actor_class.options(
+            num_gpus=1 if w.prefix == "gpu" else 0,
+            num_cpus=self.ex.config["actor_num_cpus"],
+            max_restarts=0,
+            max_task_retries=0,
+        ).remote(w.label, self.omp_threads)
+
+    def _replace(self, w: _Worker) -> None:
+        with contextlib.suppress(Exception):
+            self.ray.kill(w.handle, no_restart=True)
+        w.generation += 1
+        w.busy, w.status_ref = None, None
+        w.last = None
+        w.seen.clear()
+        w.handle = self._new_actor(w)
+
+    def stop_workers(self, keep: bool) -> list[dict[str, Any]]:
+        """Collect each actor's counters for this run; then keep the actors for the next run of this
+        process, or close their backends and end them. Returns the counters."""
+        from ray.exceptions import GetTimeoutError, RayError
+
+        for flight in self.flights.values():  # only after an error: release what is still held
+            flight.stack.close()
+        stats: list[dict[str, Any]] = list(self.retired)
+        live = [w for w in self.workers if w.handle is not None]
+        refs = [w.handle.stats.options(concurrency_group="control").remote() for w in live]
+        for w, ref in zip(live, refs, strict=True):
+            try:
+                stats.append(self.ray.get(ref, timeout=30))
+                if not keep:
+                    self.ray.get(w.handle.close.remote(), timeout=30)
+            except (RayError, GetTimeoutError) as exc:
+                stats.append({"worker": w.label, "error": first_line_of(exc)})
+                keep_this = False
+            else:
+                keep_this = keep
+            if not keep_this:
+                with contextlib.suppress(Exception):
+                    self.ray.kill(w.handle, no_restart=True)
+                w.handle = None
+        if keep and self.workers:
+            _KEPT[self.pool_key] = self.workers
+        self.workers = []
+        self.blobs.clear()
+        return stats
+
+    # -- cancelling --------------------------------------------------------------------------------
+    def cancel_outstanding(self) -> None:
+        """Ctrl-C (or `cancel` set): nothing new starts, running work is asked to stop, what finishes
+        within `cancel_grace_s` is kept, the rest is ended; every job not done is `cancelled`."""
+        ray = self.ray
+        for ref, flight in self.flights.items():
+            with contextlib.suppress(Exception):
+                if flight.worker is not None:  # a running actor method is only flagged by ray.cancel
+                    flight.worker.handle.cancel.options(concurrency_group="control").remote()
+                else:
+                    ray.cancel(ref)  # KeyboardInterrupt inside the task
+        deadline = time.monotonic() + float(self.ex.config["cancel_grace_s"])
+        while self.flights and time.monotonic() < deadline:
+            left = max(0.01, deadline - time.monotonic())
+            done, _ = ray.wait(list(self.flights), num_returns=1, timeout=min(0.5, left))
+            for ref in done:
+                self._land(ref, self.flights.pop(ref))
+        for ref, flight in list(self.flights.items()):
+            with contextlib.suppress(Exception):
+                if flight.worker is not None:
+                    ray.kill(flight.worker.handle, no_restart=True)
+                    flight.worker.handle = None
+                else:
+                    ray.cancel(ref, force=True)
+            flight.stack.close()
+            job = self.plan.job(flight.job.id)
+            self.finish(
+                Outcome(
+                    job.id,
+                    "cancelled",
+                    job.key,
+                    model=job.model,
+                    seconds=_since(flight.t0),
+                    error=f"did not stop within {self.ex.config['cancel_grace_s']} s of the interrupt",
+                )
+            )
+        self.flights.clear()
+        for job in list(self.pending.values()):
+            self.finish(Outcome(job.id, "cancelled", job.key, model=job.model, error="interrupted before it started"))
+
+
+def _since(t0: float) -> float:
+    return round(time.perf_counter() - t0, 3)
+
+
+def _failed(job: Job, exc: BaseException, t0: float, prefix: str = "") -> Outcome:
+    return failed_outcome(job, exc, t0, prefix=prefix, first_line=True)

@@ -1,0 +1,114 @@
+"""The run directory as it fills: clips linked in as jobs finish, the manifest rewritten each time,
+then the film, index.html and the timeline export."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from wanbatch.av.encode import EncodeSettings
+from wanbatch.av.files import link_or_copy
+from wanbatch.cache.store import Cache
+from wanbatch.core.outcome import Outcome
+from wanbatch.core.plan import Plan, key_of
+from wanbatch.core.project import Soundtrack
+from wanbatch.runs import manifest
+
+MANIFEST_EVERY_S = 0.5
+FILM_VERSION = 1  # bump when stitching changes its output for the same inputs
+
+
+class RunOutputs:
+    def __init__(self, run_dir: Path, plan: Plan, started: float):
+        self.run_dir = run_dir
+        self.plan = plan
+        self.started = started
+        self.outcomes: dict[str, Outcome] = {}
+        self.clips: dict[str, str] = {}
+        self.records: dict[str, dict[str, Any]] = {}
+        self._written = 0.0
+        (run_dir / "clips").mkdir(parents=True, exist_ok=True)
+
+    def add(self, outcome: Outcome) -> None:
+        """Record one finished job: link its clip into clips/ and rewrite the manifest. Rewrites are at
+        most twice a second (the clip itself is already safe in the cache; the run ends with a full
+        write), so thousands of quick jobs do not spend their time re-serialising the manifest."""
+        self.outcomes[outcome.scene] = outcome
+        if outcome.ok and outcome.clip is not None:
+            job = self.plan.job(outcome.scene)
+            rel = f"clips/{job.scene.index + 1:03d}-{_safe(job.id)}.mp4"
+            link_or_copy(outcome.clip, self.run_dir / rel)
+            self.clips[outcome.scene] = rel
+        self.records[outcome.scene] = manifest.scene_record(
+            self.plan, outcome.scene, outcome, self.clips.get(outcome.scene)
+        )
+        now = time.monotonic()
+        if now - self._written >= MANIFEST_EVERY_S or len(self.outcomes) == len(self.plan.jobs):
+            manifest.write(self.run_dir, self.manifest())
+            self._written = now
+
+    def manifest(self, film: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return manifest.build(
+            self.plan, self.outcomes, self.clips, started=self.started, film=film, extra=extra, records=self.records
+        )
+
+    def stitch(
+        self, settings: dict[str, Any], encode: EncodeSettings, soundtrack: Soundtrack | None, cache: Cache
+    ) -> tuple[str, dict[str, Any]]:
+        """film.mp4 from the clips. The film is cached too, keyed by its clips' keys and everything else
+        that shapes it, so a fully cached rerun does not even re-join (a compose costs real seconds)."""
+        from wanbatch.film.clips import FilmClip
+        from wanbatch.film.stitch import stitch_film
+
+        film = self.run_dir / "film.mp4"
+        key = key_of(
+            {
+                "film": FILM_VERSION,
+                "clips": [[j.key, j.scene.transition.type, j.scene.transition.duration] for j in self.plan.jobs],
+                "stitch": {k: v for k, v in sorted(settings.items()) if k != "enabled"},
+                "encode": encode.identity(),
+                "soundtrack": None
+                if soundtrack is None
+                else {"sha256": soundtrack.media.sha256, "volume": soundtrack.volume, "duck": soundtrack.duck},
+            }
+        )
+        with cache.lock(key):
+            hit = cache.fetch(key)
+            if hit is not None:
+                link_or_copy(hit.path, film)
+                return film.name, {**hit.entry["film"], "cached": True, "cache_key": key}
+            clips = [
+                FilmClip(path=self.run_dir / self.clips[j.id], scene_id=j.id, transition=j.scene.transition)
+                for j in self.plan.jobs
+            ]
+            result = stitch_film(clips, film, settings=settings, encode=encode, soundtrack=soundtrack)
+            notes = {
+                "method": result.method,
+                "reason": result.reason,
+                "duration": round(result.duration, 3),
+                "seconds": round(result.seconds, 3),
+            }
+            cache.put(key, film, material={"film": key}, meta={"backend": "stitch", "film": notes})
+        return film.name, {**notes, "cached": False, "cache_key": key}
+
+    def report(self, data: dict[str, Any]) -> None:
+        """The timeline export, then index.html (which links it); a failure here never fails the run."""
+        if data.get("film"):
+            try:
+                from wanbatch.film.timeline import write_timeline
+
+                data["timeline"] = write_timeline(self.run_dir, data).name
+            except Exception as exc:
+                data["timeline_error"] = f"{type(exc).__name__}: {exc}"
+        try:
+            from wanbatch.runs.report import write_report
+
+            posters = Path(data["cache_dir"]) / "posters" if data.get("cache_dir") else None
+            data["report"] = write_report(self.run_dir, data, poster_cache=posters).name
+        except Exception as exc:
+            data["report_error"] = f"{type(exc).__name__}: {exc}"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

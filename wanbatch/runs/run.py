@@ -1,0 +1,207 @@
+"""One run, top to bottom: validate, plan, look up, execute, stitch, report. Returns the exit status.
+
+0  every scene is done (rendered or cached)
+1  some scene failed; every other clip is kept and cached
+2  the project is invalid: nothing ran, nothing was sent, nothing was cached
+130 interrupted (Ctrl-C); every finished clip is kept and cached, and so is every remote render the
+    provider had finished (paid for), whose download completes first unless Ctrl-C comes again
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from wanbatch.av.encode import EncodeSettings
+from wanbatch.backends import build_backends
+from wanbatch.cache.store import Cache
+from wanbatch.config.load import backend_configs
+from wanbatch.core.backend import Backend
+from wanbatch.core.outcome import Outcome
+from wanbatch.core.plan import Plan, make_plan
+from wanbatch.core.project import load_project
+from wanbatch.errors import ConfigError, Issue
+from wanbatch.runs.progress import Progress
+
+EXECUTORS = ("local", "ray")
+
+
+def run_project(
+    cfg: Mapping[str, Any],
+    run_dir: Path,
+    project_root: Path,
+    *,
+    backends: Mapping[str, Backend] | None = None,
+    out: TextIO | None = None,
+    cancel: threading.Event | None = None,
+) -> int:
+    """Run a composed project config (a plain dict). `backends` replaces backends by name (tests)."""
+    out = out or sys.stdout
+    started = time.time()
+    # 1. Validate and plan. Nothing outside this process is touched until both have passed.
+    try:
+        plan, encode = _plan(cfg, project_root, backends)
+        _check_executor(cfg)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    # 2. Look up the cache. A dry run stops here, having written nothing.
+    cache_dir = Path(str(cfg["cache"]["dir"])).expanduser()
+    if cfg.get("dry_run"):
+        cache = Cache(cache_dir) if (cache_dir / "index").is_dir() else None
+        print_summary(plan, cache, out)
+        _close(plan)
+        return 0
+    cache = Cache(cache_dir)
+    print_summary(plan, cache, out, brief=True)
+
+    # 3. Execute. Each finished clip is cached at once and recorded in the manifest as it lands.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    from wanbatch.runs import manifest
+    from wanbatch.runs.outputs import RunOutputs
+
+    outputs = RunOutputs(run_dir, plan, started)
+    ex_cfg = dict(cfg.get("executor") or {})
+    progress = Progress(mode=str(ex_cfg.get("progress", "auto")), concurrency=int(ex_cfg.get("concurrency", 4)))
+    progress.start([(j.id, j.backend) for j in plan.jobs])
+    executor = _executor(ex_cfg, cache, encode, progress, cancel)
+    interrupted = False
+    outcomes: dict[str, Outcome] = {}
+    try:
+        outcomes = executor.run(plan, on_done=outputs.add)
+    except KeyboardInterrupt:
+        interrupted = True
+        outcomes = outputs.outcomes
+    finally:
+        progress.stop()
+        _close(plan)
+
+    # 4. Film and report: only from a complete set of clips, so the film never silently skips a scene.
+    failed = [o for o in outcomes.values() if not o.ok]
+    film = None
+    notes: dict[str, Any] = {}
+    if not failed and not interrupted and cfg.get("stitch", {}).get("enabled", True):
+        try:
+            film, notes = outputs.stitch(dict(cfg.get("stitch") or {}), encode, plan.project.soundtrack, cache)
+        except Exception as exc:  # the clips are safe; say what went wrong with the film
+            print(f"error: the clips are kept in {run_dir}/clips, but the film failed: {exc}", file=sys.stderr)
+            failed.append(Outcome("film", "failed", "", error=str(exc)))
+    data = outputs.manifest(
+        film=film,
+        extra={
+            "stitch": notes,
+            "cache_dir": str(cache.dir),
+            "repaired": cache.repaired,
+            "executor": _summary(executor),
+        },
+    )
+    if cfg.get("report", True):
+        outputs.report(data)
+    manifest.write(run_dir, data)
+    cache.close()
+    _print_result(data, run_dir, out, interrupted)
+    if interrupted:
+        return 130
+    return 1 if failed else 0
+
+
+def _plan(cfg: Mapping[str, Any], root: Path, backends: Mapping[str, Backend] | None) -> tuple[Plan, EncodeSettings]:
+    encode = EncodeSettings.from_config(cfg.get("encode"))
+    project = load_project(cfg, root, backend_configs(cfg))
+    return make_plan(project, build_backends(project.backend_configs, backends), encode=encode), encode
+
+
+def _check_executor(cfg: Mapping[str, Any]) -> None:
+    ex = dict(cfg.get("executor") or {})
+    issues = []
+    if ex.get("name", "local") not in EXECUTORS:
+        issues.append(Issue(None, "executor.name", ex.get("name"), f"one of {', '.join(EXECUTORS)}"))
+    conc = ex.get("concurrency", 4)
+    if isinstance(conc, bool) or not isinstance(conc, int) or conc < 1:
+        issues.append(Issue(None, "executor.concurrency", conc, "an integer >= 1"))
+    if ex.get("name") == "ray":  # every ray option, and the `ray` extra, before anything starts
+        from wanbatch.execute.ray.executor import check_config
+
+        issues += [i for i in check_config(ex) if i not in issues]
+    if issues:
+        raise ConfigError(issues)
+
+
+def _executor(
+    ex_cfg: dict[str, Any], cache: Cache, encode: EncodeSettings, progress: Progress, cancel: threading.Event | None
+) -> Any:
+    conc = int(ex_cfg.get("concurrency", 4))
+    if ex_cfg.get("name", "local") == "ray":
+        from wanbatch.execute.ray.executor import RayExecutor
+
+        return RayExecutor(cache, config=ex_cfg, encode=encode, progress=progress, cancel=cancel)
+    from wanbatch.execute.local import LocalExecutor
+
+    return LocalExecutor(cache, concurrency=conc, encode=encode, progress=progress, cancel=cancel)
+
+
+def _summary(executor: Any) -> dict[str, Any]:
+    """What the executor reports for the manifest (ray: start-up time, what each render actor did)."""
+    summary = getattr(executor, "summary", None)
+    return summary() if callable(summary) else {"name": "local"}
+
+
+def _close(plan: Plan) -> None:
+    for b in plan.backends.values():
+        b.close()
+
+
+def print_summary(plan: Plan, cache: Cache | None, out: TextIO, *, brief: bool = False) -> dict[str, Any]:
+    """The dry-run table: scene, backend, cached or why it missed, seconds of video; then totals."""
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = []
+    totals = {"jobs": len(plan.jobs), "cached": 0, "to_render": 0, "seconds_to_render": 0.0, "cost": 0.0}
+    for job in plan.jobs:
+        hit = cache.peek(job.key) if cache is not None else None
+        if hit is not None:
+            state = "cached"
+            totals["cached"] += 1
+        else:
+            state = cache.explain_miss(job.id, job.material) if cache is not None else "new: empty cache"
+            totals["to_render"] += 1
+            totals["seconds_to_render"] += job.seconds
+            totals["cost"] += job.cost or 0.0
+        seed = f"{job.scene.seed}{' (random)' if job.seed_was_random else ''}"
+        rows.append((job.id, job.backend, job.model, seed, f"{job.seconds:.2f}", state))
+    console = Console(file=out, width=max(100, int(os.environ.get("COLUMNS", "0") or 0)), soft_wrap=True)
+    if not brief:
+        table = Table(title=f"plan for {plan.project.name}")
+        for col in ("scene", "backend", "model", "seed", "video s", "cache"):
+            table.add_column(col, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    for job in plan.jobs:  # decisions the user did not spell out (e.g. frames rounded to 4k+1): never silent
+        for note in plan.backends[job.backend].notes(job.scene, job.params):
+            console.print(f"note: scene `{job.id}`: {note}", highlight=False)
+    cost = f", est. cost ${totals['cost']:.2f}" if totals["cost"] else ""
+    console.print(
+        f"{totals['jobs']} scenes: {totals['cached']} cached, {totals['to_render']} to render "
+        f"({totals['seconds_to_render']:.1f} s of video{cost})",
+        highlight=False,
+    )
+    return totals
+
+
+def _print_result(data: dict[str, Any], run_dir: Path, out: TextIO, interrupted: bool) -> None:
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(data["counts"].items()))
+    head = "interrupted" if interrupted else "done"
+    print(f"{head}: {counts}; run directory {run_dir}", file=out)
+    if data.get("film"):
+        print(f"film: {run_dir / data['film']}", file=out)
+    for s in data["scenes"]:
+        if s["status"] == "failed":
+            print(f"failed: scene `{s['id']}`: {s['error']}", file=out)
