@@ -1,10 +1,10 @@
 """Every task a developer or CI runs, each doing its own set-up.
 
-    nox -s demo        render recipes/demo into outputs/ (again: all from the cache)
-    nox -s tests       the test suite (installs Debian's chromium for the report's browser test when root)
-    nox -s lint        ruff
-    nox -s typecheck   mypy on the package
-    nox -s bench       every benchmark; writes BENCHMARKS.md
+nox -s demo        render recipes/demo into outputs/ (again: all from the cache)
+nox -s tests       the test suite (installs Debian's chromium for the report's browser test when root)
+nox -s lint        ruff
+nox -s typecheck   mypy on the package
+nox -s bench       every benchmark; writes BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -35,8 +35,12 @@ def _chromium(session: nox.Session) -> None:
     if shutil.which("chromium") or os.environ.get("WANBATCH_NO_APT"):
         return
     if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        session.run("bash", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
-                    "chromium >/dev/null", external=True)
+        session.run(
+            "bash",
+            "-c",
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null",
+            external=True,
+        )
     else:
         session.warn("chromium is not installed and cannot be installed here; the browser test will be skipped")
 
@@ -57,10 +61,16 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *(session.posargs or ["-q"]), env={"WANBATCH_CACHE_DIR": cache})
 
 
+LINTED = ("wanbatch", "tests", "benchmarks", "recipes", "noxfile.py", "setup.py")
+
+
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
-    session.run("ruff", "check", "wanbatch", "tests", "benchmarks", "noxfile.py")
+    """ruff (checks and formatting) and the import contracts of pyproject.toml (layers, no cycles)."""
+    session.install("ruff", "import-linter")
+    session.run("ruff", "check", *LINTED)
+    session.run("ruff", "format", "--check", *LINTED)
+    session.run("lint-imports")  # reads the source tree from here: the package needs no install
 
 
 @nox.session(python=PYTHON)
