@@ -9,9 +9,11 @@ nox -s bench       every benchmark; writes BENCHMARKS.md
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import nox
 
@@ -80,6 +82,30 @@ def typecheck(session: nox.Session) -> None:
     _install(session, ".")
     session.install("mypy")
     session.run("mypy", "wanbatch")
+
+
+@nox.session(python=PYTHON)
+def installed(session: nox.Session) -> None:
+    """wanbatch as a user installs it: a wheel (not editable) in a fresh virtualenv, run from an empty folder
+    outside the source tree. It must find its configs and recipes inside the package."""
+    session.install("--upgrade", "pip", "setuptools")
+    dist = Path(tempfile.mkdtemp(prefix="wanbatch-wheel-"))
+    session.run("python", "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), ".", silent=True)
+    (wheel,) = dist.glob("wanbatch-*.whl")
+    session.install(f"{wheel}[local]")
+    here = Path(tempfile.mkdtemp(prefix="wanbatch-user-"))
+    env = {"WANBATCH_CACHE_DIR": str(here / "cache")}
+    session.chdir(here)
+    session.run("wanbatch", "--version", env=env)
+    session.run("wanbatch", "recipe=demo", env=env)
+    session.run("wanbatch", "init", "myfilm", env=env)
+    session.run("wanbatch", "--config-dir", "myfilm", "--config-name", "project", env=env)
+    for run in ("demo", "myfilm"):  # each left a film and a manifest that names every scene rendered
+        (manifest,) = (here / "outputs" / run).glob("*/manifest.json")
+        data = json.loads(manifest.read_text())
+        bad = [s["id"] for s in data["scenes"] if s["status"] not in ("rendered", "cached")]
+        if bad or not data["film"]:
+            session.error(f"{run}: scenes not done {bad}, film {data['film']!r}")
 
 
 @nox.session(python=PYTHON)

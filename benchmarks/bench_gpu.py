@@ -230,7 +230,7 @@ def run_wanbatch(tmp: Path, video: dict[str, Any], steps: int, folder: Path, dev
     run_dir = tmp / "run"
     _peak_reset()
     t0 = time.perf_counter()
-    code = run_project(cfg, run_dir, root, out=open(os.devnull, "w"))  # noqa: SIM115
+    code = run_project(cfg, run_dir, root, out=open(os.devnull, "w")).exit_code  # noqa: SIM115
     _sync()
     wall = time.perf_counter() - t0
     peak = _peak_gib()

@@ -131,7 +131,7 @@ def in_process_run(project: Path, models: Path, tmp: Path, name: str, executor: 
 
     cfg = load_config(project, overrides(models, tmp / f"cache-{name}", tmp / f"run-{name}", executor))
     t0 = time.perf_counter()
-    code = run_project(cfg, tmp / f"run-{name}", project.parent, out=open(os.devnull, "w"))  # noqa: SIM115
+    code = run_project(cfg, tmp / f"run-{name}", project.parent, out=open(os.devnull, "w")).exit_code  # noqa: SIM115
     wall = time.perf_counter() - t0
     if code != 0:
         raise RuntimeError(f"{name} run failed with exit status {code}")

@@ -134,7 +134,7 @@ def run_once(server: FakeServer, tmp: Path, jobs: int, concurrency: int) -> dict
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu0, t0 = time.process_time(), time.perf_counter()
     with open(os.devnull, "w") as devnull:
-        code = run_project(cfg, run_dir, root, out=devnull)
+        code = run_project(cfg, run_dir, root, out=devnull).exit_code
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     child_cpu = (children1.ru_utime - children0.ru_utime) + (children1.ru_stime - children0.ru_stime)

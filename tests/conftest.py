@@ -88,7 +88,7 @@ def run_cfg(tmp_path: Path) -> Callable[..., tuple[int, Path, str]]:
     ) -> tuple[int, Path, str]:
         run_dir = tmp_path / f"run{next(counter)}"
         out = io.StringIO()
-        code = run_project(cfg, run_dir, root, backends=backends, out=out, cancel=cancel)
+        code = run_project(cfg, run_dir, root, backends=backends, out=out, cancel=cancel).exit_code
         return code, run_dir, out.getvalue()
 
     return _run

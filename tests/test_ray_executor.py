@@ -113,7 +113,7 @@ def local_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[tuple[Any
     """The demo rendered by executor=local: its fingerprint and its film's digest, the reference."""
     tmp = tmp_path_factory.mktemp("local-demo")
     cfg = load_config(DEMO, [f"cache.dir={tmp / 'cache'}", "executor.progress=none"])
-    assert run_project(cfg, tmp / "run", DEMO.parent, out=io.StringIO()) == 0
+    assert run_project(cfg, tmp / "run", DEMO.parent, out=io.StringIO()).exit_code == 0
     return _fingerprint(tmp / "run"), _digest(tmp / "run", "film.mp4")
 
 
@@ -253,7 +253,7 @@ def test_ctrl_c_cancels_outstanding_work_and_keeps_what_finished(tmp_path, compo
 
     threading.Thread(target=interrupt_once_title_is_done, daemon=True).start()
     t0 = time.monotonic()
-    code = run_project(cfg, run_dir, PROJECT.parent, backends={"preview": backend})
+    code = run_project(cfg, run_dir, PROJECT.parent, backends={"preview": backend}).exit_code
     assert code == 130
     assert time.monotonic() - t0 < 60  # the 120 s renders were cancelled, not waited for
     scenes = _scenes(run_dir)

@@ -55,7 +55,7 @@ def test_remote_mix_renders_one_film_from_all_five_backends(
 ) -> None:
     fake.configure(latency_s=0.5)
     cfg = load_config(RECIPE / "project.yaml", overrides(fake.url, tmp_path / "cache"))
-    code = run_project(cfg, tmp_path / "run1", RECIPE, out=io.StringIO())
+    code = run_project(cfg, tmp_path / "run1", RECIPE, out=io.StringIO()).exit_code
     assert code == 0
     got = scenes(tmp_path / "run1")
     assert {s["backend"] for s in got.values()} == set(rf.REMOTE)
@@ -75,7 +75,7 @@ def test_remote_mix_renders_one_film_from_all_five_backends(
 
     # A second run is all cache hits: nothing is sent (no film or report needed to show it).
     again = {**cfg, "report": False, "stitch": {**cfg["stitch"], "enabled": False}}
-    code = run_project(again, tmp_path / "run2", RECIPE, out=io.StringIO())
+    code = run_project(again, tmp_path / "run2", RECIPE, out=io.StringIO()).exit_code
     assert code == 0
     assert {s["status"] for s in scenes(tmp_path / "run2").values()} == {"cached"}
     assert fake.stats()["submissions"] == stats["submissions"]
@@ -86,7 +86,7 @@ def test_an_invalid_remote_project_exits_2_and_sends_nothing(
     fake: FakeProvider, api_keys: dict[str, str], uploads: Path, tmp_path: Path
 ) -> None:
     cfg = load_config(RECIPE / "project.yaml", [*overrides(fake.url, tmp_path / "cache"), "++scenes.1.duration=7"])
-    assert run_project(cfg, tmp_path / "run", RECIPE, out=io.StringIO()) == 2
+    assert run_project(cfg, tmp_path / "run", RECIPE, out=io.StringIO()).exit_code == 2
     assert fake.stats()["total"] == {}
     assert not (tmp_path / "cache").exists()
 
@@ -163,7 +163,7 @@ def test_the_storyboard_renders_on_a_remote_backend_by_switching_config(
             "executor.progress=none",
         ],
     )
-    code = run_project(cfg, tmp_path / "run", storyboard, out=io.StringIO())
+    code = run_project(cfg, tmp_path / "run", storyboard, out=io.StringIO()).exit_code
     assert code == 0
     got = scenes(tmp_path / "run")
     remote = {sid for sid, s in got.items() if s["backend"] == "gmi_wan27_i2v"}

@@ -82,7 +82,7 @@ def test_it_renders_a_composed_film_with_report_and_timeline(tmp_path):
     # the two tiny-diffusers scenes as animatics too, so this needs no torch
     cfg = storyboard(tmp_path, "scenes.6.backend=preview", "scenes.7.backend=preview")
     run_dir = tmp_path / "run"
-    code = run_project(cfg, run_dir, STORYBOARD)
+    code = run_project(cfg, run_dir, STORYBOARD).exit_code
     assert code == 0
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["film"] == "film.mp4"

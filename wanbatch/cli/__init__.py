@@ -1,93 +1,37 @@
-"""The `wanbatch` console script: a Hydra app, plus `wanbatch cache ...` for the cache.
+"""The `wanbatch` console script.
 
-wanbatch recipe=demo                         render recipes/demo/project.yaml
-wanbatch --config-dir DIR --config-name NAME render your own project (DIR/NAME.yaml)
-wanbatch recipe=demo dry_run=true            plan, validate, print the cache summary; touch nothing
-wanbatch -m recipe=demo +scenes.0.seed=1,2,3 a Hydra sweep; members share one cache
-wanbatch cache list|why|prune ...            see `wanbatch cache --help`
+    wanbatch recipe=demo                         render a built-in recipe (or ./recipes/demo)
+    wanbatch --config-dir DIR [--config-name N]  render your own project (DIR/project.yaml, or DIR/N.yaml)
+    wanbatch recipe=demo dry_run=true            plan, validate, print the cache summary; touch nothing
+    wanbatch -m recipe=demo scenes.0.seed=1,2,3  a Hydra sweep; members share one cache
+    wanbatch init DIR                            a starter project that renders as it is
+    wanbatch cache list|why|prune ...            see `wanbatch cache --help`
+    wanbatch --version
+
+Each sub-command lives in its own module and is imported only when asked for, so `--version` and `init`
+start without Hydra.
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-from wanbatch.config.load import CONF_SEARCH_PATH, PROJECT_FILE, open_backends, recipe_dir, recipe_names
-
-_exit_codes: list[int] = []
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--version"] or argv[:1] == ["-V"]:
+        from wanbatch.cli.version import version_text
+
+        print(version_text())
+        sys.exit(0)
+    if argv[:1] == ["init"]:
+        from wanbatch.cli.init import main as init_main
+
+        sys.exit(init_main(argv[1:]))
     if argv[:1] == ["cache"]:
         from wanbatch.cli.cache import main as cache_main
 
         sys.exit(cache_main(argv[1:]))
-    argv = open_backends(_expand_recipe(argv))
-    sys.argv = [sys.argv[0], *argv]
-    try:
-        _hydra_entry()
-    except SystemExit as exc:
-        # Hydra exits 1 when it cannot compose (a bad override, a missing group option). No task ran,
-        # so nothing was sent or written: that is an invalid project, exit 2 by our contract.
-        if exc.code == 1 and not _exit_codes:
-            sys.exit(2)
-        raise
-    sys.exit(max(_exit_codes, default=0))
+    from wanbatch.cli.app import main as app_main
 
-
-def _expand_recipe(argv: list[str]) -> list[str]:
-    """`recipe=NAME` means: the project file recipes/NAME/project.yaml, composed on wanbatch's conf/."""
-    recipe = next((a.split("=", 1)[1] for a in argv if a.startswith("recipe=")), None)
-    has_config = any(a.startswith(("--config-name", "-cn", "--config-dir", "-cd")) for a in argv)
-    wants_help = any(a in ("--help", "-h", "--hydra-help", "--info", "--cfg", "-c") for a in argv)
-    if recipe is None:
-        if not has_config and not wants_help:
-            print(
-                "error: no project: pass `recipe=NAME` (one of: "
-                + ", ".join(recipe_names())
-                + ") or `--config-dir DIR --config-name NAME`",
-                file=sys.stderr,
-            )
-            sys.exit(2)
-        return argv
-    if "," in recipe:
-        print(f"error: `recipe` = {recipe!r} is not allowed; sweep one recipe at a time", file=sys.stderr)
-        sys.exit(2)
-    folder = recipe_dir(recipe)
-    if folder is None:
-        print(f"error: `recipe` = {recipe!r} is not allowed; one of: {', '.join(recipe_names())}", file=sys.stderr)
-        sys.exit(2)
-    return ["--config-dir", str(folder), "--config-name", Path(PROJECT_FILE).stem, *argv]
-
-
-def _project_root() -> Path:
-    """The folder of the project file: the `--config-dir` Hydra was given."""
-    from hydra.core.hydra_config import HydraConfig
-
-    for src in HydraConfig.get().runtime.config_sources:
-        if src.provider == "command-line" and src.schema == "file":
-            return Path(src.path).resolve()
-    return Path.cwd()
-
-
-def _task(cfg: object) -> int:
-    from hydra.core.hydra_config import HydraConfig
-
-    from wanbatch.config.load import to_dict
-    from wanbatch.runs.run import run_project
-
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    code = run_project(to_dict(cfg), run_dir, _project_root())
-    _exit_codes.append(code)
-    return code
-
-
-def _hydra_entry() -> None:
-    import hydra
-
-    hydra.main(config_path=CONF_SEARCH_PATH, config_name="wanbatch", version_base="1.3")(_task)()
-
-
-if __name__ == "__main__":
-    main()
+    app_main(argv)

@@ -32,8 +32,12 @@ def recipe_dir(name: str, cwd: Path | None = None) -> Path | None:
     return None
 
 
-def recipe_names() -> list[str]:
-    return sorted(p.parent.name for p in RECIPES_DIR.glob(f"*/{PROJECT_FILE}"))
+def recipe_names(cwd: Path | None = None) -> list[str]:
+    """Every name `recipe=NAME` takes: the built-in recipes and those under ./recipes."""
+    found = {
+        p.parent.name for base in ((cwd or Path.cwd()) / "recipes", RECIPES_DIR) for p in base.glob(f"*/{PROJECT_FILE}")
+    }
+    return sorted(found)
 
 
 def load_config(project_file: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""One run, top to bottom: validate, plan, look up, execute, stitch, report. Returns the exit status.
+"""One run, top to bottom: validate, plan, look up, execute, stitch, report. Returns a `RunResult`, whose
+`exit_code` is the console script's exit status:
 
 0  every scene is done (rendered or cached)
 1  some scene failed; every other clip is kept and cached
@@ -14,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,6 +33,21 @@ from wanbatch.runs.progress import Progress
 EXECUTORS = ("local", "ray")
 
 
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended. `run_dir`, `film` and `manifest` are None where the run wrote nothing (an invalid
+    project, a dry run) or made no film (a failed or interrupted run, `stitch.enabled: false`)."""
+
+    exit_code: int  # 0 done, 1 some scene failed, 2 invalid project (nothing ran), 130 interrupted
+    run_dir: Path | None = None
+    film: Path | None = None
+    manifest: dict[str, Any] | None = None  # what manifest.json holds
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
 def run_project(
     cfg: Mapping[str, Any],
     run_dir: Path,
@@ -39,8 +56,16 @@ def run_project(
     backends: Mapping[str, Backend] | None = None,
     out: TextIO | None = None,
     cancel: threading.Event | None = None,
-) -> int:
-    """Run a composed project config (a plain dict). `backends` replaces backends by name (tests)."""
+) -> RunResult:
+    """Run a composed project config (what `load_config` returns) with its outputs in `run_dir`; media paths are
+    relative to `project_root`. `backends` replaces backends by name (tests, tools).
+
+    Example::
+
+        cfg = load_config("recipes/demo/project.yaml", ["cache.dir=/tmp/wan-cache"])
+        result = run_project(cfg, Path("outputs/demo"), Path("recipes/demo"))
+        result.exit_code, result.film      # (0, PosixPath('outputs/demo/film.mp4'))
+    """
     out = out or sys.stdout
     started = time.time()
     # 1. Validate and plan. Nothing outside this process is touched until both have passed.
@@ -49,7 +74,7 @@ def run_project(
         _check_executor(cfg)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return RunResult(2)
 
     # 2. Look up the cache. A dry run stops here, having written nothing.
     cache_dir = Path(str(cfg["cache"]["dir"])).expanduser()
@@ -57,7 +82,7 @@ def run_project(
         cache = Cache(cache_dir) if (cache_dir / "index").is_dir() else None
         print_summary(plan, cache, out)
         _close(plan)
-        return 0
+        return RunResult(0)
     cache = Cache(cache_dir)
     print_summary(plan, cache, out, brief=True)
 
@@ -106,9 +131,8 @@ def run_project(
     manifest.write(run_dir, data)
     cache.close()
     _print_result(data, run_dir, out, interrupted)
-    if interrupted:
-        return 130
-    return 1 if failed else 0
+    code = 130 if interrupted else 1 if failed else 0
+    return RunResult(code, run_dir, run_dir / film if film else None, data)
 
 
 def _plan(cfg: Mapping[str, Any], root: Path, backends: Mapping[str, Backend] | None) -> tuple[Plan, EncodeSettings]:
