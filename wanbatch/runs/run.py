@@ -4,16 +4,20 @@
 0  every scene is done (rendered or cached)
 1  some scene failed; every other clip is kept and cached
 2  the project is invalid: nothing ran, nothing was sent, nothing was cached
+3  wanbatch itself failed after work began (a bug, a broken environment): every clip that finished is kept
+   in the run folder's clips/ and in the cache, and the message says where
 130 interrupted (Ctrl-C); every finished clip is kept and cached, and so is every remote render the
     provider had finished (paid for), whose download completes first unless Ctrl-C comes again
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +25,7 @@ from typing import Any, TextIO
 
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.backends import build_backends
+from wanbatch.cache.live import Registration
 from wanbatch.cache.store import Cache
 from wanbatch.config.load import backend_configs
 from wanbatch.core.backend import Backend
@@ -28,9 +33,11 @@ from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan, make_plan
 from wanbatch.core.project import load_project
 from wanbatch.errors import ConfigError, Issue
+from wanbatch.execute.common import first_line_of
 from wanbatch.runs.progress import Progress
 
 EXECUTORS = ("local", "ray")
+CRASHED = 3  # the exit status of a run that wanbatch itself broke off after work began
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,7 @@ class RunResult:
     """How a run ended. `run_dir`, `film` and `manifest` are None where the run wrote nothing (an invalid
     project, a dry run) or made no film (a failed or interrupted run, `stitch.enabled: false`)."""
 
-    exit_code: int  # 0 done, 1 some scene failed, 2 invalid project (nothing ran), 130 interrupted
+    exit_code: int  # 0 done, 1 some scene failed, 2 invalid project (nothing ran), 3 crashed, 130 interrupted
     run_dir: Path | None = None
     film: Path | None = None
     manifest: dict[str, Any] | None = None  # what manifest.json holds
@@ -75,64 +82,166 @@ def run_project(
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return RunResult(2)
+    except KeyboardInterrupt:
+        print("interrupted while planning: nothing ran, nothing was sent or cached", file=sys.stderr)
+        return RunResult(130)
 
     # 2. Look up the cache. A dry run stops here, having written nothing.
     cache_dir = Path(str(cfg["cache"]["dir"])).expanduser()
     if cfg.get("dry_run"):
-        cache = Cache(cache_dir) if (cache_dir / "index").is_dir() else None
-        print_summary(plan, cache, out)
+        cache = Cache(cache_dir, readonly=True) if cache_dir.is_dir() else None
+        _print_notes(cache, out)
+        print_summary(plan, cache, out, verify=True)
         _close(plan)
+        if cache is not None:
+            cache.close()
         return RunResult(0)
     cache = Cache(cache_dir)
-    print_summary(plan, cache, out, brief=True)
+    _print_notes(cache, out)
+    try:
+        if cache.readonly:
+            _check_readonly_cache(plan, cache)
+        registration = None if cache.readonly else cache.register(j.key for j in plan.jobs)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        _close(plan)
+        cache.close()
+        return RunResult(2)
+    try:
+        swept = cache.sweep_leftovers()
+        if swept["tmp"] or swept["partial"]:
+            print(
+                f"note: removed what runs that ended left in the cache: {swept['tmp']} scratch folder(s), "
+                f"{swept['partial']} partial blob(s) ({swept['bytes'] / 1e6:.1f} MB)",
+                file=out,
+            )
+        print_summary(plan, cache, out, brief=True)
+        return _execute(cfg, plan, encode, cache, run_dir, started, out, cancel, registration)
+    finally:
+        if registration is not None:
+            registration.close()
+        cache.close()
 
-    # 3. Execute. Each finished clip is cached at once and recorded in the manifest as it lands.
-    run_dir.mkdir(parents=True, exist_ok=True)
+
+def _execute(
+    cfg: Mapping[str, Any],
+    plan: Plan,
+    encode: EncodeSettings,
+    cache: Cache,
+    run_dir: Path,
+    started: float,
+    out: TextIO,
+    cancel: threading.Event | None,
+    registration: Registration | None,
+) -> RunResult:
+    """Steps 3 and 4: once work has begun, every way out keeps what finished and says where it is."""
     from wanbatch.runs import manifest
     from wanbatch.runs.outputs import RunOutputs
 
-    outputs = RunOutputs(run_dir, plan, started)
-    ex_cfg = dict(cfg.get("executor") or {})
-    progress = Progress(mode=str(ex_cfg.get("progress", "auto")), concurrency=int(ex_cfg.get("concurrency", 4)))
-    progress.start([(j.id, j.backend) for j in plan.jobs])
-    executor = _executor(ex_cfg, cache, encode, progress, cancel)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    outputs = RunOutputs(run_dir, plan, started, cache=cache)
     interrupted = False
-    outcomes: dict[str, Outcome] = {}
+    executor: Any = None
     try:
-        outcomes = executor.run(plan, on_done=outputs.add)
-    except KeyboardInterrupt:
-        interrupted = True
-        outcomes = outputs.outcomes
-    finally:
-        progress.stop()
-        _close(plan)
-
-    # 4. Film and report: only from a complete set of clips, so the film never silently skips a scene.
-    failed = [o for o in outcomes.values() if not o.ok]
-    film = None
-    notes: dict[str, Any] = {}
-    if not failed and not interrupted and cfg.get("stitch", {}).get("enabled", True):
+        # 3. Execute. Each finished clip is cached at once and recorded in the manifest as it lands.
+        ex_cfg = dict(cfg.get("executor") or {})
+        progress = Progress(mode=str(ex_cfg.get("progress", "auto")), concurrency=int(ex_cfg.get("concurrency", 4)))
+        progress.start([(j.id, j.backend) for j in plan.jobs])
+        executor = _executor(ex_cfg, cache, encode, progress, cancel)
+        outcomes: dict[str, Outcome] = {}
         try:
-            film, notes = outputs.stitch(dict(cfg.get("stitch") or {}), encode, plan.project.soundtrack, cache)
-        except Exception as exc:  # the clips are safe; say what went wrong with the film
-            print(f"error: the clips are kept in {run_dir}/clips, but the film failed: {exc}", file=sys.stderr)
-            failed.append(Outcome("film", "failed", "", error=str(exc)))
-    data = outputs.manifest(
-        film=film,
-        extra={
-            "stitch": notes,
-            "cache_dir": str(cache.dir),
-            "repaired": cache.repaired,
-            "executor": _summary(executor),
-        },
-    )
-    if cfg.get("report", True):
-        outputs.report(data)
-    manifest.write(run_dir, data)
-    cache.close()
+            outcomes = executor.run(plan, on_done=outputs.add)
+        except KeyboardInterrupt:
+            interrupted = True
+            outcomes = outputs.outcomes
+        finally:
+            progress.stop()
+            _close(plan)
+
+        # 4. Film and report: only from a complete set of clips, so the film never silently skips a scene.
+        failed = [o for o in outcomes.values() if not o.ok]
+        film = None
+        notes: dict[str, Any] = {}
+        if not failed and not interrupted and cfg.get("stitch", {}).get("enabled", True):
+            try:
+                film, notes = outputs.stitch(
+                    dict(cfg.get("stitch") or {}), encode, plan.project.soundtrack, cache, registration
+                )
+            except KeyboardInterrupt:
+                interrupted = True
+            except Exception as exc:  # the clips are safe; say what went wrong with the film
+                print(f"error: the clips are kept in {run_dir}/clips, but the film failed: {exc}", file=sys.stderr)
+                failed.append(Outcome("film", "failed", "", error=str(exc)))
+        data = outputs.manifest(
+            film=film,
+            extra={
+                "stitch": notes,
+                "cache_dir": str(cache.dir),
+                "repaired": cache.repaired,
+                "executor": _summary(executor),
+            },
+        )
+        if cfg.get("report", True) and not interrupted:
+            outputs.report(data)
+        manifest.write(run_dir, data)
+    except KeyboardInterrupt:  # a second Ctrl-C while the film or the report was made
+        data = _last_words(outputs, cache, executor)
+        _print_result(data, run_dir, out, True)
+        return RunResult(130, run_dir, None, data)
+    except Exception as exc:
+        # A bug or a broken environment, not a scene: say so, keep the record, point at what is kept.
+        traceback.print_exc(file=sys.stderr)
+        data = _last_words(outputs, cache, executor)
+        done = sum(1 for o in outputs.outcomes.values() if o.ok)
+        print(
+            f"error: wanbatch failed after work began ({first_line_of(exc)}); clips kept in {run_dir / 'clips'} "
+            f"({done} finished, every one also in the cache {cache.dir}): a rerun renders only what is missing",
+            file=sys.stderr,
+        )
+        return RunResult(CRASHED, run_dir, None, data)
     _print_result(data, run_dir, out, interrupted)
     code = 130 if interrupted else 1 if failed else 0
     return RunResult(code, run_dir, run_dir / film if film else None, data)
+
+
+def _last_words(outputs: Any, cache: Cache, executor: Any) -> dict[str, Any]:
+    """The manifest of a run that stops early: every finished scene as it is; written where possible."""
+    from wanbatch.runs import manifest
+
+    try:
+        summary = _summary(executor) if executor is not None else {}
+    except Exception:
+        summary = {}
+    data: dict[str, Any] = outputs.manifest(
+        extra={"cache_dir": str(cache.dir), "repaired": cache.repaired, "executor": summary}
+    )
+    with contextlib.suppress(OSError):
+        manifest.write(outputs.run_dir, data)
+    return data
+
+
+def _print_notes(cache: Cache | None, out: TextIO) -> None:
+    for note in cache.notes if cache is not None else []:
+        print(f"note: {note}", file=out)
+
+
+def _check_readonly_cache(plan: Plan, cache: Cache) -> None:
+    """A cache this process may not write serves hits only: a scene it does not hold could be rendered but
+    never stored (and a paid render would be paid again next time), so such a run does not start."""
+    missing = [job.id for job in plan.jobs if cache.verify(job.key)[0] != "cached"]
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise ConfigError(
+            [
+                Issue(
+                    None,
+                    "cache.dir",
+                    str(cache.dir),
+                    f"it is read-only here and {len(missing)} of {len(plan.jobs)} scenes are not in it ({shown}): "
+                    "pass a cache.dir you can write (e.g. a copy of this one), or dry_run=true to look",
+                )
+            ]
+        )
 
 
 def _plan(cfg: Mapping[str, Any], root: Path, backends: Mapping[str, Backend] | None) -> tuple[Plan, EncodeSettings]:
@@ -181,20 +290,29 @@ def _close(plan: Plan) -> None:
         b.close()
 
 
-def print_summary(plan: Plan, cache: Cache | None, out: TextIO, *, brief: bool = False) -> dict[str, Any]:
-    """The dry-run table: scene, backend, cached or why it missed, seconds of video; then totals."""
+def print_summary(
+    plan: Plan, cache: Cache | None, out: TextIO, *, brief: bool = False, verify: bool = False
+) -> dict[str, Any]:
+    """The dry-run table: scene, backend, cached or why it missed, seconds of video; then totals. With
+    `verify`, "cached" means the blob was read and its hash checked (as the run will), not only its size seen:
+    a corrupt blob is a render to come (and to pay for), and the dry run says so."""
     from rich.console import Console
     from rich.table import Table
 
     rows = []
     totals = {"jobs": len(plan.jobs), "cached": 0, "to_render": 0, "seconds_to_render": 0.0, "cost": 0.0}
+    states = _cache_states(plan, cache, verify)
     for job in plan.jobs:
-        hit = cache.peek(job.key) if cache is not None else None
-        if hit is not None:
+        if states[job.id] == "cached":
             state = "cached"
             totals["cached"] += 1
         else:
-            state = cache.explain_miss(job.id, job.material) if cache is not None else "new: empty cache"
+            if cache is None:
+                state = "new: empty cache"
+            elif states[job.id] == "corrupt":
+                state = "blob missing or corrupt: will re-render"
+            else:
+                state = cache.explain_miss(job.id, job.material)
             totals["to_render"] += 1
             totals["seconds_to_render"] += job.seconds
             totals["cost"] += job.cost or 0.0
@@ -218,6 +336,19 @@ def print_summary(plan: Plan, cache: Cache | None, out: TextIO, *, brief: bool =
         highlight=False,
     )
     return totals
+
+
+def _cache_states(plan: Plan, cache: Cache | None, verify: bool) -> dict[str, str]:
+    """cached | corrupt | absent, per scene; verifying hashes on a few threads (hashlib lets go of the GIL)."""
+    if cache is None:
+        return {job.id: "absent" for job in plan.jobs}
+    if not verify:
+        return {job.id: "cached" if cache.peek(job.key) is not None else "absent" for job in plan.jobs}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        found = pool.map(lambda job: cache.verify(job.key)[0], plan.jobs)
+        return {job.id: state for job, state in zip(plan.jobs, found, strict=True)}
 
 
 def _print_result(data: dict[str, Any], run_dir: Path, out: TextIO, interrupted: bool) -> None:
