@@ -49,11 +49,46 @@ def test_chained_scene_starts_from_the_exact_last_frame_of_its_parent(compose_de
     assert given.shape == last.shape and np.array_equal(given, last)
 
 
+class Together(CountingPreview):
+    """Each render waits (up to a minute) until `n` renders have been at work at once: a state, so the test
+    holds however slow the machine; an executor that allows fewer at once makes it wait, then fail."""
+
+    def __init__(self, config, n):
+        super().__init__(config)
+        self.n = n
+        self.met = threading.Event()
+
+    def at_work(self, job, ctx):
+        with self._lock:
+            if self.active >= self.n:
+                self.met.set()
+        self.met.wait(60)
+
+
+class Blocking(CountingPreview):
+    """Renders after the first `free` ones block until the run is cancelled (or a minute)."""
+
+    def __init__(self, config, free):
+        super().__init__(config)
+        self.free = free
+        self.started = 0
+        self.blocked = threading.Event()
+
+    def render(self, job, ctx):
+        with self._lock:
+            self.started += 1
+            block = self.started > self.free
+        if block:
+            self.blocked.set()
+            ctx.cancel.wait(60)
+        return super().render(job, ctx)
+
+
 def test_concurrency_is_bounded(compose_demo, run_cfg):
     cfg = compose_demo("stitch.enabled=false", "executor.concurrency=2", "backend.max_in_flight=8")
-    preview = CountingPreview(cfg["backend"], delay=0.3)
+    preview = Together(cfg["backend"], 2)
     assert run_cfg(cfg, backends={"preview": preview})[0] == 0
-    assert preview.max_active == 2
+    assert preview.met.is_set() and preview.max_active == 2
     cfg = compose_demo(
         "stitch.enabled=false",
         "executor.concurrency=8",
@@ -67,12 +102,11 @@ def test_concurrency_is_bounded(compose_demo, run_cfg):
 
 def test_ctrl_c_stops_cleanly_and_keeps_finished_clips(compose_demo, run_cfg, cache_dir):
     cfg = compose_demo("stitch.enabled=false", "executor.concurrency=1")
-    preview = CountingPreview(cfg["backend"], delay=0.4)
+    preview = Blocking(cfg["backend"], free=2)  # the third render waits for the Ctrl-C
     cancel = threading.Event()
 
     def interrupt_after_two() -> None:
-        while len(preview.rendered) < 2:
-            threading.Event().wait(0.02)
+        preview.blocked.wait(60)
         _thread.interrupt_main()  # what Ctrl-C does to the main thread
 
     threading.Thread(target=interrupt_after_two, daemon=True).start()
