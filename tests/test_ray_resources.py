@@ -1,0 +1,105 @@
+"""Ray runs that can always go on: reservations fitted to the cluster (or exit 2 with the numbers), a stall
+watchdog that says what waits on what, and the demo on this machine's real CPU count with 2 logical GPUs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from wanbatch.execute.ray.resources import fit
+from wanbatch.execute.ray.watchdog import StallWatch
+
+from conftest import REPO
+
+AUTO = {"num_actors": None, "actor_num_cpus": None, "task_num_cpus": None}
+
+
+@pytest.mark.parametrize(
+    ("cpus", "gpus", "local", "cpu", "want"),
+    [
+        (2, 2, True, True, (2, 1.0, 2 / 3, 2 / 3)),  # the demo on this machine: 2 actors + a task fit in 2 CPUs
+        (16, 2, True, True, (2, 1.0, 1.0, 1.0)),  # plenty: one CPU each
+        (2, 0, True, True, (1, 0.0, 1.0, 1.0)),  # no GPU: one CPU actor
+        (1, 0, True, True, (1, 0.0, 0.5, 0.5)),
+        (2, 2, False, True, (0, 1.0, 0.0, 1.0)),  # previews only: no actors
+        (2, 2, True, False, (2, 1.0, 1.0, 2 / 3)),  # models only: the actors take the CPUs
+    ],
+)
+def test_reservations_are_fitted_so_actors_and_a_preview_task_run_at_once(cpus, gpus, local, cpu, want):
+    res, issues = fit(AUTO, {"CPU": cpus, "GPU": gpus}, local_jobs=local, cpu_jobs=cpu)
+    assert issues == [] and res is not None
+    got = (res.actors, res.actor_gpus, res.actor_cpus, res.task_cpus)
+    assert got == pytest.approx(want)
+    assert res.actors * res.actor_cpus + (res.task_cpus if cpu else 0) <= cpus + 1e-9
+
+
+def test_reservations_that_can_never_run_are_refused_with_the_numbers():
+    _, issues = fit(
+        {"num_actors": None, "actor_num_cpus": 1, "task_num_cpus": 1},
+        {"CPU": 2, "GPU": 2},
+        local_jobs=True,
+        cpu_jobs=True,
+    )
+    (issue,) = issues
+    assert issue.field == "executor.actor_num_cpus" and issue.value == 1
+    assert "2 render actor(s) x 1 CPU + 1 CPU for a preview task = 3 CPUs, and the cluster has 2" in str(issue)
+    _, issues = fit({**AUTO, "num_actors": 3}, {"CPU": 8, "GPU": 2}, local_jobs=True, cpu_jobs=False)
+    assert [i.field for i in issues] == ["executor.num_actors"]
+    assert "the cluster has 2: at most 2" in str(issues[0])
+
+
+def test_the_stall_watchdog_says_what_waits_once_per_period():
+    now = [0.0]
+    said: list[str] = []
+    watch = StallWatch(10, said.append, clock=lambda: now[0])
+    assert watch.check(lambda: "x") is None
+    now[0] = 9.0
+    assert watch.check(lambda: "x") is None
+    now[0] = 10.5
+    assert watch.check(lambda: "b waits for a preview task") is not None
+    assert said == ["stalled: no job has finished or moved for 10 s.\nb waits for a preview task"]
+    now[0] = 15.0
+    assert watch.check(lambda: "x") is None  # said already in this period
+    now[0] = 21.0
+    assert watch.check(lambda: "x") is not None
+    watch.moved()
+    now[0] = 30.0
+    assert watch.check(lambda: "x") is None and len(said) == 2
+    assert StallWatch(None, said.append).check(lambda: "x") is None  # off
+
+
+@pytest.mark.slow
+def test_the_demo_on_ray_finishes_with_this_machine_s_cpus_and_two_logical_gpus(tmp_path):
+    """`wanbatch recipe=demo executor=ray executor.num_gpus=2` as a user runs it: a local Ray with the CPUs
+    Ray finds here (2 on CI) and 2 logical GPUs. It hung forever: both render actors took a CPU each and
+    every preview task waited for one."""
+    pytest.importorskip("ray")
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "wanbatch.cli",
+        "recipe=demo",
+        "executor=ray",
+        "executor.num_gpus=2",
+        "executor.stall_s=60",
+        f"cache.dir={tmp_path / 'cache'}",
+        f"hydra.run.dir={run_dir}",
+        "executor.progress=plain",
+    ]
+    env = {**os.environ, "RAY_ADDRESS": ""}  # a Ray of its own, never one a test or a user left running
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the demo on Ray did not finish in 15 minutes:\n{(exc.stderr or b'')[-3000:]!r}")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert {s["status"] for s in manifest["scenes"]} == {"rendered"} and manifest["film"] == "film.mp4"
+    reserved = manifest["executor"]["reservations"]
+    assert reserved["cluster_cpus"] == float(os.cpu_count() or 0) and reserved["cluster_gpus"] == 2.0
+    assert reserved["actors"] * reserved["actor_cpus"] + reserved["task_cpus"] <= reserved["cluster_cpus"] + 1e-6
+    assert "stalled" not in done.stderr
