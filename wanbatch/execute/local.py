@@ -6,7 +6,8 @@ A remote job stops counting once the provider is done with it (`RenderContext.of
 check and store run on a spare thread while the next job is already submitted, so a provider slot never
 idles behind a download.
 Ready jobs are taken grouped by (backend, model), so a warm pipeline serves its jobs back to back.
-A chained job starts when its parent's clip is in the cache; if the parent failed, so does it.
+A chained job starts when its parent's clip is in the cache; if the parent failed, so does it. (That
+bookkeeping is `execute/frontier.py`'s, shared with `executor=ray`; this module owns the threads.)
 """
 
 from __future__ import annotations
