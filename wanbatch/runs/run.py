@@ -42,7 +42,7 @@ class RunResult:
     exit_code: int  # 0 done, 1 some scene failed, 2 invalid project (nothing ran), 130 interrupted
     run_dir: Path | None = None
     film: Path | None = None
-    manifest: dict[str, Any] | None = None  # what manifest.json holds
+    manifest: Manifest | None = None  # what manifest.json holds
 
     @property
     def ok(self) -> bool:
