@@ -16,6 +16,7 @@ from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan, key_of
 from wanbatch.core.project import Soundtrack
 from wanbatch.runs import manifest
+from wanbatch.runs.manifest import Manifest, RunNotes, SceneRecord
 
 MANIFEST_EVERY_S = 0.5
 FILM_VERSION = 1  # bump when stitching changes its output for the same inputs
@@ -29,7 +30,7 @@ class RunOutputs:
         self.cache = cache  # told where each clip was linked, so a repaired blob repairs the link too
         self.outcomes: dict[str, Outcome] = {}
         self.clips: dict[str, str] = {}
-        self.records: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, SceneRecord] = {}
         self._written = 0.0
         (run_dir / "clips").mkdir(parents=True, exist_ok=True)
 
@@ -60,7 +61,7 @@ class RunOutputs:
             manifest.write(self.run_dir, self.manifest())
             self._written = now
 
-    def manifest(self, film: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def manifest(self, film: str | None = None, extra: RunNotes | None = None) -> Manifest:
         return manifest.build(
             self.plan, self.outcomes, self.clips, started=self.started, film=film, extra=extra, records=self.records
         )
@@ -114,7 +115,7 @@ class RunOutputs:
                 cache.record_link(key, stored.path.stem, film)
         return film.name, {**notes, "cached": False, "cache_key": key}
 
-    def report(self, data: dict[str, Any]) -> None:
+    def report(self, data: Manifest) -> None:
         """The timeline export, then index.html (which links it); a failure here never fails the run."""
         if data.get("film"):
             try:

@@ -34,6 +34,7 @@ from wanbatch.core.plan import Plan, make_plan
 from wanbatch.core.project import load_project
 from wanbatch.errors import ConfigError, Issue
 from wanbatch.execute.common import first_line_of
+from wanbatch.runs.manifest import Manifest
 from wanbatch.runs.progress import Progress
 
 EXECUTORS = ("local", "ray")
@@ -48,7 +49,7 @@ class RunResult:
     exit_code: int  # 0 done, 1 some scene failed, 2 invalid project (nothing ran), 3 crashed, 130 interrupted
     run_dir: Path | None = None
     film: Path | None = None
-    manifest: dict[str, Any] | None = None  # what manifest.json holds
+    manifest: Manifest | None = None  # what manifest.json holds
 
     @property
     def ok(self) -> bool:
@@ -204,7 +205,7 @@ def _execute(
     return RunResult(code, run_dir, run_dir / film if film else None, data)
 
 
-def _last_words(outputs: Any, cache: Cache, executor: Any) -> dict[str, Any]:
+def _last_words(outputs: Any, cache: Cache, executor: Any) -> Manifest:
     """The manifest of a run that stops early: every finished scene as it is; written where possible."""
     from wanbatch.runs import manifest
 
@@ -212,7 +213,7 @@ def _last_words(outputs: Any, cache: Cache, executor: Any) -> dict[str, Any]:
         summary = _summary(executor) if executor is not None else {}
     except Exception:
         summary = {}
-    data: dict[str, Any] = outputs.manifest(
+    data: Manifest = outputs.manifest(
         extra={"cache_dir": str(cache.dir), "repaired": cache.repaired, "executor": summary}
     )
     with contextlib.suppress(OSError):
@@ -351,11 +352,11 @@ def _cache_states(plan: Plan, cache: Cache | None, verify: bool) -> dict[str, st
         return {job.id: state for job, state in zip(plan.jobs, found, strict=True)}
 
 
-def _print_result(data: dict[str, Any], run_dir: Path, out: TextIO, interrupted: bool) -> None:
+def _print_result(data: Manifest, run_dir: Path, out: TextIO, interrupted: bool) -> None:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(data["counts"].items()))
     head = "interrupted" if interrupted else "done"
     print(f"{head}: {counts}; run directory {run_dir}", file=out)
-    if data.get("film"):
+    if data["film"]:
         print(f"film: {run_dir / data['film']}", file=out)
     for s in data["scenes"]:
         if s["status"] == "failed":
