@@ -99,15 +99,28 @@ def run_project(
         return RunResult(0)
     cache = Cache(cache_dir)
     _print_notes(cache, out)
+    ex_cfg = dict(cfg.get("executor") or {})
+    progress = Progress(mode=str(ex_cfg.get("progress", "auto")), concurrency=int(ex_cfg.get("concurrency", 4)))
     try:
         if cache.readonly:
             _check_readonly_cache(plan, cache)
+        executor = _executor(ex_cfg, cache, encode, progress, cancel)
+        # What the executor will reserve, against what it has (ray: the cluster's CPUs and GPUs): a run that
+        # could never finish stops here, with the numbers, before anything ran.
+        prepare = getattr(executor, "prepare", None)
+        for note in prepare(plan) if callable(prepare) else []:
+            print(f"note: {note}", file=out)
         registration = None if cache.readonly else cache.register(j.key for j in plan.jobs)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         _close(plan)
         cache.close()
         return RunResult(2)
+    except KeyboardInterrupt:
+        print("interrupted before anything ran: nothing was sent or cached", file=sys.stderr)
+        _close(plan)
+        cache.close()
+        return RunResult(130)
     try:
         swept = cache.sweep_leftovers()
         if swept["tmp"] or swept["partial"]:
@@ -117,7 +130,7 @@ def run_project(
                 file=out,
             )
         print_summary(plan, cache, out, brief=True)
-        return _execute(cfg, plan, encode, cache, run_dir, started, out, cancel, registration)
+        return _execute(cfg, plan, encode, cache, executor, progress, run_dir, started, out, registration)
     finally:
         if registration is not None:
             registration.close()
@@ -129,10 +142,11 @@ def _execute(
     plan: Plan,
     encode: EncodeSettings,
     cache: Cache,
+    executor: Any,
+    progress: Progress,
     run_dir: Path,
     started: float,
     out: TextIO,
-    cancel: threading.Event | None,
     registration: Registration | None,
 ) -> RunResult:
     """Steps 3 and 4: once work has begun, every way out keeps what finished and says where it is."""
@@ -142,13 +156,9 @@ def _execute(
     run_dir.mkdir(parents=True, exist_ok=True)
     outputs = RunOutputs(run_dir, plan, started, cache=cache)
     interrupted = False
-    executor: Any = None
     try:
         # 3. Execute. Each finished clip is cached at once and recorded in the manifest as it lands.
-        ex_cfg = dict(cfg.get("executor") or {})
-        progress = Progress(mode=str(ex_cfg.get("progress", "auto")), concurrency=int(ex_cfg.get("concurrency", 4)))
         progress.start([(j.id, j.backend) for j in plan.jobs])
-        executor = _executor(ex_cfg, cache, encode, progress, cancel)
         outcomes: dict[str, Outcome] = {}
         try:
             outcomes = executor.run(plan, on_done=outputs.add)

@@ -32,13 +32,21 @@ class Reservations:
     task_cpus: float  # each preview (cpu) task
     cluster_cpus: float
     cluster_gpus: float
+    cpu_tasks: bool = True  # whether the plan has preview tasks at all
+
+    @property
+    def shared_out(self) -> bool:
+        """Whether something that matters here got less than a whole CPU (worth a note)."""
+        return (bool(self.actors) and self.actor_cpus < 1.0) or (self.cpu_tasks and self.task_cpus < 1.0)
 
     def describe(self) -> str:
         parts = []
         if self.actors:
             gpu = "1 GPU + " if self.actor_gpus else ""
             parts.append(f"{self.actors} render actor(s) x ({gpu}{self.actor_cpus:.3g} CPU)")
-        parts.append(f"{self.task_cpus:.3g} CPU per preview task, none per remote-API task")
+        if self.cpu_tasks:
+            parts.append(f"{self.task_cpus:.3g} CPU per preview task")
+        parts.append("none per remote-API task")
         return "; ".join(parts) + f" (cluster: {self.cluster_cpus:g} CPU, {self.cluster_gpus:g} GPU)"
 
     def as_dict(self) -> dict[str, Any]:
@@ -106,4 +114,4 @@ def fit(
         )
     if issues:
         return None, issues
-    return Reservations(actors, actor_gpus, actor_cpus, task_cpus, cpus, gpus), []
+    return Reservations(actors, actor_gpus, actor_cpus, task_cpus, cpus, gpus, cpu_jobs), []
