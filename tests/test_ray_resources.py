@@ -77,6 +77,34 @@ def test_the_stall_watchdog_says_what_waits_once_per_period():
     assert StallWatch(None, said.append).check(lambda: "x") is None  # off
 
 
+def test_the_stall_report_names_each_wait_what_is_out_and_what_is_free():
+    from wanbatch.execute.ray.watchdog import Waiting, report
+
+    res, _ = fit(AUTO, {"CPU": 2, "GPU": 2}, local_jobs=True, cpu_jobs=True)
+    assert res is not None
+    text = report(
+        [Waiting("day", "cpu"), Waiting("t2v", "local"), Waiting("after", "parent", "day"), Waiting("x", "key")],
+        [("sunrise", "gpu-0", 131.0), ("i2v", "gpu-1", 12.4)],
+        2,
+        res,
+        {"CPU": 0.0, "GPU": 0.0},
+        {"CPU": 2.0, "GPU": 2.0},
+    )
+    assert text.splitlines() == [
+        "4 job(s) wait:",
+        "  day waits for a preview task (0.667 CPU)",
+        "  t2v waits for a free render actor (1 GPU + 0.667 CPU each; 2 of 2 busy)",
+        "  after waits for its parent scene `day`",
+        "  x waits for its cache key, which another process holds (rendering it)",
+        "2 out:",
+        "  sunrise on gpu-0 for 131 s",
+        "  i2v on gpu-1 for 12 s",
+        "cluster: CPU 0 of 2 free, GPU 0 of 2 free",
+        "reserved: 2 render actor(s) x (1 GPU + 0.667 CPU); 0.667 CPU per preview task; none per remote-API task "
+        "(cluster: 2 CPU, 2 GPU)",
+    ]
+
+
 @pytest.mark.slow
 def test_the_demo_on_ray_finishes_with_this_machine_s_cpus_and_two_logical_gpus(tmp_path):
     """`wanbatch recipe=demo executor=ray executor.num_gpus=2` as a user runs it: a local Ray with the CPUs

@@ -53,7 +53,7 @@ from wanbatch.execute.common import cached_outcome, failed_outcome, first_line_o
 from wanbatch.execute.frontier import Frontier
 from wanbatch.execute.ray.actors import RenderWorker, Shipped, WorkerResult, render_task
 from wanbatch.execute.ray.resources import Reservations, fit
-from wanbatch.execute.ray.watchdog import StallWatch
+from wanbatch.execute.ray.watchdog import StallWatch, Waiting, report
 from wanbatch.execute.reporter import Reporter, Silent
 
 DEFAULTS: dict[str, Any] = {
@@ -362,30 +362,17 @@ class _Run:
     def _what_waits(self) -> str:
         """What the stall report says: each waiting job and what it needs, what is out, what is free."""
         now = time.perf_counter()
-        busy = {w.label: w.busy for w in self.workers if w.busy}
-        waits = []
+        waiting = []
         for job in sorted(self.frontier.pending.values(), key=lambda j: j.scene.index):
-            kind = self.plan.backends[job.backend].kind
             if job.parent is not None and job.parent not in self.frontier.outcomes:
-                need = f"its parent scene `{job.parent}`"
+                waiting.append(Waiting(job.id, "parent", job.parent))
             elif job.id in self.lock_waits:
-                need = "its cache key, which another process holds (rendering it)"
-            elif kind == BackendKind.LOCAL:
-                gpu = "1 GPU + " if self.res.actor_gpus else ""
-                need = f"a free render actor ({gpu}{self.res.actor_cpus:.3g} CPU each; busy: {len(busy)})"
-            elif kind == BackendKind.REMOTE:
-                need = "a remote-API task (no CPU) on this node, within its provider's max_in_flight"
+                waiting.append(Waiting(job.id, "key"))
             else:
-                need = f"a preview task ({self.res.task_cpus:.3g} CPU)"
-            waits.append(f"  {job.id} waits for {need}")
-        out = [
-            f"  {f.job.id} on {f.worker.label if f.worker else 'a task'} for {now - f.t0:.0f} s"
-            for f in self.flights.values()
-        ]
-        free, total = self.ray.available_resources(), self.ray.cluster_resources()
-        have = ", ".join(f"{k} {free.get(k, 0):g} of {total.get(k, 0):g} free" for k in ("CPU", "GPU") if k in total)
-        lines = [f"{len(waits)} job(s) wait:", *waits, f"{len(out)} out:", *(out or ["  none"])]
-        return "\n".join([*lines, f"cluster: {have}", f"reserved: {self.res.describe()}"])
+                waiting.append(Waiting(job.id, self.plan.backends[job.backend].kind.value))
+        out = [(f.job.id, f.worker.label if f.worker else "a task", now - f.t0) for f in self.flights.values()]
+        busy = sum(1 for w in self.workers if w.busy)
+        return report(waiting, out, busy, self.res, self.ray.available_resources(), self.ray.cluster_resources())
 
     # -- dispatch ----------------------------------------------------------------------------------
     def _dispatch(self) -> None:

@@ -12,7 +12,10 @@ word is the worst kind). Example::
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from wanbatch.execute.ray.resources import Reservations
 
 
 class StallWatch:
@@ -40,3 +43,48 @@ class StallWatch:
         self.said.append(text)
         self.say(text)
         return text
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A job that has not started, and why: `parent` (its parent has no clip yet; `detail` names it), `key`
+    (another process holds its cache key), or its backend's kind: `local` (a render actor), `remote`, `cpu`."""
+
+    scene: str
+    what: str
+    detail: str = ""
+
+
+def report(
+    waiting: list[Waiting],
+    out: list[tuple[str, str, float]],
+    busy_actors: int,
+    res: Reservations,
+    free: Mapping[str, float],
+    total: Mapping[str, float],
+) -> str:
+    """The body of a stall report: what each waiting job needs, what is out (scene, where, for how long),
+    what the cluster has free and what the run reserves."""
+    gpu = "1 GPU + " if res.actor_gpus else ""
+    needs = {
+        "key": "its cache key, which another process holds (rendering it)",
+        "local": f"a free render actor ({gpu}{res.actor_cpus:.3g} CPU each; {busy_actors} of {res.actors} busy)",
+        "remote": "a remote-API task (no CPU) on this node, within its provider's max_in_flight",
+        "cpu": f"a preview task ({res.task_cpus:.3g} CPU)",
+    }
+    waits = [
+        f"  {w.scene} waits for " + (f"its parent scene `{w.detail}`" if w.what == "parent" else needs[w.what])
+        for w in waiting
+    ]
+    gone = [f"  {scene} on {where} for {age:.0f} s" for scene, where, age in out] or ["  none"]
+    have = ", ".join(f"{k} {free.get(k, 0):g} of {total.get(k, 0):g} free" for k in ("CPU", "GPU") if k in total)
+    return "\n".join(
+        [
+            f"{len(waits)} job(s) wait:",
+            *waits,
+            f"{len(out)} out:",
+            *gone,
+            f"cluster: {have}",
+            f"reserved: {res.describe()}",
+        ]
+    )
