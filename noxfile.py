@@ -76,6 +76,7 @@ TIMING_PRONE = (
     "tests/test_remote_uploader.py",
     "tests/test_executor.py",
     "tests/test_ray_executor.py",
+    "tests/test_ray_resources.py",
     "tests/test_sweeps.py",
     "tests/test_cache_recovery.py",
     "tests/test_exit_codes.py",
