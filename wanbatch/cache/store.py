@@ -35,7 +35,7 @@ from filelock import FileLock
 
 from wanbatch.av.files import sha256_file, sha256_fresh
 from wanbatch.cache import index, links, live, prune, sidecar
-from wanbatch.errors import WanbatchError
+from wanbatch.errors import ReadOnlyCacheError
 
 
 @dataclass(frozen=True)
@@ -95,10 +95,6 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
-
-
-class ReadOnlyCacheError(WanbatchError):
-    """Something tried to write a cache that is read-only here (a shared or mounted cache)."""
 
 
 class Cache:

@@ -192,7 +192,7 @@ def _execute(
                 "executor": _summary(executor),
             },
         )
-        if cfg.get("report", True) and not interrupted:
+        if cfg.get("report", True):
             outputs.report(data)
         manifest.write(run_dir, data)
     except KeyboardInterrupt:  # a second Ctrl-C while the film or the report was made
