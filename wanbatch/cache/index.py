@@ -9,6 +9,7 @@ so a deleted or damaged index costs a rebuild, never a re-render. A broken index
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,6 +118,7 @@ class ReadOnlyIndex:
     def __init__(self, folder: Path):
         path = folder / DB_FILE
         self._disk = diskcache.Disk(str(folder))
+        self._lock = threading.Lock()  # one connection, shared by a dry run's verifying threads
         try:
             self._con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
             self._con.execute("SELECT count(*) FROM Cache").fetchall()
@@ -125,13 +127,18 @@ class ReadOnlyIndex:
             self._con.execute("SELECT count(*) FROM Cache").fetchall()
 
     def get(self, key: str, default: Any = None) -> Any:
-        row = self._con.execute("SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1", (key,)).fetchone()
+        with self._lock:
+            row = self._con.execute(
+                "SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1", (key,)
+            ).fetchone()
         if row is None:
             return default
         return self._disk.fetch(row[0], row[1], row[2], False)
 
     def iterkeys(self) -> Iterator[Any]:
-        for (key,) in self._con.execute("SELECT key FROM Cache WHERE raw = 1 ORDER BY rowid").fetchall():
+        with self._lock:
+            keys = self._con.execute("SELECT key FROM Cache WHERE raw = 1 ORDER BY rowid").fetchall()
+        for (key,) in keys:
             yield key
 
     def close(self) -> None:

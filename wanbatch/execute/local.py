@@ -69,6 +69,9 @@ class LocalExecutor:
         at_work = threading.Semaphore(self.concurrency)
         paid: set[str] = set()  # jobs done at their provider, their video still to fetch
         paid_lock = threading.Lock()
+        # How each job's thread ended, written by the thread itself: a Ctrl-C can land between a submit and
+        # its bookkeeping, and then this is where the outcome is found once the threads have ended.
+        ended: dict[str, Outcome] = {}
 
         def task(job: Job, parent_clip: Path | None) -> Outcome:
             at_work.acquire()
@@ -94,7 +97,10 @@ class LocalExecutor:
                             off_backend=off_backend,
                         )
 
-                    return render_and_store(self.cache, plan.backends[job.backend], job, ctx_factory, parent_clip)
+                    outcome = render_and_store(self.cache, plan.backends[job.backend], job, ctx_factory, parent_clip)
+                    with paid_lock:
+                        ended[job.id] = outcome
+                    return outcome
             finally:
                 release()
                 with paid_lock:
@@ -112,9 +118,9 @@ class LocalExecutor:
                     if not running:
                         continue
                     done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        del running[fut]
+                    for fut in done:  # finished before it is forgotten: a Ctrl-C in between loses nothing
                         frontier.finish(fut.result())
+                        del running[fut]
             except KeyboardInterrupt:
                 interrupted = True
                 self.cancel.set()
@@ -126,6 +132,14 @@ class LocalExecutor:
                     except KeyboardInterrupt:
                         self.abandon.set()
         if interrupted:
+            # The threads have ended. A job started in the very moment of the Ctrl-C, and so never waited
+            # for above, ends as its thread ended it (or cancelled, if it never ran).
+            for scene in list(frontier.running):
+                job = frontier.running[scene]
+                frontier.finish(
+                    ended.get(scene)
+                    or Outcome(scene, "cancelled", job.key, model=job.model, error="interrupted before it started")
+                )
             raise KeyboardInterrupt
         return frontier.outcomes
 
@@ -159,9 +173,8 @@ class LocalExecutor:
             try:
                 done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    outcome = fut.result()
+                    frontier.finish(fut.result())
                     del running[fut]
-                    frontier.finish(outcome)
             except KeyboardInterrupt:
                 self.abandon.set()
         frontier.cancel_rest()
