@@ -1,7 +1,7 @@
 """Frames to an mp4 clip, with the encoding settings from the `encode` config group.
 
-The default is near-lossless H.264 (crf 12, yuv420p) so a clip is faithful to the frames the model
-made while still playing everywhere; every setting is config.
+The default (the schema's, `wanbatch.config.schema.EncodeConfig`) is near-lossless H.264, so a clip is faithful
+to the frames the model made while still playing everywhere; every setting is config.
 """
 
 from __future__ import annotations
