@@ -134,6 +134,12 @@ CASES = [
     ("no scenes", _project(scenes=[]), ["`scenes`", "[]", "non-empty list"]),
     ("concurrency zero", _project(executor__concurrency=0), ["`executor.concurrency`", "0", "integer >= 1"]),
     ("unknown executor", _project(executor__name="celery"), ["`executor.name`", "'celery'", "local, ray"]),
+    (
+        "backend renamed, not chosen",
+        _project(backend__name="novita_wan21_t2v"),
+        ["`backend.name`", "'novita_wan21_t2v'", "`backend=novita_wan21_t2v`"],
+    ),
+    ("executor renamed, not chosen", _project(executor__name="ray"), ["`executor.name`", "'ray'", "`executor=ray`"]),
     ("executor progress", _project(executor__progress="fancy"), ["`executor.progress`", "'fancy'", "auto, rich"]),
     ("stitch mode", _project(stitch__mode="fast"), ["`stitch.mode`", "'fast'", "auto, copy, compose"]),
     (

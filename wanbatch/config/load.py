@@ -222,18 +222,10 @@ class BackendConfigs(Mapping[str, BackendConfig]):
         per = self._per.get(name) or {}
         if name == self._default.name:
             schema = backend_schema(name)
-            if type(self._default) is not schema:
-                raise ConfigError(
-                    [
-                        Issue(
-                            None,
-                            "backend.name",
-                            name,
-                            f"the name of the `backend` option chosen ({type(self._default).__name__}): pick "
-                            f"another backend with `backend={name}` (`override backend: {name}` in a project file)",
-                        )
-                    ]
-                )
+            if not isinstance(self._default, schema):  # `backend.name=X` renames the option; it does not pick X
+                chosen = f"the name of the chosen `backend` option (a {type(self._default).__name__})"
+                pick = f"choose another with `backend={name}` (`override backend: {name}` in a project file)"
+                raise ConfigError([Issue(None, "backend.name", name, f"{chosen}; {pick}")])
             out = _merged(OmegaConf.structured(self._default), [per], f"backends.{name}.") if per else self._default
         else:
             out = backend_config(name, per)
