@@ -53,7 +53,7 @@ def _keys(cache_dir: Path) -> set[str]:
 class GatedPreview(CountingPreview):
     """The real preview backend; each render of a scene in `gated` waits (at most `limit` s) for `gate`."""
 
-    def __init__(self, config: dict[str, Any], gated: set[str], limit: float = 120):
+    def __init__(self, config: Any, gated: set[str], limit: float = 120):
         super().__init__(config)
         self.gated, self.limit = gated, limit
         self.gate = threading.Event()
@@ -72,8 +72,8 @@ def test_a_prune_loop_during_a_run_takes_nothing_the_run_uses(compose_demo, run_
     done and its film, and every clip it cached or used is still in the cache for the next run."""
     cfg = compose_demo()
     assert run_cfg(compose_demo("stitch.enabled=false"))[0] == 0  # all five cached
-    cfg["scenes"][1]["seed"] = 99  # sunrise must render; the four others are hits
-    preview = GatedPreview(cfg["backend"], gated={"sunrise"})
+    cfg.scenes[1]["seed"] = 99  # sunrise must render; the four others are hits
+    preview = GatedPreview(cfg.backend, gated={"sunrise"})
     passes: list[subprocess.CompletedProcess[str]] = []
     stop = threading.Event()
 
@@ -96,7 +96,7 @@ def test_a_prune_loop_during_a_run_takes_nothing_the_run_uses(compose_demo, run_
     assert set(_statuses(run_dir).values()) <= {"rendered", "cached"} and (run_dir / "film.mp4").is_file()
     assert any("kept" in p.stdout and "in use by live runs" in p.stdout for p in passes)
     # Nothing the run used went: the next run is all hits.
-    again = CountingPreview(cfg["backend"])
+    again = CountingPreview(cfg.backend)
     code, run_dir, _ = run_cfg(cfg, backends={"preview": again})
     assert code == 0 and again.rendered == [] and set(_statuses(run_dir).values()) == {"cached"}
     # ... and with no run alive, prune takes everything.
@@ -197,7 +197,7 @@ def test_a_damaged_or_deleted_index_is_rebuilt_and_nothing_on_disk_renders_again
     assert {e["scene_id"] for e in json.loads(listed.stdout)} >= set(SCENES)
     assert "read 6 entries from the blobs' sidecars" in listed.stderr
     # ... and the next run rebuilds the index, renders nothing and re-joins no film.
-    preview = CountingPreview(cfg["backend"])
+    preview = CountingPreview(cfg.backend)
     code, run_dir, out = run_cfg(cfg, backends={"preview": preview})
     assert code == 0 and preview.rendered == []
     assert set(_statuses(run_dir).values()) == {"cached"}
@@ -316,7 +316,7 @@ def test_a_repaired_blob_repairs_the_clips_of_earlier_runs(compose_demo, run_cfg
         f.seek(clip.stat().st_size // 2)
         f.write(b"\xde\xad\xbe\xef")
     assert _sha256(clip) != good
-    preview = CountingPreview(cfg["backend"])
+    preview = CountingPreview(cfg.backend)
     code, second, _ = run_cfg(cfg, backends={"preview": preview})
     assert code == 0 and preview.rendered == ["sunrise"]
     assert _sha256(clip) == good  # the first run's clip is whole again

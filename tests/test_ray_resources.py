@@ -3,6 +3,7 @@ watchdog that says what waits on what, and the demo on this machine's real CPU c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from wanbatch.backends.preview import PreviewBackend
+from wanbatch.config.schema import RayExecutorConfig
 from wanbatch.core.backend import BackendKind, RenderContext, RenderResult
 from wanbatch.core.job import Job
 from wanbatch.errors import Cancelled
@@ -20,7 +22,7 @@ from wanbatch.execute.ray.watchdog import StallWatch
 
 from conftest import PROJECT, REPO
 
-AUTO = {"num_actors": None, "actor_num_cpus": None, "task_num_cpus": None}
+AUTO = RayExecutorConfig()  # num_actors, actor_num_cpus, task_num_cpus: null, fitted
 
 
 @pytest.mark.parametrize(
@@ -44,7 +46,7 @@ def test_reservations_are_fitted_so_actors_and_a_preview_task_run_at_once(cpus, 
 
 def test_reservations_that_can_never_run_are_refused_with_the_numbers():
     _, issues = fit(
-        {"num_actors": None, "actor_num_cpus": 1, "task_num_cpus": 1},
+        RayExecutorConfig(actor_num_cpus=1, task_num_cpus=1),
         {"CPU": 2, "GPU": 2},
         local_jobs=True,
         cpu_jobs=True,
@@ -52,7 +54,7 @@ def test_reservations_that_can_never_run_are_refused_with_the_numbers():
     (issue,) = issues
     assert issue.field == "executor.actor_num_cpus" and issue.value == 1
     assert "2 render actor(s) x 1 CPU + 1 CPU for a preview task = 3 CPUs, and the cluster has 2" in str(issue)
-    _, issues = fit({**AUTO, "num_actors": 3}, {"CPU": 8, "GPU": 2}, local_jobs=True, cpu_jobs=False)
+    _, issues = fit(RayExecutorConfig(num_actors=3), {"CPU": 8, "GPU": 2}, local_jobs=True, cpu_jobs=False)
     assert [i.field for i in issues] == ["executor.num_actors"]
     assert "the cluster has 2: at most 2" in str(issues[0])
 
@@ -158,8 +160,12 @@ class HeldOnActors(PreviewBackend):
 
     kind = BackendKind.LOCAL
 
+    def __init__(self, config: Any, held: list[str]):
+        super().__init__(config)
+        self.held = held
+
     def render(self, job: Job, ctx: RenderContext) -> RenderResult:
-        if job.id in self.config.get("held", []):
+        if job.id in self.held:
             ctx.cancel.wait(600)
             raise Cancelled("released by the cancel")
         return super().render(job, ctx)
@@ -175,7 +181,7 @@ def test_a_stalled_ray_run_says_what_waits_on_what_and_what_is_free(tmp_path, co
     from wanbatch.execute.ray.executor import RayExecutor
 
     cfg = compose_demo("executor=ray", "stitch.enabled=false")
-    backend = HeldOnActors({**cfg["backend"], "held": ["title", "sunrise"]})  # both actors busy for good
+    backend = HeldOnActors(cfg.backend, held=["title", "sunrise"])  # both actors busy for good
     project = load_project(cfg, PROJECT.parent, backend_configs(cfg))
     plan = make_plan(project, build_backends(project.backend_configs, {"preview": backend}))
     said: list[str] = []
@@ -186,7 +192,7 @@ def test_a_stalled_ray_run_says_what_waits_on_what_and_what_is_free(tmp_path, co
         said.append(text)
         executor.cancel.set()
 
-    executor = RayExecutor(cache, config={**cfg["executor"], "stall_s": 2}, say=on_stall)
+    executor = RayExecutor(cache, config=dataclasses.replace(cfg.executor, stall_s=2), say=on_stall)
     assert executor.prepare(plan) == []  # a whole CPU per actor (no preview tasks here): nothing to say
     reserved = executor.reservations
     assert reserved is not None and (reserved.actors, reserved.actor_cpus) == (2, 1.0)

@@ -12,6 +12,7 @@ from wanbatch.av.encode import EncodeSettings
 from wanbatch.av.files import link_or_copy
 from wanbatch.cache.live import Registration
 from wanbatch.cache.store import Cache
+from wanbatch.config.schema import StitchConfig
 from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan, key_of
 from wanbatch.core.project import Soundtrack
@@ -68,7 +69,7 @@ class RunOutputs:
 
     def stitch(
         self,
-        settings: dict[str, Any],
+        settings: StitchConfig,
         encode: EncodeSettings,
         soundtrack: Soundtrack | None,
         cache: Cache,
@@ -84,7 +85,7 @@ class RunOutputs:
             {
                 "film": FILM_VERSION,
                 "clips": [[j.key, j.scene.transition.type, j.scene.transition.duration] for j in self.plan.jobs],
-                "stitch": {k: v for k, v in sorted(settings.items()) if k != "enabled"},
+                "stitch": {k: v for k, v in sorted(dataclasses.asdict(settings).items()) if k != "enabled"},
                 "encode": encode.identity(),
                 "soundtrack": None
                 if soundtrack is None

@@ -27,17 +27,21 @@ from wanbatch.av.encode import EncodeSettings
 from wanbatch.backends import build_backends
 from wanbatch.cache.live import Registration
 from wanbatch.cache.store import Cache
+from wanbatch.config.checks import choice, number
 from wanbatch.config.load import backend_configs
+from wanbatch.config.schema import ExecutorConfig, RayExecutorConfig, WanbatchConfig
 from wanbatch.core.backend import Backend
 from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan, make_plan
 from wanbatch.core.project import load_project
 from wanbatch.errors import ConfigError, Issue
 from wanbatch.execute.common import first_line_of
+from wanbatch.film.clips import check_stitch
 from wanbatch.runs.manifest import Manifest
 from wanbatch.runs.progress import Progress
 
 EXECUTORS = ("local", "ray")
+PROGRESS = ("auto", "rich", "plain", "none")
 CRASHED = 3  # the exit status of a run that wanbatch itself broke off after work began
 
 
@@ -57,7 +61,7 @@ class RunResult:
 
 
 def run_project(
-    cfg: Mapping[str, Any],
+    cfg: WanbatchConfig,
     run_dir: Path,
     project_root: Path,
     *,
@@ -80,6 +84,8 @@ def run_project(
     try:
         plan, encode = _plan(cfg, project_root, backends)
         _check_executor(cfg)
+        if cfg.stitch.enabled:
+            check_stitch(cfg.stitch)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return RunResult(2)
@@ -88,8 +94,8 @@ def run_project(
         return RunResult(130)
 
     # 2. Look up the cache. A dry run stops here, having written nothing.
-    cache_dir = Path(str(cfg["cache"]["dir"])).expanduser()
-    if cfg.get("dry_run"):
+    cache_dir = Path(cfg.cache.dir).expanduser()
+    if cfg.dry_run:
         cache = Cache(cache_dir, readonly=True) if cache_dir.is_dir() else None
         _print_notes(cache, out)
         print_summary(plan, cache, out, verify=True)
@@ -99,12 +105,11 @@ def run_project(
         return RunResult(0)
     cache = Cache(cache_dir)
     _print_notes(cache, out)
-    ex_cfg = dict(cfg.get("executor") or {})
-    progress = Progress(mode=str(ex_cfg.get("progress", "auto")), concurrency=int(ex_cfg.get("concurrency", 4)))
+    progress = Progress(mode=cfg.executor.progress, concurrency=cfg.executor.concurrency)
     try:
         if cache.readonly:
             _check_readonly_cache(plan, cache)
-        executor = _executor(ex_cfg, cache, encode, progress, cancel)
+        executor = _executor(cfg.executor, cache, encode, progress, cancel)
         # What the executor will reserve, against what it has (ray: the cluster's CPUs and GPUs): a run that
         # could never finish stops here, with the numbers, before anything ran.
         prepare = getattr(executor, "prepare", None)
@@ -138,7 +143,7 @@ def run_project(
 
 
 def _execute(
-    cfg: Mapping[str, Any],
+    cfg: WanbatchConfig,
     plan: Plan,
     encode: EncodeSettings,
     cache: Cache,
@@ -173,11 +178,9 @@ def _execute(
         failed = [o for o in outcomes.values() if not o.ok]
         film = None
         notes: dict[str, Any] = {}
-        if not failed and not interrupted and cfg.get("stitch", {}).get("enabled", True):
+        if not failed and not interrupted and cfg.stitch.enabled:
             try:
-                film, notes = outputs.stitch(
-                    dict(cfg.get("stitch") or {}), encode, plan.project.soundtrack, cache, registration
-                )
+                film, notes = outputs.stitch(cfg.stitch, encode, plan.project.soundtrack, cache, registration)
             except KeyboardInterrupt:
                 interrupted = True
             except Exception as exc:  # the clips are safe; say what went wrong with the film
@@ -192,7 +195,7 @@ def _execute(
                 "executor": _summary(executor),
             },
         )
-        if cfg.get("report", True):
+        if cfg.report:
             outputs.report(data)
         manifest.write(run_dir, data)
     except KeyboardInterrupt:  # a second Ctrl-C while the film or the report was made
@@ -255,21 +258,22 @@ def _check_readonly_cache(plan: Plan, cache: Cache) -> None:
         )
 
 
-def _plan(cfg: Mapping[str, Any], root: Path, backends: Mapping[str, Backend] | None) -> tuple[Plan, EncodeSettings]:
-    encode = EncodeSettings.from_config(cfg.get("encode"))
+def _plan(cfg: WanbatchConfig, root: Path, backends: Mapping[str, Backend] | None) -> tuple[Plan, EncodeSettings]:
+    encode = cfg.encode
     project = load_project(cfg, root, backend_configs(cfg))
     return make_plan(project, build_backends(project.backend_configs, backends), encode=encode), encode
 
 
-def _check_executor(cfg: Mapping[str, Any]) -> None:
-    ex = dict(cfg.get("executor") or {})
-    issues = []
-    if ex.get("name", "local") not in EXECUTORS:
-        issues.append(Issue(None, "executor.name", ex.get("name"), f"one of {', '.join(EXECUTORS)}"))
-    conc = ex.get("concurrency", 4)
-    if isinstance(conc, bool) or not isinstance(conc, int) or conc < 1:
-        issues.append(Issue(None, "executor.concurrency", conc, "an integer >= 1"))
-    if ex.get("name") == "ray":  # every ray option, and the `ray` extra, before anything starts
+def _check_executor(cfg: WanbatchConfig) -> None:
+    ex = cfg.executor
+    issues: list[Issue] = []
+    if choice(issues, "executor.name", ex.name, EXECUTORS) and ex.name != type(ex)().name:
+        issues.append(
+            Issue(None, "executor.name", ex.name, f"`{type(ex)().name}`: choose executors with `executor={ex.name}`")
+        )
+    number(issues, "executor.concurrency", ex.concurrency, minimum=1, integer=True)
+    choice(issues, "executor.progress", ex.progress, PROGRESS)
+    if isinstance(ex, RayExecutorConfig):  # every ray option, and the `ray` extra, before anything starts
         from wanbatch.execute.ray.executor import check_config
 
         issues += [i for i in check_config(ex) if i not in issues]
@@ -278,16 +282,15 @@ def _check_executor(cfg: Mapping[str, Any]) -> None:
 
 
 def _executor(
-    ex_cfg: dict[str, Any], cache: Cache, encode: EncodeSettings, progress: Progress, cancel: threading.Event | None
+    ex: ExecutorConfig, cache: Cache, encode: EncodeSettings, progress: Progress, cancel: threading.Event | None
 ) -> Any:
-    conc = int(ex_cfg.get("concurrency", 4))
-    if ex_cfg.get("name", "local") == "ray":
+    if isinstance(ex, RayExecutorConfig):
         from wanbatch.execute.ray.executor import RayExecutor
 
-        return RayExecutor(cache, config=ex_cfg, encode=encode, progress=progress, cancel=cancel)
+        return RayExecutor(cache, config=ex, encode=encode, progress=progress, cancel=cancel)
     from wanbatch.execute.local import LocalExecutor
 
-    return LocalExecutor(cache, concurrency=conc, encode=encode, progress=progress, cancel=cancel)
+    return LocalExecutor(cache, concurrency=ex.concurrency, encode=encode, progress=progress, cancel=cancel)
 
 
 def _summary(executor: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from wanbatch.config.schema import RayExecutorConfig
 from wanbatch.errors import Issue
 
 EPS = 1e-6
@@ -61,7 +62,7 @@ class Reservations:
 
 
 def fit(
-    cfg: Mapping[str, Any], cluster: Mapping[str, float], *, local_jobs: bool, cpu_jobs: bool
+    cfg: RayExecutorConfig, cluster: Mapping[str, float], *, local_jobs: bool, cpu_jobs: bool
 ) -> tuple[Reservations | None, list[Issue]]:
     """The reservations for a run of this plan on this cluster, or the issues that make it impossible.
 
@@ -71,7 +72,7 @@ def fit(
     cpus = float(cluster.get("CPU", 0.0))
     gpus = float(cluster.get("GPU", 0.0))
     whole_gpus = int(gpus + EPS)
-    actors = (int(cfg.get("num_actors") or 0) or max(1, whole_gpus)) if local_jobs else 0
+    actors = (int(cfg.num_actors or 0) or max(1, whole_gpus)) if local_jobs else 0
     actor_gpus = 1.0 if whole_gpus >= 1 else 0.0
     issues: list[Issue] = []
     if actors and actor_gpus and actors > whole_gpus:
@@ -79,11 +80,11 @@ def fit(
             Issue(
                 None,
                 "executor.num_actors",
-                cfg.get("num_actors"),
+                cfg.num_actors,
                 f"each render actor takes a whole GPU and the cluster has {gpus:g}: at most {whole_gpus}",
             )
         )
-    set_task, set_actor = cfg.get("task_num_cpus"), cfg.get("actor_num_cpus")
+    set_task, set_actor = cfg.task_num_cpus, cfg.actor_num_cpus
     task_cpus = float(set_task) if set_task is not None else min(1.0, cpus / (actors + 1))
     if set_actor is not None:
         actor_cpus = float(set_actor)
