@@ -156,13 +156,10 @@ def ray_like_this_machine():
 
 class HeldOnActors(PreviewBackend):
     """The preview backend posing as a GPU backend (its jobs go to the render actors); scenes named in
-    `held` wait until the run is cancelled."""
+    `held` wait until the run is cancelled. A class attribute: each actor builds its own from the config."""
 
     kind = BackendKind.LOCAL
-
-    def __init__(self, config: Any, held: list[str]):
-        super().__init__(config)
-        self.held = held
+    held = frozenset({"title", "sunrise"})
 
     def render(self, job: Job, ctx: RenderContext) -> RenderResult:
         if job.id in self.held:
@@ -181,7 +178,7 @@ def test_a_stalled_ray_run_says_what_waits_on_what_and_what_is_free(tmp_path, co
     from wanbatch.execute.ray.executor import RayExecutor
 
     cfg = compose_demo("executor=ray", "stitch.enabled=false")
-    backend = HeldOnActors(cfg.backend, held=["title", "sunrise"])  # both actors busy for good
+    backend = HeldOnActors(cfg.backend)  # both actors busy for good
     project = load_project(cfg, PROJECT.parent, backend_configs(cfg))
     plan = make_plan(project, build_backends(project.backend_configs, {"preview": backend}))
     said: list[str] = []

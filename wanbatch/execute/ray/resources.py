@@ -103,6 +103,8 @@ def fit(
             said.append(f"{task_cpus:g} CPU for a preview task")
         field = "executor.actor_num_cpus" if set_actor is not None and actors else "executor.task_num_cpus"
         value = set_actor if field == "executor.actor_num_cpus" else set_task
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # as the user wrote it: the schema's float makes `1` a 1.0
         issues.append(
             Issue(
                 None,
