@@ -207,14 +207,17 @@ def test_answer_faults(fake: FakeProvider) -> None:
     body = {"model_name": "wan2.1-t2v", "prompt": "p"}
     fake.fault("drop", phase="submit")
     fake.fault("malformed", phase="submit")
-    fake.fault("slow", phase="submit", delay=5.0)  # until the test ends: far past the 0.2 s read timeout
-    with httpx.Client(base_url=fake.url, headers=AUTH, timeout=0.2) as http:
+    fake.fault("slow", phase="submit", delay=600)  # until the test ends (reset): far past any read timeout
+    # A generous timeout for the answers that come (a loaded machine may take seconds); a short read timeout
+    # only for the one that never comes.
+    with httpx.Client(base_url=fake.url, headers=AUTH, timeout=60) as http:
         with pytest.raises(httpx.RemoteProtocolError):
             http.post("/v3/async/wan-t2v", json=body)
         with pytest.raises(ValueError):
             http.post("/v3/async/wan-t2v", json=body).json()
-        with pytest.raises(httpx.ReadTimeout):
-            http.post("/v3/async/wan-t2v", json=body)
+    patient = httpx.Timeout(60, read=0.5)
+    with httpx.Client(base_url=fake.url, headers=AUTH, timeout=patient) as http, pytest.raises(httpx.ReadTimeout):
+        http.post("/v3/async/wan-t2v", json=body)
     assert fake.stats()["submissions"] == {"wan2.1-t2v": 3}  # each was accepted before it misbehaved
 
 
@@ -276,7 +279,7 @@ def test_holds_keep_a_job_or_a_request_until_released(http: httpx.Client, fake: 
     body = {"model_name": "wan2.1-t2v", "prompt": "p"}
     job_hold = fake.hold("result", after_polls=3)
     task = http.post("/v3/async/wan-t2v", json=body).json()["task_id"]
-    assert job_hold.wait_arrivals(1, timeout=5)
+    assert job_hold.wait_arrivals(1, timeout=60)
     seen = [http.get("/v3/async/task-result", params={"task_id": task}).json()["task"]["status"] for _ in range(3)]
     assert set(seen[:2]) <= {"TASK_STATUS_QUEUED", "TASK_STATUS_PROCESSING"}
     assert seen[2] == "TASK_STATUS_SUCCEED"  # released by its third poll, not by the clock
