@@ -13,7 +13,9 @@ from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan
 
 
-def scene_record(plan: Plan, scene_id: str, outcome: Outcome | None, clip_rel: str | None) -> dict[str, Any]:
+def scene_record(
+    plan: Plan, scene_id: str, outcome: Outcome | None, clip_rel: str | None, estimated_cost: float | None = None
+) -> dict[str, Any]:
     job = plan.job(scene_id)
     return {
         "id": job.id,
@@ -27,6 +29,7 @@ def scene_record(plan: Plan, scene_id: str, outcome: Outcome | None, clip_rel: s
         "request_id": outcome.request_id if outcome else None,
         "error": outcome.error if outcome else None,
         "seconds": outcome.seconds if outcome else 0.0,
+        "estimated_cost": estimated_cost,  # USD this run was estimated to spend on it (0 cached); None = unknown
         "prompt": job.scene.prompt,
         "title": job.scene.title,
         "duration": round(job.seconds, 3),
@@ -46,11 +49,16 @@ def build(
     film: str | None = None,
     extra: dict[str, Any] | None = None,
     records: dict[str, dict[str, Any]] | None = None,
+    estimates: dict[str, float | None] | None = None,
 ) -> dict[str, Any]:
     """The manifest. `records` may hold scene records built earlier (each is built once per outcome,
     not once per write: a run of thousands of jobs would otherwise spend quadratic time here)."""
     records = records or {}
-    scenes = [records.get(j.id) or scene_record(plan, j.id, outcomes.get(j.id), clips.get(j.id)) for j in plan.jobs]
+    estimates = estimates or {}
+    scenes = [
+        records.get(j.id) or scene_record(plan, j.id, outcomes.get(j.id), clips.get(j.id), estimates.get(j.id))
+        for j in plan.jobs
+    ]
     counts: dict[str, int] = {}
     for s in scenes:
         counts[s["status"]] = counts.get(s["status"], 0) + 1

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
@@ -28,6 +29,7 @@ from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan, make_plan
 from wanbatch.core.project import load_project
 from wanbatch.errors import ConfigError, Issue
+from wanbatch.runs.estimate import Estimate, budget_issues, estimate
 from wanbatch.runs.progress import Progress
 
 EXECUTORS = ("local", "ray")
@@ -76,22 +78,29 @@ def run_project(
         print(f"error: {exc}", file=sys.stderr)
         return RunResult(2)
 
-    # 2. Look up the cache. A dry run stops here, having written nothing.
+    # 2. Look up the cache (read only: an invalid run writes nothing) and estimate the cost; a run over its
+    # budget stops here, before any request. A dry run stops here anyway.
     cache_dir = Path(str(cfg["cache"]["dir"])).expanduser()
-    if cfg.get("dry_run"):
-        cache = Cache(cache_dir) if (cache_dir / "index").is_dir() else None
-        print_summary(plan, cache, out)
+    found = Cache(cache_dir) if (cache_dir / "index").is_dir() else None
+    budget = cfg.get("budget")
+    est = estimate(plan, found)
+    print_summary(plan, found, est, out, brief=not cfg.get("dry_run"), budget=budget)
+    over = budget_issues(est, budget)
+    if over or cfg.get("dry_run"):
         _close(plan)
-        return RunResult(0)
-    cache = Cache(cache_dir)
-    print_summary(plan, cache, out, brief=True)
+        if found is not None:
+            found.close()
+        if over:
+            print(f"error: {ConfigError(over)}", file=sys.stderr)
+        return RunResult(2 if over else 0)
+    cache = found or Cache(cache_dir)
 
     # 3. Execute. Each finished clip is cached at once and recorded in the manifest as it lands.
     run_dir.mkdir(parents=True, exist_ok=True)
     from wanbatch.runs import manifest
     from wanbatch.runs.outputs import RunOutputs
 
-    outputs = RunOutputs(run_dir, plan, started)
+    outputs = RunOutputs(run_dir, plan, started, estimates=est.per_scene)
     ex_cfg = dict(cfg.get("executor") or {})
     progress = Progress(mode=str(ex_cfg.get("progress", "auto")), concurrency=int(ex_cfg.get("concurrency", 4)))
     progress.start([(j.id, j.backend) for j in plan.jobs])
@@ -124,6 +133,7 @@ def run_project(
             "cache_dir": str(cache.dir),
             "repaired": cache.repaired,
             "executor": _summary(executor),
+            "cost": est.as_dict(budget),
         },
     )
     if cfg.get("report", True):
@@ -138,7 +148,37 @@ def run_project(
 def _plan(cfg: Mapping[str, Any], root: Path, backends: Mapping[str, Backend] | None) -> tuple[Plan, EncodeSettings]:
     encode = EncodeSettings.from_config(cfg.get("encode"))
     project = load_project(cfg, root, backend_configs(cfg))
-    return make_plan(project, build_backends(project.backend_configs, backends), encode=encode), encode
+    plan = make_plan(project, build_backends(project.backend_configs, backends), encode=encode)
+    issues = budget_issues(Estimate(), cfg.get("budget"))  # its type; the amount is checked after the cache
+    try:
+        _mark_resubmits(plan, cfg.get("resubmit_ambiguous"))
+    except ConfigError as exc:
+        issues += exc.issues
+    if issues:
+        _close(plan)
+        raise ConfigError(issues)
+    return plan, encode
+
+
+def _mark_resubmits(plan: Plan, ids: Any) -> None:
+    """`resubmit_ambiguous=[a, b]`: the user checked that earlier ambiguous submits of these scenes were not
+    accepted; their jobs may be sent again. Every id must name a scene of this project."""
+    if ids is None or ids == []:
+        return
+    known = [j.id for j in plan.jobs]
+    if isinstance(ids, str):
+        ids = [ids]
+    if not isinstance(ids, (list, tuple)) or not all(isinstance(i, str) for i in ids):
+        raise ConfigError([Issue(None, "resubmit_ambiguous", ids, "a list of scene ids, e.g. [opening, harbour]")])
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise ConfigError(
+            [Issue(None, "resubmit_ambiguous", unknown, f"ids of this project's scenes: {', '.join(known)}")]
+        )
+    for i, job in enumerate(plan.jobs):
+        if job.id in ids:
+            plan.jobs[i] = dataclasses.replace(job, resubmit_ambiguous=True)
+    plan.__post_init__()  # the id index follows the replaced jobs
 
 
 def _check_executor(cfg: Mapping[str, Any]) -> None:
@@ -181,29 +221,37 @@ def _close(plan: Plan) -> None:
         b.close()
 
 
-def print_summary(plan: Plan, cache: Cache | None, out: TextIO, *, brief: bool = False) -> dict[str, Any]:
-    """The dry-run table: scene, backend, cached or why it missed, seconds of video; then totals."""
+def print_summary(
+    plan: Plan,
+    cache: Cache | None,
+    est: Estimate,
+    out: TextIO,
+    *,
+    brief: bool = False,
+    budget: float | None = None,
+) -> None:
+    """The dry-run table (scene, backend, model, seed, cached or why it missed, seconds of video, estimated
+    cost), the notes, then what would render and what it would cost, per backend and in total."""
     from rich.console import Console
     from rich.table import Table
 
     rows = []
-    totals = {"jobs": len(plan.jobs), "cached": 0, "to_render": 0, "seconds_to_render": 0.0, "cost": 0.0}
     for job in plan.jobs:
         hit = cache.peek(job.key) if cache is not None else None
         if hit is not None:
             state = "cached"
-            totals["cached"] += 1
         else:
             state = cache.explain_miss(job.id, job.material) if cache is not None else "new: empty cache"
-            totals["to_render"] += 1
-            totals["seconds_to_render"] += job.seconds
-            totals["cost"] += job.cost or 0.0
+            if job.id in est.why_free:
+                state = est.why_free[job.id]
+        cost = est.per_scene.get(job.id)
         seed = f"{job.scene.seed}{' (random)' if job.seed_was_random else ''}"
-        rows.append((job.id, job.backend, job.model, seed, f"{job.seconds:.2f}", state))
+        shown = "unknown" if cost is None else f"${cost:.2f}"
+        rows.append((job.id, job.backend, job.model, seed, f"{job.seconds:.2f}", shown, state))
     console = Console(file=out, width=max(100, int(os.environ.get("COLUMNS", "0") or 0)), soft_wrap=True)
     if not brief:
         table = Table(title=f"plan for {plan.project.name}")
-        for col in ("scene", "backend", "model", "seed", "video s", "cache"):
+        for col in ("scene", "backend", "model", "seed", "video s", "est. cost", "cache"):
             table.add_column(col, overflow="fold")
         for row in rows:
             table.add_row(*row)
@@ -211,13 +259,20 @@ def print_summary(plan: Plan, cache: Cache | None, out: TextIO, *, brief: bool =
     for job in plan.jobs:  # decisions the user did not spell out (e.g. frames rounded to 4k+1): never silent
         for note in plan.backends[job.backend].notes(job.scene, job.params):
             console.print(f"note: scene `{job.id}`: {note}", highlight=False)
-    cost = f", est. cost ${totals['cost']:.2f}" if totals["cost"] else ""
+    to_render = sum(c.to_render for c in est.by_backend.values())
+    seconds = sum(c.seconds for c in est.by_backend.values())
+    if not brief:
+        for name, c in sorted(est.by_backend.items()):
+            console.print(
+                f"cost: {name}: {c.to_render} to render, {c.seconds:.1f} s of video, {c.describe()}",
+                highlight=False,
+            )
+    limit = f" (budget ${budget:.2f})" if isinstance(budget, (int, float)) and not isinstance(budget, bool) else ""
     console.print(
-        f"{totals['jobs']} scenes: {totals['cached']} cached, {totals['to_render']} to render "
-        f"({totals['seconds_to_render']:.1f} s of video{cost})",
+        f"{len(plan.jobs)} scenes: {len(plan.jobs) - to_render} cached or paid, {to_render} to render "
+        f"({seconds:.1f} s of video, est. cost {est.describe()}{limit})",
         highlight=False,
     )
-    return totals
 
 
 def _print_result(data: dict[str, Any], run_dir: Path, out: TextIO, interrupted: bool) -> None:
@@ -228,4 +283,5 @@ def _print_result(data: dict[str, Any], run_dir: Path, out: TextIO, interrupted:
         print(f"film: {run_dir / data['film']}", file=out)
     for s in data["scenes"]:
         if s["status"] == "failed":
-            print(f"failed: scene `{s['id']}`: {s['error']}", file=out)
+            error = str(s["error"]).removeprefix(f"scene `{s['id']}`: ")  # most errors name their scene already
+            print(f"failed: scene `{s['id']}`: {error}", file=out)

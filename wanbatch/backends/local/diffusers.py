@@ -78,7 +78,7 @@ class LocalOptions:
         for key, value in config.items():
             if key in known:
                 values[key] = value
-            elif key not in ("name", "max_in_flight", *extra) and not str(key).startswith("_"):
+            elif key not in ("name", "max_in_flight", "price_per_second", *extra) and not str(key).startswith("_"):
                 issues.append(
                     Issue(
                         None,

@@ -60,7 +60,9 @@ _TOP = {
     "api_key_env",
     "max_in_flight",
     "requests_per_second",
+    "connection_ramp",
     "image_encoding",
+    "price_per_second",
     "uploader",
     *_SECTIONS,
 }
@@ -75,6 +77,7 @@ class RemoteSettings:
     api_key_env: str
     max_in_flight: int = 4
     requests_per_second: float | None = 5.0  # API calls per second per provider; null = no limit
+    connection_ramp: int | None = 2  # API calls at once when the client starts, +1 per answer; null = no ramp
     image_encoding: str = "data_uri"
     poll: PollSettings = field(default_factory=PollSettings)
     timeouts: TimeoutSettings = field(default_factory=TimeoutSettings)
@@ -102,6 +105,10 @@ class RemoteSettings:
         out["max_in_flight"] = _number(cfg, "max_in_flight", 4, where, issues, integer=True)
         rps = cfg.get("requests_per_second", 5.0)
         out["requests_per_second"] = None if rps is None else _number(cfg, "requests_per_second", 5.0, where, issues)
+        ramp = cfg.get("connection_ramp", 2)
+        out["connection_ramp"] = (
+            None if ramp is None else _number(cfg, "connection_ramp", 2, where, issues, integer=True)
+        )
         encoding = cfg.get("image_encoding", "data_uri")
         if encoding not in IMAGE_ENCODINGS:
             issues.append(Issue(None, f"{where}.image_encoding", encoding, f"one of {', '.join(IMAGE_ENCODINGS)}"))
@@ -132,7 +139,7 @@ def _number(
 ) -> Any:
     value = cfg.get(key, default)
     ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float)) and value >= 0
-    if key in ("max_in_flight", "attempts", "requests_per_second"):
+    if key in ("max_in_flight", "attempts", "requests_per_second", "connection_ramp"):
         ok = ok and value > 0
     if not ok:
         issues.append(Issue(None, f"{where}.{key}", value, "a positive integer" if integer else "a number >= 0"))
