@@ -268,8 +268,10 @@ def print_summary(
                 highlight=False,
             )
     limit = f" (budget ${budget:.2f})" if isinstance(budget, (int, float)) and not isinstance(budget, bool) else ""
+    cached = sum(1 for why in est.why_free.values() if why == "cached")
+    held = len(est.why_free) - cached  # paid already (re-attached) or ambiguous: not sent again
     console.print(
-        f"{len(plan.jobs)} scenes: {len(plan.jobs) - to_render} cached or paid, {to_render} to render "
+        f"{len(plan.jobs)} scenes: {cached} cached, {f'{held} not sent again, ' if held else ''}{to_render} to render "
         f"({seconds:.1f} s of video, est. cost {est.describe()}{limit})",
         highlight=False,
     )
