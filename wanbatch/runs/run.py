@@ -30,6 +30,7 @@ from wanbatch.core.plan import Plan, make_plan
 from wanbatch.core.project import load_project
 from wanbatch.errors import ConfigError, Issue
 from wanbatch.runs.estimate import Estimate, budget_issues, estimate
+from wanbatch.runs.manifest import Manifest
 from wanbatch.runs.progress import Progress
 
 EXECUTORS = ("local", "ray")
@@ -43,7 +44,7 @@ class RunResult:
     exit_code: int  # 0 done, 1 some scene failed, 2 invalid project (nothing ran), 130 interrupted
     run_dir: Path | None = None
     film: Path | None = None
-    manifest: dict[str, Any] | None = None  # what manifest.json holds
+    manifest: Manifest | None = None  # what manifest.json holds
 
     @property
     def ok(self) -> bool:
@@ -151,7 +152,7 @@ def _plan(cfg: Mapping[str, Any], root: Path, backends: Mapping[str, Backend] | 
     plan = make_plan(project, build_backends(project.backend_configs, backends), encode=encode)
     issues = budget_issues(Estimate(), cfg.get("budget"))  # its type; the amount is checked after the cache
     try:
-        _mark_resubmits(plan, cfg.get("resubmit_ambiguous"))
+        plan = _mark_resubmits(plan, cfg.get("resubmit_ambiguous"))
     except ConfigError as exc:
         issues += exc.issues
     if issues:
@@ -160,11 +161,11 @@ def _plan(cfg: Mapping[str, Any], root: Path, backends: Mapping[str, Backend] | 
     return plan, encode
 
 
-def _mark_resubmits(plan: Plan, ids: Any) -> None:
+def _mark_resubmits(plan: Plan, ids: Any) -> Plan:
     """`resubmit_ambiguous=[a, b]`: the user checked that earlier ambiguous submits of these scenes were not
     accepted; their jobs may be sent again. Every id must name a scene of this project."""
     if ids is None or ids == []:
-        return
+        return plan
     known = [j.id for j in plan.jobs]
     if isinstance(ids, str):
         ids = [ids]
@@ -175,10 +176,8 @@ def _mark_resubmits(plan: Plan, ids: Any) -> None:
         raise ConfigError(
             [Issue(None, "resubmit_ambiguous", unknown, f"ids of this project's scenes: {', '.join(known)}")]
         )
-    for i, job in enumerate(plan.jobs):
-        if job.id in ids:
-            plan.jobs[i] = dataclasses.replace(job, resubmit_ambiguous=True)
-    plan.__post_init__()  # the id index follows the replaced jobs
+    jobs = [dataclasses.replace(j, resubmit_ambiguous=True) if j.id in ids else j for j in plan.jobs]
+    return dataclasses.replace(plan, jobs=jobs)
 
 
 def _check_executor(cfg: Mapping[str, Any]) -> None:
@@ -277,11 +276,11 @@ def print_summary(
     )
 
 
-def _print_result(data: dict[str, Any], run_dir: Path, out: TextIO, interrupted: bool) -> None:
+def _print_result(data: Manifest, run_dir: Path, out: TextIO, interrupted: bool) -> None:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(data["counts"].items()))
     head = "interrupted" if interrupted else "done"
     print(f"{head}: {counts}; run directory {run_dir}", file=out)
-    if data.get("film"):
+    if data["film"]:
         print(f"film: {run_dir / data['film']}", file=out)
     for s in data["scenes"]:
         if s["status"] == "failed":
