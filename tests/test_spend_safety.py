@@ -424,3 +424,21 @@ def test_item3_without_a_ramp_all_calls_may_start_at_once(remote: rf.Remote) -> 
     remote.render(job, backend)
     _, backend2 = remote.job(NOVITA)
     assert backend2.api.ramp.start == 2
+
+
+def test_item1_wanbatch_cache_ambiguous_lists_what_to_check(
+    remote: rf.Remote, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wanbatch.cli.cache import main as cache_main
+
+    remote.fake.fault("drop", phase="submit")
+    job, backend = remote.job(NOVITA)
+    with pytest.raises(AmbiguousSubmit):
+        remote.render(job, backend)
+    assert cache_main(["ambiguous", "--dir", str(remote.cache.dir)]) == 0
+    out = capsys.readouterr().out
+    assert "fox  novita_wan21_t2v  wan2.1-t2v  sent " in out and '"prompt": "A fox."' in out
+    assert "1 ambiguous submits" in out and "resubmit_ambiguous=[fox]" in out
+    assert cache_main(["ambiguous", "--dir", str(remote.cache.dir), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["scene"] == "fox" and row["payload_summary"]["seed"] == 1 and row["submitted_at_utc"].endswith("UTC")

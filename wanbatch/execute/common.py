@@ -112,7 +112,6 @@ def failed_outcome(job: Job, exc: BaseException, t0: float, *, prefix: str = "",
         msg = first_line_of(exc)
     else:
         msg = f"{type(exc).__name__}: {exc}"
-    details = getattr(exc, "details", None)  # e.g. an ambiguous submit: when it was sent, and what
     return Outcome(
         job.id,
         "failed",
@@ -121,5 +120,11 @@ def failed_outcome(job: Job, exc: BaseException, t0: float, *, prefix: str = "",
         request_id=getattr(exc, "request_id", None),
         error=prefix + msg,
         seconds=round(time.perf_counter() - t0, 3),
-        info={"ambiguous_submit": dict(details)} if isinstance(details, dict) and details else {},
+        info=failure_info(exc),
     )
+
+
+def failure_info(exc: BaseException) -> dict[str, Any]:
+    """What a failure adds to the manifest beside its message: an ambiguous submit's time and payload summary."""
+    details = getattr(exc, "details", None)
+    return {"ambiguous_submit": dict(details)} if isinstance(details, dict) and details else {}
