@@ -236,18 +236,14 @@ def print_summary(
 
     rows = []
     for job in plan.jobs:
-        hit = cache.peek(job.key) if cache is not None else None
-        if hit is not None:
-            state = "cached"
-        else:
+        state = est.why_free.get(job.id)  # cached, or not sent again (the estimate looked each job up once)
+        if state is None:
             state = cache.explain_miss(job.id, job.material) if cache is not None else "new: empty cache"
-            if job.id in est.why_free:
-                state = est.why_free[job.id]
         cost = est.per_scene.get(job.id)
         seed = f"{job.scene.seed}{' (random)' if job.seed_was_random else ''}"
         shown = "unknown" if cost is None else f"${cost:.2f}"
         rows.append((job.id, job.backend, job.model, seed, f"{job.seconds:.2f}", shown, state))
-    console = Console(file=out, width=max(100, int(os.environ.get("COLUMNS", "0") or 0)), soft_wrap=True)
+    console = Console(file=out, width=max(110, int(os.environ.get("COLUMNS", "0") or 0)), soft_wrap=True)
     if not brief:
         table = Table(title=f"plan for {plan.project.name}")
         for col in ("scene", "backend", "model", "seed", "video s", "est. cost", "cache"):

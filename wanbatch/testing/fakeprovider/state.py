@@ -210,6 +210,7 @@ class State:
             for name in ("submissions", "submit_attempts", "polls", "lists", "downloads", "faults"):
                 out.setdefault(name, {})
             out["max_active"] = dict(self.max_active)
+            out["connections"] = sum(1 for what, _ in self.timeline if what == "open")
             out["jobs"] = len(self.jobs)
             out["total"] = {name: sum(c.values()) for name, c in self.counts.items()}
             return out
