@@ -66,6 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection_id = next(self.server.connections)
+        self.first_request = True
         self.state.event("open", self.connection_id)
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -85,6 +86,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
         path, query = url.path.rstrip("/"), {k: v[0] for k, v in parse_qs(url.query).items()}
+        if self.first_request:  # what the connection was opened for: an API call, or a download
+            self.first_request = False
+            self.state.opened_for[self.connection_id] = "download" if path.startswith("/_fake/") else "api"
         try:
             self._route(method, path, query)
         except _Drop:
@@ -293,7 +297,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(obj).encode(), "application/json", headers)
 
     def _send(self, status: int, data: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
-        self.state.event("answer", self.connection_id)
+        self.state.event("answer" if not self.path.startswith("/_fake/") else "other answer", self.connection_id)
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))

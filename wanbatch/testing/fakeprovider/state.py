@@ -138,9 +138,11 @@ class State:
         self.faults: list[Fault] = []
         self.counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.max_active: Counter[str] = Counter()
-        # ("open", connection) and ("answer", connection) in the order they happened: how a client's
-        # connections came (all at once, or a few at a time as answers came back)
+        # ("open" | "answer" | "other answer", connection) in the order they happened ("answer": to an API call;
+        # "other answer": to a download or a control call): how a client's connections came, all at once or a
+        # few at a time as answers came back. `opened_for`: each connection's first request, "api" or "download".
         self.timeline: list[tuple[str, int]] = []
+        self.opened_for: dict[int, str] = {}
 
     def reset(self) -> None:
         with self.lock:
@@ -150,6 +152,7 @@ class State:
             self.counts.clear()
             self.max_active.clear()
             self.timeline.clear()
+            self.opened_for.clear()
 
     def event(self, what: str, connection: int) -> None:
         with self.lock:
