@@ -18,6 +18,7 @@ from wanbatch.backends.local.models.registry import MODELS, resolve, spec_from_f
 from wanbatch.backends.local.models.spec import WAN_NEGATIVE_PROMPT
 from wanbatch.backends.local.models.tiny import MARKER
 from wanbatch.backends.local.pipelines import cover_box, fit_frames
+from wanbatch.config.backends import DiffusersConfig
 from wanbatch.errors import Issue
 
 from local_fixtures import job, scene, tiny_config, tiny_models_dir
@@ -40,7 +41,7 @@ def picture(folder: Path, name: str, w: int, h: int, color: tuple[int, int, int]
 
 
 def prepare(model: str, **fields: Any) -> tuple[dict[str, Any], list[Issue]]:
-    b = DiffusersBackend({"name": "diffusers", "device": "cpu", "model": model})
+    b = DiffusersBackend(DiffusersConfig(device="cpu", model=model))
     issues: list[Issue] = []
     return b.prepare(scene(**fields), issues), issues
 
@@ -58,7 +59,7 @@ def test_item4_ti2v_sizes_are_multiples_of_32_for_any_first_frame(tmp_path: Path
 def test_item4_ti2v_plans_1920x1080_as_1248x704_and_says_so(tmp_path: Path) -> None:
     spec = resolve("wan2.2-ti2v-5b")
     assert spec.size_multiple == 32 and spec.size_from_image("720P", 1920, 1080) == (1248, 704)
-    b = DiffusersBackend({"name": "diffusers", "device": "cpu", "model": "wan2.2-ti2v-5b"})
+    b = DiffusersBackend(DiffusersConfig(device="cpu", model="wan2.2-ti2v-5b"))
     sc = scene(image=picture(tmp_path, "f.png", 192, 108))
     params = b.prepare(sc, [])
     assert (params["width"], params["height"]) == (1248, 704)
@@ -134,7 +135,7 @@ def test_item4_a_ti2v_checkpoint_renders_exactly_the_planned_size(tmp_path: Path
     assert spec.size_multiple == 32 and spec.tasks == {"t2v", "i2v"}
     # A 4:3 first frame in the 480P area: 704x544 in multiples of 32 (720x544 in multiples of 16, which
     # diffusers >= 0.37 would quietly render at 704x544, a clip of another size than planned; older ones fail)
-    b = DiffusersBackend({"name": "diffusers", "device": "cpu", "model": str(folder)})
+    b = DiffusersBackend(DiffusersConfig(device="cpu", model=str(folder)))
     j = job(b, scene(image=picture(tmp_path, "f.png", 400, 300), num_frames=5, steps=1))
     assert (j.params["width"], j.params["height"]) == (704, 544)
     frames, _ = b.render_frames(j)
@@ -293,7 +294,7 @@ def test_item7_explicit_480p_on_the_720p_i2v_model_uses_shift_3(tmp_path: Path) 
 def test_item8_group_offload_needs_diffusers_036(monkeypatch: pytest.MonkeyPatch) -> None:
     floor = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["local"]
     assert "diffusers>=0.36" in floor
-    b = DiffusersBackend({"name": "diffusers", "device": "cpu", "offload": "group"})
+    b = DiffusersBackend(DiffusersConfig(device="cpu", offload="group"))
     monkeypatch.setattr(diffusers_backend, "diffusers_version", lambda: (0, 35, 2))
     issues: list[Issue] = []
     b.check_ready(issues)

@@ -4,16 +4,18 @@ AI/ML's two prompt-expansion flags and its 15 s polls, Novita's `video_url_ttl` 
 from __future__ import annotations
 
 import base64
+import inspect
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from omegaconf import OmegaConf
 
 from wanbatch.backends.remote.base import PollSchedule
 from wanbatch.backends.remote.novita import seconds
-from wanbatch.backends.remote.settings import RemoteSettings
+from wanbatch.backends.remote.settings import check_settings
+from wanbatch.config.backends import AimlConfig, GmiConfig, RemoteConfig
+from wanbatch.config.load import CONF_DIR, backend_config
 from wanbatch.errors import Issue
 
 import remote_fixtures as rf
@@ -64,14 +66,20 @@ def test_item10_aiml_sends_a_data_uri_its_uri_field_takes(remote: rf.Remote, ass
     assert payload(remote)["image_url"] == rf.data_uri(assets / "first.png")
 
 
-def test_item10_each_backend_yaml_states_its_encoding_and_source() -> None:
-    flf = (rf.CONF / "gmi_wan21_flf2v.yaml").read_text()
-    assert "image_encoding: base64" in flf and "gmi-wan2.1-flf2v-14b-720p.txt L59" in flf
-    i2v = (rf.CONF / "gmi_wan21_i2v.yaml").read_text()
-    assert "image_encoding: base64" in i2v and "does not say (L64)" in i2v
-    aiml = (rf.CONF / "aiml_wan27_i2v.yaml").read_text()
-    assert "image_encoding: data_uri" in aiml and "aimlapi-wan-2-7-i2v.txt L38-40" in aiml
-    assert "image_encoding" not in (rf.CONF / "gmi_wan27_i2v.yaml").read_text()  # URLs only (doc L58-61)
+def test_item10_each_backend_defaults_to_its_documents_encoding_and_says_where_it_read_it() -> None:
+    # The default lives in the schema, with the document line it follows; the backend's YAML states the choice
+    assert backend_config("gmi_wan21_flf2v").image_encoding == "base64"
+    assert backend_config("gmi_wan21_i2v").image_encoding == "base64"
+    assert backend_config("aiml_wan27_i2v").image_encoding == "data_uri"
+    assert "gmi-wan2.1-flf2v-14b-720p.txt L59-60" in inspect.getsource(GmiConfig)
+    assert "aimlapi-wan-2-7-i2v.txt L38-40" in inspect.getsource(AimlConfig)
+    flf = (CONF_DIR / "backend" / "gmi_wan21_flf2v.yaml").read_text()
+    assert "plain base64" in flf and "L59-60" in flf
+    i2v = (CONF_DIR / "backend" / "gmi_wan21_i2v.yaml").read_text()
+    assert "plain base64" in i2v and "does not say (L64)" in i2v
+    aiml = (CONF_DIR / "backend" / "aiml_wan27_i2v.yaml").read_text()
+    assert "data URI" in aiml and "L38-40" in aiml
+    assert "image_encoding" not in (CONF_DIR / "backend" / "gmi_wan27_i2v.yaml").read_text()  # URLs only (L58-61)
 
 
 # -- 11. AI/ML flags and polls, Novita's TTL --------------------------------------------------------------
@@ -96,11 +104,12 @@ def test_item11_aiml_prompt_extend_false_changes_the_key_true_keeps_it(remote: r
 
 
 def test_item11_aiml_polls_every_15_seconds_as_documented() -> None:
-    shipped = OmegaConf.to_container(OmegaConf.load(rf.CONF / "aiml_wan27_i2v.yaml"))
-    assert isinstance(shipped, dict)
+    config = backend_config("aiml_wan27_i2v")  # as shipped: conf/backend/aiml_wan27_i2v.yaml over AimlConfig
+    assert isinstance(config, RemoteConfig)
     issues: list[Issue] = []
-    poll = RemoteSettings.parse({str(k): v for k, v in shipped.items()}, "backends.aiml_wan27_i2v", issues).poll
+    check_settings(config, "backends.aiml_wan27_i2v", issues)
     assert issues == []
+    poll = config.poll
     schedule = PollSchedule(poll)
     waits = [schedule.first()] + [schedule.next(None) for _ in range(20)]
     assert all(15.0 <= w <= 15.0 * (1 + poll.jitter) for w in waits), waits

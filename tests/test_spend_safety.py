@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wanbatch.av.encode import EncodeSettings
 from wanbatch.backends import get_backend_class
 from wanbatch.backends.remote.base import AmbiguousSubmit
 from wanbatch.cache.store import Cache
 from wanbatch.config.load import load_config
+from wanbatch.config.schema import EncodeConfig, ProjectConfig, WanbatchConfig
 from wanbatch.core.backend import RenderContext
 from wanbatch.core.plan import make_plan
 from wanbatch.core.price import Price, tier_of
@@ -373,9 +373,9 @@ def test_item3_a_refused_connection_on_submit_is_retried_and_submitted_once(
     )
     cache = Cache(tmp_path / "cache")
     try:
-        cfg = {"project": {"name": "t"}, "backend": {"name": backend.name}, "scenes": [NOVITA]}
+        cfg = WanbatchConfig(project=ProjectConfig(name="t"), backend=backend.config, scenes=[NOVITA])
         plan = make_plan(load_project(cfg, assets, {backend.name: backend.config}), {backend.name: backend})
-        ctx = RenderContext(workdir=tmp_path, journal=cache.journal, encode=EncodeSettings())
+        ctx = RenderContext(workdir=tmp_path, journal=cache.journal, encode=EncodeConfig())
         result = backend.render(plan.jobs[0], ctx)
         assert result.info["submits"] == 1 and result.info["retries"] == 1
         assert late.stats()["submissions"] == {"wan2.1-t2v": 1}

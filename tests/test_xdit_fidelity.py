@@ -18,6 +18,7 @@ from wanbatch.backends.local import xdit_launch
 from wanbatch.backends.local.xdit import XditBackend
 from wanbatch.backends.local.xdit_launch import Degrees, plan_degrees
 from wanbatch.cache.store import Cache
+from wanbatch.config.backends import XditConfig
 from wanbatch.errors import Issue
 
 from local_fixtures import context, images, job, render_cache, scene, tiny_models_dir
@@ -31,7 +32,7 @@ def _online(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def backend(**cfg: Any) -> XditBackend:
-    return XditBackend({"name": "xdit", **cfg})
+    return XditBackend(XditConfig(**cfg))
 
 
 def prepare(b: XditBackend, **fields: Any) -> tuple[dict[str, Any], list[Issue]]:
@@ -143,14 +144,7 @@ def test_item9_the_worker_uses_xdits_i2v_pipeline_and_distvae(
 
     monkeypatch.setattr(sys.modules["xfuser.core.distributed"], "initialize_runtime_state", runtime, raising=False)
     b = XditBackend(
-        {
-            "name": "xdit",
-            "model": "tiny-i2v",
-            "models_dir": str(tiny_models_dir),
-            "gpus": 2,
-            "dtype": "float32",
-            "parallel_vae": True,
-        }
+        XditConfig(model="tiny-i2v", models_dir=str(tiny_models_dir), gpus=2, dtype="float32", parallel_vae=True)
     )
     b.check_ready = lambda issues: None  # type: ignore[method-assign]
     j = job(b, scene(seed=3, image=images["first"], width=32, height=32))

@@ -12,13 +12,17 @@ videos; on a local backend it may stand for what the GPUs cost. Example::
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from wanbatch.config.checks import choice, number
 from wanbatch.errors import Issue
 
 TIERS = ("480P", "720P", "1080P")
+ALLOWED = "null (unknown), a number of USD >= 0, or a mapping by resolution such as {720P: 0.05, 1080P: 0.08}"
+_MAX = sys.float_info.max  # a finite price: an infinite one cannot be held to a budget
 
 
 def tier_of(width: int, height: int) -> str:
@@ -46,21 +50,19 @@ class Price:
         """A price from config (null, a number, or {tier: number}); an Issue for anything else."""
         if value is None:
             return cls()
-        if _amount(value):
-            return cls(flat=float(value))
-        allowed = "null (unknown), a number of USD >= 0, or a mapping by resolution such as {720P: 0.05, 1080P: 0.08}"
-        if not isinstance(value, Mapping) or not value:
-            issues.append(Issue(None, where, value, allowed))
-            return cls()
+        if not isinstance(value, Mapping):
+            ok = number(issues, where, value, minimum=0, maximum=_MAX, allowed=ALLOWED)
+            return cls(flat=float(value)) if ok else cls()
+        if not value:  # {} prices nothing: null says unknown
+            issues.append(Issue(None, where, {}, ALLOWED))
         by_tier: dict[str, float] = {}
         for tier, amount in value.items():
+            name = f"{where}.{tier}"
             key = str(tier).upper()
-            if key not in TIERS or not _amount(amount):
-                issues.append(
-                    Issue(None, f"{where}.{tier}", amount, f"a resolution of {', '.join(TIERS)} priced in USD >= 0")
-                )
-                continue
-            by_tier[key] = float(amount)
+            if choice(issues, name, key, TIERS, allowed=f"a resolution of {', '.join(TIERS)}") and number(
+                issues, name, amount, minimum=0, maximum=_MAX, allowed="a price in USD >= 0"
+            ):
+                by_tier[key] = float(amount)
         return cls(by_tier=by_tier)
 
     def of(self, seconds: float, tier: str | None) -> float | None:
@@ -74,10 +76,6 @@ class Price:
         if self.flat is not None:
             return f"${self.flat:g}/s"
         return ", ".join(f"{t} ${p:g}/s" for t, p in self.by_tier.items()) or "unknown"
-
-
-def _amount(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and v == v and v != float("inf")
 
 
 __all__ = ["TIERS", "Price", "tier_of"]

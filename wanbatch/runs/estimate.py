@@ -108,12 +108,10 @@ def _free(job: Any, cache: Cache | None) -> str | None:
     return None
 
 
-def budget_issues(est: Estimate, budget: Any) -> list[Issue]:
-    """Why a run may not start under `budget` (USD, None = no budget)."""
+def budget_issues(est: Estimate, budget: float | None) -> list[Issue]:
+    """Why a run may not start under `budget` (USD, None = no budget; its range is checked with the plan)."""
     if budget is None:
         return []
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget < 0:
-        return [Issue(None, "budget", budget, "a number of USD >= 0, or null for no budget")]
     if est.unknown:
         names = ", ".join(est.unknown)
         return [

@@ -23,17 +23,21 @@ from typing import Any, TextIO
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.backends import build_backends
 from wanbatch.cache.store import Cache
+from wanbatch.config.checks import choice, number
 from wanbatch.config.load import backend_configs
+from wanbatch.config.schema import ExecutorConfig, RayExecutorConfig, WanbatchConfig
 from wanbatch.core.backend import Backend
 from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan, make_plan
 from wanbatch.core.project import load_project
 from wanbatch.errors import ConfigError, Issue
+from wanbatch.film.clips import check_stitch
 from wanbatch.runs.estimate import Estimate, budget_issues, estimate
 from wanbatch.runs.manifest import Manifest
 from wanbatch.runs.progress import Progress
 
 EXECUTORS = ("local", "ray")
+PROGRESS = ("auto", "rich", "plain", "none")
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class RunResult:
 
 
 def run_project(
-    cfg: Mapping[str, Any],
+    cfg: WanbatchConfig,
     run_dir: Path,
     project_root: Path,
     *,
@@ -75,19 +79,20 @@ def run_project(
     try:
         plan, encode = _plan(cfg, project_root, backends)
         _check_executor(cfg)
+        if cfg.stitch.enabled:
+            check_stitch(cfg.stitch)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return RunResult(2)
 
     # 2. Look up the cache (read only: an invalid run writes nothing) and estimate the cost; a run over its
     # budget stops here, before any request. A dry run stops here anyway.
-    cache_dir = Path(str(cfg["cache"]["dir"])).expanduser()
+    cache_dir = Path(cfg.cache.dir).expanduser()
     found = Cache(cache_dir) if (cache_dir / "index").is_dir() else None
-    budget = cfg.get("budget")
     est = estimate(plan, found)
-    print_summary(plan, found, est, out, brief=not cfg.get("dry_run"), budget=budget)
-    over = budget_issues(est, budget)
-    if over or cfg.get("dry_run"):
+    print_summary(plan, found, est, out, brief=not cfg.dry_run, budget=cfg.budget)
+    over = budget_issues(est, cfg.budget)
+    if over or cfg.dry_run:
         _close(plan)
         if found is not None:
             found.close()
@@ -102,10 +107,9 @@ def run_project(
     from wanbatch.runs.outputs import RunOutputs
 
     outputs = RunOutputs(run_dir, plan, started, estimates=est.per_scene)
-    ex_cfg = dict(cfg.get("executor") or {})
-    progress = Progress(mode=str(ex_cfg.get("progress", "auto")), concurrency=int(ex_cfg.get("concurrency", 4)))
+    progress = Progress(mode=cfg.executor.progress, concurrency=cfg.executor.concurrency)
     progress.start([(j.id, j.backend) for j in plan.jobs])
-    executor = _executor(ex_cfg, cache, encode, progress, cancel)
+    executor = _executor(cfg.executor, cache, encode, progress, cancel)
     interrupted = False
     outcomes: dict[str, Outcome] = {}
     try:
@@ -121,9 +125,9 @@ def run_project(
     failed = [o for o in outcomes.values() if not o.ok]
     film = None
     notes: dict[str, Any] = {}
-    if not failed and not interrupted and cfg.get("stitch", {}).get("enabled", True):
+    if not failed and not interrupted and cfg.stitch.enabled:
         try:
-            film, notes = outputs.stitch(dict(cfg.get("stitch") or {}), encode, plan.project.soundtrack, cache)
+            film, notes = outputs.stitch(cfg.stitch, encode, plan.project.soundtrack, cache)
         except Exception as exc:  # the clips are safe; say what went wrong with the film
             print(f"error: the clips are kept in {run_dir}/clips, but the film failed: {exc}", file=sys.stderr)
             failed.append(Outcome("film", "failed", "", error=str(exc)))
@@ -134,10 +138,10 @@ def run_project(
             "cache_dir": str(cache.dir),
             "repaired": cache.repaired,
             "executor": _summary(executor),
-            "cost": est.as_dict(budget),
+            "cost": est.as_dict(cfg.budget),
         },
     )
-    if cfg.get("report", True):
+    if cfg.report:
         outputs.report(data)
     manifest.write(run_dir, data)
     cache.close()
@@ -146,13 +150,17 @@ def run_project(
     return RunResult(code, run_dir, run_dir / film if film else None, data)
 
 
-def _plan(cfg: Mapping[str, Any], root: Path, backends: Mapping[str, Backend] | None) -> tuple[Plan, EncodeSettings]:
-    encode = EncodeSettings.from_config(cfg.get("encode"))
+def _plan(cfg: WanbatchConfig, root: Path, backends: Mapping[str, Backend] | None) -> tuple[Plan, EncodeSettings]:
+    encode = cfg.encode
     project = load_project(cfg, root, backend_configs(cfg))
     plan = make_plan(project, build_backends(project.backend_configs, backends), encode=encode)
-    issues = budget_issues(Estimate(), cfg.get("budget"))  # its type; the amount is checked after the cache
+    issues: list[Issue] = []
+    # its range here; the amount is held to the estimate once the cache has been looked up
+    number(
+        issues, "budget", cfg.budget, minimum=0, nullable=True, allowed="a number of USD >= 0, or null for no budget"
+    )
     try:
-        plan = _mark_resubmits(plan, cfg.get("resubmit_ambiguous"))
+        plan = _mark_resubmits(plan, cfg.resubmit_ambiguous)
     except ConfigError as exc:
         issues += exc.issues
     if issues:
@@ -161,16 +169,12 @@ def _plan(cfg: Mapping[str, Any], root: Path, backends: Mapping[str, Backend] | 
     return plan, encode
 
 
-def _mark_resubmits(plan: Plan, ids: Any) -> Plan:
+def _mark_resubmits(plan: Plan, ids: list[str]) -> Plan:
     """`resubmit_ambiguous=[a, b]`: the user checked that earlier ambiguous submits of these scenes were not
     accepted; their jobs may be sent again. Every id must name a scene of this project."""
-    if ids is None or ids == []:
+    if not ids:
         return plan
     known = [j.id for j in plan.jobs]
-    if isinstance(ids, str):
-        ids = [ids]
-    if not isinstance(ids, (list, tuple)) or not all(isinstance(i, str) for i in ids):
-        raise ConfigError([Issue(None, "resubmit_ambiguous", ids, "a list of scene ids, e.g. [opening, harbour]")])
     unknown = [i for i in ids if i not in known]
     if unknown:
         raise ConfigError(
@@ -180,15 +184,16 @@ def _mark_resubmits(plan: Plan, ids: Any) -> Plan:
     return dataclasses.replace(plan, jobs=jobs)
 
 
-def _check_executor(cfg: Mapping[str, Any]) -> None:
-    ex = dict(cfg.get("executor") or {})
-    issues = []
-    if ex.get("name", "local") not in EXECUTORS:
-        issues.append(Issue(None, "executor.name", ex.get("name"), f"one of {', '.join(EXECUTORS)}"))
-    conc = ex.get("concurrency", 4)
-    if isinstance(conc, bool) or not isinstance(conc, int) or conc < 1:
-        issues.append(Issue(None, "executor.concurrency", conc, "an integer >= 1"))
-    if ex.get("name") == "ray":  # every ray option, and the `ray` extra, before anything starts
+def _check_executor(cfg: WanbatchConfig) -> None:
+    ex = cfg.executor
+    issues: list[Issue] = []
+    if choice(issues, "executor.name", ex.name, EXECUTORS) and ex.name != type(ex)().name:
+        issues.append(
+            Issue(None, "executor.name", ex.name, f"`{type(ex)().name}`: choose executors with `executor={ex.name}`")
+        )
+    number(issues, "executor.concurrency", ex.concurrency, minimum=1, integer=True)
+    choice(issues, "executor.progress", ex.progress, PROGRESS)
+    if isinstance(ex, RayExecutorConfig):  # every ray option, and the `ray` extra, before anything starts
         from wanbatch.execute.ray.executor import check_config
 
         issues += [i for i in check_config(ex) if i not in issues]
@@ -197,16 +202,15 @@ def _check_executor(cfg: Mapping[str, Any]) -> None:
 
 
 def _executor(
-    ex_cfg: dict[str, Any], cache: Cache, encode: EncodeSettings, progress: Progress, cancel: threading.Event | None
+    ex: ExecutorConfig, cache: Cache, encode: EncodeSettings, progress: Progress, cancel: threading.Event | None
 ) -> Any:
-    conc = int(ex_cfg.get("concurrency", 4))
-    if ex_cfg.get("name", "local") == "ray":
+    if isinstance(ex, RayExecutorConfig):
         from wanbatch.execute.ray.executor import RayExecutor
 
-        return RayExecutor(cache, config=ex_cfg, encode=encode, progress=progress, cancel=cancel)
+        return RayExecutor(cache, config=ex, encode=encode, progress=progress, cancel=cancel)
     from wanbatch.execute.local import LocalExecutor
 
-    return LocalExecutor(cache, concurrency=conc, encode=encode, progress=progress, cancel=cancel)
+    return LocalExecutor(cache, concurrency=ex.concurrency, encode=encode, progress=progress, cancel=cancel)
 
 
 def _summary(executor: Any) -> dict[str, Any]:
@@ -262,7 +266,7 @@ def print_summary(
                 f"cost: {name}: {c.to_render} to render, {c.seconds:.1f} s of video, {c.describe()}",
                 highlight=False,
             )
-    limit = f" (budget ${budget:.2f})" if isinstance(budget, (int, float)) and not isinstance(budget, bool) else ""
+    limit = f" (budget ${budget:.2f})" if budget is not None else ""
     cached = sum(1 for why in est.why_free.values() if why == "cached")
     held = len(est.why_free) - cached  # paid already (re-attached) or ambiguous: not sent again
     console.print(

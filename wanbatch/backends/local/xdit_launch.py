@@ -153,8 +153,8 @@ def write_job(
     out: Path,
     encode: Mapping[str, Any],
     degrees: Degrees,
+    parallel_vae: bool,  # from the job's params (`parallel.vae`), as the key saw it
     frames_out: Path | None = None,
-    parallel_vae: bool = False,
 ) -> Path:
     """The job file a worker reads: everything it needs, nothing it must look up."""
     doc = {

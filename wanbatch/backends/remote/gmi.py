@@ -29,6 +29,7 @@ from wanbatch.backends.remote.scene import (
     text,
     whole_seconds,
 )
+from wanbatch.config.backends import GmiConfig, RemoteConfig
 from wanbatch.core.media import Media
 from wanbatch.errors import Issue, ProviderError
 
@@ -36,17 +37,13 @@ if TYPE_CHECKING:
     from wanbatch.core.job import Job
     from wanbatch.core.scene import Scene
 
-GMI = {
-    "base_url": "https://console.gmicloud.ai",
-    "path": "/api/v1/ie/requestqueue/apikey/requests",
-    "api_key_env": "GMI_API_KEY",
-}
 RUNNING = {"queued", "processing"}
 FAILED = {"failed", "cancelled"}
 
 
 class _Gmi(RemoteBackend):
     provider: ClassVar[str] = "gmi"
+    config_type: ClassVar[type[RemoteConfig]] = GmiConfig
     provider_title: ClassVar[str] = "GMI Cloud"
     can_list: ClassVar[bool] = True
 
@@ -150,12 +147,6 @@ class GmiWan21I2V(_Gmi):
     """Wan 2.1 image-to-video, 1280x720, 5 or 10 s; the first frame travels as image data."""
 
     name = "gmi_wan21_i2v"
-    # The doc does not say how `path_to_image` is encoded (L64); its sibling FLF2V doc says "Base64 image".
-    default_config: ClassVar[dict[str, Any]] = {
-        **GMI,
-        "model": "Wan-AI_Wan2.1-I2V-14B-720P",
-        "image_encoding": "base64",
-    }
     takes: ClassVar[frozenset[str]] = frozenset(
         {"prompt", "image", "resolution", "width", "height", "duration", "prompt_extend"}
     )
@@ -174,12 +165,6 @@ class GmiWan21Flf2v(_Gmi):
     """Wan 2.1 first-and-last-frame-to-video, 1280x720, 5 or 10 s; both frames travel as image data."""
 
     name = "gmi_wan21_flf2v"
-    # "Base64 image for the first frame" / "... last frame" (seeds/gmi-wan2.1-flf2v-14b-720p.txt L59-60)
-    default_config: ClassVar[dict[str, Any]] = {
-        **GMI,
-        "model": "Wan-AI_Wan2.1-FLF2V-14B-720P",
-        "image_encoding": "base64",
-    }
     takes: ClassVar[frozenset[str]] = frozenset(
         {"prompt", "image", "last_image", "resolution", "width", "height", "duration", "prompt_extend"}
     )
@@ -206,7 +191,6 @@ class GmiWan27I2V(_Gmi):
     """wan2.7-i2v: every input optional and a URL (local files need `uploader`), 720P or 1080P, 2-15 s."""
 
     name = "gmi_wan27_i2v"
-    default_config: ClassVar[dict[str, Any]] = {**GMI, "model": "wan2.7-i2v"}
     takes: ClassVar[frozenset[str]] = frozenset(
         {
             "prompt",
