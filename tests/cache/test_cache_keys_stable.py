@@ -5,7 +5,6 @@ that must move keys bumps KEY_VERSION and writes a new file, saying why in its n
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +13,9 @@ from wanbatch.config.load import RECIPES_DIR, backend_configs, load_config
 from wanbatch.core.plan import make_plan
 from wanbatch.core.project import load_project
 
-EXPECTED = json.loads((Path(__file__).parent / "data" / "cache_keys_v1.json").read_text())
+from conftest import DATA
+
+EXPECTED = json.loads((DATA / "cache_keys_v1.json").read_text())
 # Keys that moved on purpose, each with why; every other key is still that of 0.1.
 # Issue 13, item 5: a local image-to-video scene's frames are fitted to the render size before the pipeline
 # call (`frame_fit` in the params), so the CLIP image encoder of the tiny I2V/FLF2V models (as of the Wan2.1

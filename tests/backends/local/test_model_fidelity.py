@@ -21,11 +21,12 @@ from wanbatch.backends.local.pipelines import cover_box, fit_frames
 from wanbatch.config.backends import DiffusersConfig
 from wanbatch.errors import Issue
 
+from conftest import CHECKOUT
 from local_fixtures import job, scene, tiny_config, tiny_models_dir
 
 __all__ = ["tiny_models_dir"]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = CHECKOUT
 
 
 @pytest.fixture(autouse=True)
