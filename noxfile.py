@@ -69,17 +69,17 @@ def tests(session: nox.Session) -> None:
 # The tests that wait on other threads, processes, servers and clusters: where an assumed latency or
 # scheduling order would show first on a busy machine.
 TIMING_PRONE = (
-    "tests/test_fakeprovider.py",
-    "tests/test_remote_lifecycle.py",
-    "tests/test_remote_faults.py",
-    "tests/test_remote_e2e.py",
-    "tests/test_remote_uploader.py",
-    "tests/test_executor.py",
-    "tests/test_ray_executor.py",
-    "tests/test_ray_resources.py",
-    "tests/test_sweeps.py",
-    "tests/test_cache_recovery.py",
-    "tests/test_exit_codes.py",
+    "tests/testing/test_fakeprovider.py",
+    "tests/backends/remote/test_remote_lifecycle.py",
+    "tests/backends/remote/test_remote_faults.py",
+    "tests/backends/remote/test_remote_e2e.py",
+    "tests/backends/remote/test_remote_uploader.py",
+    "tests/execute/test_executor.py",
+    "tests/execute/test_ray_executor.py",
+    "tests/execute/test_ray_resources.py",
+    "tests/core/test_sweeps.py",
+    "tests/cache/test_cache_recovery.py",
+    "tests/cli/test_exit_codes.py",
 )
 
 

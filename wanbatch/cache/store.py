@@ -141,6 +141,21 @@ class Cache:
         self._require_writable("journal remote requests")
         return Journal(self.dir / "journal")
 
+    def journal_entry(self, key: str) -> dict[str, Any] | None:
+        """A remote job's journal record, read without writing anything (a read-only cache has no `journal`):
+        what a dry run's estimate needs to know that a job was accepted already."""
+        if not self.readonly:
+            return self.journal.get(key)
+        if self._journal_readonly is None:
+            return None
+        got = self._journal_readonly.get(key)
+        return dict(got) if got is not None else None
+
+    @functools.cached_property
+    def _journal_readonly(self) -> index.ReadOnlyIndex | None:
+        folder = self.dir / "journal"
+        return index.ReadOnlyIndex(folder) if (folder / index.DB_FILE).is_file() else None
+
     def _require_writable(self, what: str) -> None:
         if self.readonly:
             raise ReadOnlyCacheError(f"cannot {what}: the cache {self.dir} is read-only here")
@@ -323,6 +338,9 @@ class Cache:
         self._index.close()
         if "journal" in self.__dict__:
             self.journal.close()
+        journal_readonly = self.__dict__.get("_journal_readonly")
+        if journal_readonly is not None:
+            journal_readonly.close()
 
 
 def _writable(directory: Path) -> bool:

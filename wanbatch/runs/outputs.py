@@ -24,10 +24,19 @@ FILM_VERSION = 1  # bump when stitching changes its output for the same inputs
 
 
 class RunOutputs:
-    def __init__(self, run_dir: Path, plan: Plan, started: float, *, cache: Cache | None = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        plan: Plan,
+        started: float,
+        estimates: dict[str, float | None] | None = None,
+        *,
+        cache: Cache | None = None,
+    ):
         self.run_dir = run_dir
         self.plan = plan
         self.started = started
+        self.estimates = estimates or {}  # USD each scene was estimated to cost this run (None = unknown)
         self.cache = cache  # told where each clip was linked, so a repaired blob repairs the link too
         self.outcomes: dict[str, Outcome] = {}
         self.clips: dict[str, str] = {}
@@ -55,7 +64,7 @@ class RunOutputs:
                     self.cache.record_link(job.key, clip.stem, self.run_dir / rel)
         self.outcomes[outcome.scene] = outcome
         self.records[outcome.scene] = manifest.scene_record(
-            self.plan, outcome.scene, outcome, self.clips.get(outcome.scene)
+            self.plan, outcome.scene, outcome, self.clips.get(outcome.scene), self.estimates.get(outcome.scene)
         )
         now = time.monotonic()
         if now - self._written >= MANIFEST_EVERY_S or len(self.outcomes) == len(self.plan.jobs):
@@ -64,7 +73,14 @@ class RunOutputs:
 
     def manifest(self, film: str | None = None, extra: RunNotes | None = None) -> Manifest:
         return manifest.build(
-            self.plan, self.outcomes, self.clips, started=self.started, film=film, extra=extra, records=self.records
+            self.plan,
+            self.outcomes,
+            self.clips,
+            started=self.started,
+            film=film,
+            extra=extra,
+            records=self.records,
+            estimates=self.estimates,
         )
 
     def stitch(
