@@ -136,5 +136,13 @@ class Backend(ABC):
     def render(self, job: Job, ctx: RenderContext) -> RenderResult:
         """Make the clip. Raise RenderError (or a subclass) on failure; never leave partial output."""
 
+    def expect(self, job: Job) -> None:  # noqa: B027 - optional hook
+        """`job` holds its executor slots and is on its way to `render`: jobs take their slots in the order the
+        executor hands them out (grouped by model), but their threads reach `render` in any order. A backend
+        that queues jobs inside (the pipeline pool) uses this to wait for them. `settle` follows in any case."""
+
+    def settle(self, job: Job) -> None:  # noqa: B027 - optional hook
+        """`job` is done with this backend, rendered or not (a cache hit, an error, a cancel)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients, pipelines, threads."""

@@ -368,7 +368,7 @@ class DiffusersBackend(Backend):
         status("waiting for a device")
         phase = "loading"
         try:
-            with self._pool().lease(load, cancel) as lease:
+            with self._pool().lease(load, cancel, job_id=job.id, model=job.model) as lease:
                 phase = "rendering"
                 status(f"rendering on {lease.device}")
                 t0 = time.perf_counter()
@@ -387,6 +387,12 @@ class DiffusersBackend(Backend):
             "num_frames": int(frames.shape[0]),
         }
         return frames, info
+
+    def expect(self, job: Job) -> None:
+        self._pool().expect(job.id, job.model)
+
+    def settle(self, job: Job) -> None:
+        self._pool().settle(job.id)
 
     def load_spec(self, job: Job) -> LoadSpec:
         """How `job`'s pipeline is loaded (tiny models are built here on first use)."""
