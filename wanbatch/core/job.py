@@ -18,11 +18,19 @@ class Job:
     inputs: dict[str, Media]  # media inputs by field; a chained `image` is filled in at run time
     key: str
     material: dict[str, Any]  # exactly what was hashed into `key`
-    parent: str | None = None  # scene id whose last frame is this job's first frame
+    parent: str | None = None  # id of the job whose last frame is this job's first frame (the parent's picked take)
     seed_was_random: bool = False
     seconds: float = 0.0  # seconds of video this job makes
     cost: float | None = None
+    take: int = 1  # which take of its scene (1-based) ...
+    takes: int = 1  # ... of how many
+    picked: bool = True  # the take that goes into the film
 
     @property
     def id(self) -> str:
-        return self.scene.id
+        """The scene id; `scene#2` for the second take of a scene with several."""
+        return take_id(self.scene.id, self.take, self.takes)
+
+
+def take_id(scene_id: str, take: int, takes: int) -> str:
+    return scene_id if takes == 1 else f"{scene_id}#{take}"

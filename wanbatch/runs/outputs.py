@@ -4,12 +4,14 @@ then the film, index.html and the timeline export."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.av.files import link_or_copy
 from wanbatch.cache.store import Cache
+from wanbatch.core.job import Job
 from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan, key_of
 from wanbatch.core.project import Soundtrack
@@ -20,10 +22,21 @@ FILM_VERSION = 1  # bump when stitching changes its output for the same inputs
 
 
 class RunOutputs:
-    def __init__(self, run_dir: Path, plan: Plan, started: float):
+    def __init__(
+        self,
+        run_dir: Path,
+        plan: Plan,
+        started: float,
+        *,
+        environment: Callable[[bool], dict[str, Any] | None] | None = None,
+    ):
         self.run_dir = run_dir
         self.plan = plan
         self.started = started
+        # the manifest's `environment`: what this process is (ready some time into the run; `wait` for it), and
+        # what the backends that rendered say of themselves (set once the jobs are over)
+        self._environment = environment
+        self.backends_environment: dict[str, Any] = {}
         self.outcomes: dict[str, Outcome] = {}
         self.clips: dict[str, str] = {}
         self.records: dict[str, dict[str, Any]] = {}
@@ -36,8 +49,7 @@ class RunOutputs:
         write), so thousands of quick jobs do not spend their time re-serialising the manifest."""
         self.outcomes[outcome.scene] = outcome
         if outcome.ok and outcome.clip is not None:
-            job = self.plan.job(outcome.scene)
-            rel = f"clips/{job.scene.index + 1:03d}-{_safe(job.id)}.mp4"
+            rel = f"clips/{clip_name(self.plan.job(outcome.scene))}"
             link_or_copy(outcome.clip, self.run_dir / rel)
             self.clips[outcome.scene] = rel
         self.records[outcome.scene] = manifest.scene_record(
@@ -49,6 +61,11 @@ class RunOutputs:
             self._written = now
 
     def manifest(self, film: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The manifest as it stands; with `extra` (the run's closing notes) it is the final one, which waits
+        for the environment record (the rewrites during the run carry it once it is ready)."""
+        env = self._environment(extra is not None) if self._environment is not None else None
+        if env is not None:
+            extra = {"environment": {**env, "backends": self.backends_environment}, **(extra or {})}
         return manifest.build(
             self.plan, self.outcomes, self.clips, started=self.started, film=film, extra=extra, records=self.records
         )
@@ -56,8 +73,9 @@ class RunOutputs:
     def stitch(
         self, settings: dict[str, Any], encode: EncodeSettings, soundtrack: Soundtrack | None, cache: Cache
     ) -> tuple[str, dict[str, Any]]:
-        """film.mp4 from the clips. The film is cached too, keyed by its clips' keys and everything else
-        that shapes it, so a fully cached rerun does not even re-join (a compose costs real seconds)."""
+        """film.mp4 from the picked take of every scene. The film is cached too, keyed by its clips' keys and
+        everything else that shapes it, so a fully cached rerun does not even re-join (a compose costs real
+        seconds), and another `pick` is another film made from clips already there."""
         from wanbatch.film.clips import FilmClip
         from wanbatch.film.stitch import stitch_film
 
@@ -65,7 +83,7 @@ class RunOutputs:
         key = key_of(
             {
                 "film": FILM_VERSION,
-                "clips": [[j.key, j.scene.transition.type, j.scene.transition.duration] for j in self.plan.jobs],
+                "clips": [[j.key, j.scene.transition.type, j.scene.transition.duration] for j in self.plan.film_jobs],
                 "stitch": {k: v for k, v in sorted(settings.items()) if k != "enabled"},
                 "encode": encode.identity(),
                 "soundtrack": None
@@ -79,8 +97,8 @@ class RunOutputs:
                 link_or_copy(hit.path, film)
                 return film.name, {**hit.entry["film"], "cached": True, "cache_key": key}
             clips = [
-                FilmClip(path=self.run_dir / self.clips[j.id], scene_id=j.id, transition=j.scene.transition)
-                for j in self.plan.jobs
+                FilmClip(path=self.run_dir / self.clips[j.id], scene_id=j.scene.id, transition=j.scene.transition)
+                for j in self.plan.film_jobs
             ]
             result = stitch_film(clips, film, settings=settings, encode=encode, soundtrack=soundtrack)
             notes = {
@@ -108,6 +126,12 @@ class RunOutputs:
             data["report"] = write_report(self.run_dir, data, poster_cache=posters).name
         except Exception as exc:
             data["report_error"] = f"{type(exc).__name__}: {exc}"
+
+
+def clip_name(job: Job) -> str:
+    """A clip's file name in a run folder: scene number and id, and the take where there are several."""
+    take = f"-take{job.take}" if job.takes > 1 else ""
+    return f"{job.scene.index + 1:03d}-{_safe(job.scene.id)}{take}.mp4"
 
 
 def _safe(name: str) -> str:

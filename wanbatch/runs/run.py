@@ -86,12 +86,13 @@ def run_project(
     cache = Cache(cache_dir)
     print_summary(plan, cache, out, brief=True)
 
-    # 3. Execute. Each finished clip is cached at once and recorded in the manifest as it lands.
+    # 3. Execute. Each finished clip is cached at once and recorded in the manifest as it lands; what made
+    # the clips (versions, ffmpeg, the project's git commit) is read meanwhile.
     run_dir.mkdir(parents=True, exist_ok=True)
-    from wanbatch.runs import manifest
+    from wanbatch.runs import environment, manifest
     from wanbatch.runs.outputs import RunOutputs
 
-    outputs = RunOutputs(run_dir, plan, started)
+    outputs = RunOutputs(run_dir, plan, started, environment=environment.collect_in_background(project_root))
     ex_cfg = dict(cfg.get("executor") or {})
     progress = Progress(mode=str(ex_cfg.get("progress", "auto")), concurrency=int(ex_cfg.get("concurrency", 4)))
     progress.start([(j.id, j.backend) for j in plan.jobs])
@@ -105,13 +106,18 @@ def run_project(
         outcomes = outputs.outcomes
     finally:
         progress.stop()
+        # what the backends that rendered say of themselves (devices, models), while they are still open
+        rendered = [plan.job(o.scene) for o in outputs.outcomes.values() if o.status == "rendered"]
+        outputs.backends_environment = environment.backends_ran(plan.backends, rendered)
         _close(plan)
 
-    # 4. Film and report: only from a complete set of clips, so the film never silently skips a scene.
+    # 4. Film and report: only from a complete set of clips (the picked take of every scene), so the film
+    # never silently skips a scene.
     failed = [o for o in outcomes.values() if not o.ok]
+    complete = all(j.id in outcomes and outcomes[j.id].ok for j in plan.film_jobs)
     film = None
     notes: dict[str, Any] = {}
-    if not failed and not interrupted and cfg.get("stitch", {}).get("enabled", True):
+    if complete and not interrupted and cfg.get("stitch", {}).get("enabled", True):
         try:
             film, notes = outputs.stitch(dict(cfg.get("stitch") or {}), encode, plan.project.soundtrack, cache)
         except Exception as exc:  # the clips are safe; say what went wrong with the film
@@ -194,7 +200,7 @@ def print_summary(plan: Plan, cache: Cache | None, out: TextIO, *, brief: bool =
             state = "cached"
             totals["cached"] += 1
         else:
-            state = cache.explain_miss(job.id, job.material) if cache is not None else "new: empty cache"
+            state = cache.explain_miss(job.scene.id, job.material) if cache is not None else "new: empty cache"
             totals["to_render"] += 1
             totals["seconds_to_render"] += job.seconds
             totals["cost"] += job.cost or 0.0
@@ -212,8 +218,10 @@ def print_summary(plan: Plan, cache: Cache | None, out: TextIO, *, brief: bool =
         for note in plan.backends[job.backend].notes(job.scene, job.params):
             console.print(f"note: scene `{job.id}`: {note}", highlight=False)
     cost = f", est. cost ${totals['cost']:.2f}" if totals["cost"] else ""
+    scenes = len(plan.film_jobs)
+    what = f"{scenes} scenes" if scenes == len(plan.jobs) else f"{scenes} scenes ({len(plan.jobs)} takes)"
     console.print(
-        f"{totals['jobs']} scenes: {totals['cached']} cached, {totals['to_render']} to render "
+        f"{what}: {totals['cached']} cached, {totals['to_render']} to render "
         f"({totals['seconds_to_render']:.1f} s of video{cost})",
         highlight=False,
     )
