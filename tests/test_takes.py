@@ -13,7 +13,7 @@ import pytest
 from wanbatch.av.ffmpeg import read_frames
 from wanbatch.config.load import load_config
 
-from conftest import PROJECT, CountingPreview, tree
+from conftest import CountingPreview, tree
 
 
 def _manifest(run_dir: Path) -> dict[str, Any]:
