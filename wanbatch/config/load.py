@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,15 @@ def load_config(project_file: str | Path, overrides: Sequence[str] = ()) -> dict
             overrides=[f"hydra.searchpath=[{CONF_SEARCH_PATH}]", *open_backends(overrides)],
         )
     return to_dict(cfg)
+
+
+def project_root_from(config_sources: Iterable[Any]) -> Path | None:
+    """The folder of the project file, from Hydra's `runtime.config_sources` (the live HydraConfig's, or those a
+    run saved in `.hydra/hydra.yaml`): the `--config-dir` it was given. None where there is none."""
+    for src in config_sources:
+        if src.get("provider") == "command-line" and src.get("schema") == "file" and src.get("path"):
+            return Path(str(src["path"])).resolve()
+    return None
 
 
 def open_backends(overrides: Sequence[str]) -> list[str]:
