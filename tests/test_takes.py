@@ -13,6 +13,7 @@ import pytest
 from wanbatch.av.ffmpeg import read_frames
 from wanbatch.config.load import load_config
 
+from chromium import CHROMIUM, NO_CHROMIUM, Browser, console_errors, evaluate, open_page, play_all, screenshot
 from conftest import CountingPreview, tree
 
 
@@ -205,3 +206,27 @@ def test_the_report_shows_the_takes_side_by_side(compose_demo, run_cfg):
     assert "take 2 of 3" in card
     for k in (1, 2, 3):
         assert (run_dir / "posters" / f"002-sunrise-take{k}.png").is_file()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
+def test_the_takes_play_side_by_side_in_chromium(compose_demo, run_cfg, tmp_path):
+    code, run_dir, _ = run_cfg(compose_demo("+scenes.1.takes=3", "+scenes.1.pick=2"))
+    assert code == 0
+    browser = Browser(tmp_path / "profile")
+    try:
+        open_page(browser, run_dir / "index.html")
+        takes = evaluate(
+            browser,
+            "Array.from(document.querySelectorAll('article[data-scene=sunrise] figure.take'))"
+            ".map(f => [f.dataset.take, f.classList.contains('picked'), f.getBoundingClientRect().top])",
+        )
+        assert [(k, picked) for k, picked, _ in takes] == [("1", False), ("2", True), ("3", False)]
+        assert len({round(top) for _, _, top in takes}) == 1  # side by side, in one row
+        results = play_all(browser)
+        assert len(results) == 1 + 4 + 3  # the film, four one-take scenes, three takes
+        assert not [r for r in results if not r["ok"]], results
+        shot = screenshot(browser, "report-takes.png", full_page=True)
+        assert not console_errors(browser)
+    finally:
+        browser.close()
+    assert shot.stat().st_size > 1000

@@ -82,7 +82,7 @@ def load_project(cfg: Mapping[str, Any], root: Path, backend_configs: Mapping[st
         fields = {**_defaults_for(own, defaults), **own}
         fields["id"] = sid
         _check_takes(sid, fields, issues)
-        fields["declared"] = frozenset(own)
+        fields["declared"] = tuple(own)  # a tuple of str: the garbage collector stops counting it
         for mf in MEDIA_FIELDS:
             if mf in fields:
                 got = _resolve_media(sid, mf, fields[mf], root, media_memo, issues)
@@ -120,11 +120,15 @@ ALTERNATIVES = ({"duration"}, {"num_frames"}), ({"resolution"}, {"width", "heigh
 
 def _defaults_for(own: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     out = dict(defaults)
-    for a, b in ALTERNATIVES:
-        for mine, other in ((a, b), (b, a)):
-            if mine & own.keys():
-                for k in other:
-                    out.pop(k, None)
+    if not out:
+        return out
+    for a, b in ALTERNATIVES:  # per scene: isdisjoint builds no set
+        if not a.isdisjoint(own):
+            for k in b:
+                out.pop(k, None)
+        elif not b.isdisjoint(own):
+            for k in a:
+                out.pop(k, None)
     return out
 
 

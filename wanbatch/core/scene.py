@@ -70,7 +70,7 @@ class Scene:
     seeds: tuple[int, ...] = ()
     # The fields the scene sets itself (not from project defaults): an override that changes one of them
     # is written `scenes.N.field=v`; one that adds it, `+scenes.N.field=v`.
-    declared: frozenset[str] = frozenset()
+    declared: tuple[str, ...] = ()
 
     def media(self) -> dict[str, Media]:
         return {name: m for name in MEDIA_FIELDS if (m := getattr(self, name)) is not None}
