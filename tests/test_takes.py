@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import pytest
 
 from wanbatch.av.ffmpeg import read_frames
 from wanbatch.config.load import load_config
+from wanbatch.runs.manifest import SceneRow, TakeRecord
 
 from chromium import CHROMIUM, NO_CHROMIUM, Browser, console_errors, evaluate, open_page, play_all, screenshot
 from conftest import CountingPreview, tree
@@ -46,6 +47,9 @@ def test_three_takes_render_three_clips_with_consecutive_seeds(compose_demo, run
     assert [c.name for c in clips] == ["002-sunrise-take1.mp4", "002-sunrise-take2.mp4", "002-sunrise-take3.mp4"]
     first_frames = [read_frames(c)[8] for c in clips]
     assert not (first_frames[0] == first_frames[1]).all()  # another seed, other pixels
+    # the row and its takes have the shapes their types say, key for key
+    assert list(row) == list(get_type_hints(SceneRow))
+    assert all(list(t) == list(get_type_hints(TakeRecord)) for t in row["takes"])
     # every take counts as a render; the manifest still has one row per scene
     assert _manifest(run_dir)["counts"] == {"rendered": 7}
     assert [s["id"] for s in _manifest(run_dir)["scenes"]] == ["title", "sunrise", *_rest()]

@@ -1,5 +1,7 @@
 """`manifest.json` in the run directory: the contract others build on (DESIGN.md), written atomically
-after every finished job, so even a killed run leaves an accurate record of what it finished."""
+after every finished job, so even a killed run leaves an accurate record of what it finished.
+
+Its shape is typed here: `Manifest` for the file, `SceneRecord` for each of its scenes."""
 
 from __future__ import annotations
 
@@ -7,17 +9,109 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from wanbatch.core.job import Job
-from wanbatch.core.outcome import Outcome
+from wanbatch.core.outcome import Outcome, Status
 from wanbatch.core.plan import Plan, keep_take
 
-# What a take's entry in a scene's `takes` holds (the rest of its record is the scene's own)
+#: A scene's status in the manifest: how its job ended, or `pending` while it has not (or never did).
+SceneStatus = Status | Literal["pending"]
+
+
+class TransitionRecord(TypedDict):
+    type: str
+    duration: float
+
+
+class SceneRecord(TypedDict):
+    """One scene of the manifest, in plan order (its picked take); also what the run records of each job."""
+
+    id: str
+    status: SceneStatus
+    cache_key: str
+    backend: str
+    model: str
+    seed: int
+    seed_was_random: bool
+    clip: str | None  # relative to the run directory
+    request_id: str | None  # the provider's id of a remote render
+    error: str | None
+    seconds: float  # wall time spent on this scene in this run
+    prompt: str | None
+    title: str | None
+    duration: float  # seconds of video
+    chain_from: str | None
+    transition: TransitionRecord
+    params: dict[str, Any]
+    info: dict[str, Any]
+
+
+class KeepTake(TypedDict):
+    """The Hydra overrides that make a take permanent (added to the command line that made the run)."""
+
+    pick: str  # keep every take, film this one: `scenes.1.pick=2`
+    seed: str  # keep only this take (its cache entry): `scenes.1.seed=8 scenes.1.takes=1`
+
+
+class TakeRecord(TypedDict):
+    """One take of a scene with several."""
+
+    take: int  # 1-based
+    seed: int
+    cache_key: str
+    status: SceneStatus
+    clip: str | None
+    seconds: float
+    request_id: str | None
+    error: str | None
+    info: dict[str, Any]
+    picked: bool  # the take in the film
+    keep: KeepTake
+
+
+class SceneRow(SceneRecord, total=False):
+    """A scene's row: its picked take's record and, for a scene with several takes, which one is picked and
+    every take beside it."""
+
+    take: int
+    takes: list[TakeRecord]
+
+
+# What a take's entry holds of its job's record (the rest is the scene's own)
 TAKE_FIELDS = ("seed", "cache_key", "status", "clip", "seconds", "request_id", "error", "info")
 
 
-def scene_record(plan: Plan, job_id: str, outcome: Outcome | None, clip_rel: str | None) -> dict[str, Any]:
+class RunNotes(TypedDict, total=False):
+    """What the run adds once its jobs are over."""
+
+    stitch: dict[str, Any]  # how the film was made ({} if it was not)
+    cache_dir: str
+    repaired: list[str]  # cache keys whose corrupt entries were dropped
+    executor: dict[str, Any]  # the executor's summary (ray: start-up, what each actor did)
+    environment: dict[str, Any]  # what made the clips (runs/environment.py)
+
+
+class _Manifest(TypedDict):
+    project: str
+    scenes: list[SceneRow]
+    film: str | None  # relative to the run directory
+    counts: dict[SceneStatus, int]
+    started: float
+    finished: float
+
+
+class Manifest(_Manifest, RunNotes, total=False):
+    """The whole file. Beside the run's notes, the outputs name the timeline export and the report (or
+    why either failed)."""
+
+    timeline: str
+    timeline_error: str
+    report: str
+    report_error: str
+
+
+def scene_record(plan: Plan, job_id: str, outcome: Outcome | None, clip_rel: str | None) -> SceneRecord:
     """The record of one job: a scene's row in the manifest, or one of its takes."""
     job = plan.job(job_id)
     return {
@@ -42,23 +136,36 @@ def scene_record(plan: Plan, job_id: str, outcome: Outcome | None, clip_rel: str
     }
 
 
-def scene_row(plan: Plan, picked: Job, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def scene_row(plan: Plan, picked: Job, records: dict[str, SceneRecord]) -> SceneRow:
     """A scene's row: the record of its picked take and, where it has several, `take` (which one is picked)
     and `takes`: each take's seed, cache key, status and clip, whether it is picked, and the overrides that
     keep it (`keep`)."""
     row = records[picked.id]
     if picked.takes == 1:
-        return row
-    takes = [
-        {
-            "take": job.take,
-            **{k: records[job.id][k] for k in TAKE_FIELDS},
-            "picked": job.picked,
-            "keep": keep_take(job.scene, job.take, job.scene.seed),
-        }
-        for job in plan.takes_of(picked.scene.id)
-    ]
-    return {**row, "take": picked.take, "takes": takes}
+        return row  # type: ignore[return-value]  # a SceneRow without its optional keys
+    takes: list[TakeRecord] = []
+    for job in plan.takes_of(picked.scene.id):
+        rec = records[job.id]
+        keep = keep_take(job.scene, job.take, job.scene.seed)
+        takes.append(
+            {
+                "take": job.take,
+                "seed": rec["seed"],
+                "cache_key": rec["cache_key"],
+                "status": rec["status"],
+                "clip": rec["clip"],
+                "seconds": rec["seconds"],
+                "request_id": rec["request_id"],
+                "error": rec["error"],
+                "info": rec["info"],
+                "picked": job.picked,
+                "keep": {"pick": keep["pick"], "seed": keep["seed"]},
+            }
+        )
+    out: SceneRow = {**row}  # type: ignore[typeddict-item]
+    out["take"] = picked.take
+    out["takes"] = takes
+    return out
 
 
 def build(
@@ -68,9 +175,9 @@ def build(
     *,
     started: float,
     film: str | None = None,
-    extra: dict[str, Any] | None = None,
-    records: dict[str, dict[str, Any]] | None = None,
-) -> dict[str, Any]:
+    extra: RunNotes | None = None,
+    records: dict[str, SceneRecord] | None = None,
+) -> Manifest:
     """The manifest: a row per scene (its picked take), every take beside it where it has several. `records`
     may hold job records built earlier (each is built once per outcome, not once per write: a run of thousands
     of jobs would otherwise spend quadratic time here). `counts` counts jobs: every take is a render."""
@@ -79,22 +186,23 @@ def build(
         if j.id not in records:
             records[j.id] = scene_record(plan, j.id, outcomes.get(j.id), clips.get(j.id))
     scenes = [scene_row(plan, j, records) for j in plan.film_jobs]
-    counts: dict[str, int] = {}
+    counts: dict[SceneStatus, int] = {}
     for j in plan.jobs:
         status = records[j.id]["status"]
         counts[status] = counts.get(status, 0) + 1
-    return {
+    manifest: Manifest = {
         "project": plan.project.name,
         "scenes": scenes,
         "film": film,
         "counts": counts,
         "started": started,
         "finished": time.time(),
-        **(extra or {}),
     }
+    manifest.update(extra or {})
+    return manifest
 
 
-def write(run_dir: Path, manifest: dict[str, Any]) -> Path:
+def write(run_dir: Path, manifest: Manifest) -> Path:
     path = run_dir / "manifest.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(manifest, indent=2, default=str))

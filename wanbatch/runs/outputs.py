@@ -16,6 +16,7 @@ from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan, key_of
 from wanbatch.core.project import Soundtrack
 from wanbatch.runs import manifest
+from wanbatch.runs.manifest import Manifest, RunNotes, SceneRecord
 
 MANIFEST_EVERY_S = 0.5
 FILM_VERSION = 1  # bump when stitching changes its output for the same inputs
@@ -39,7 +40,7 @@ class RunOutputs:
         self.backends_environment: dict[str, Any] = {}
         self.outcomes: dict[str, Outcome] = {}
         self.clips: dict[str, str] = {}
-        self.records: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, SceneRecord] = {}
         self._written = 0.0
         (run_dir / "clips").mkdir(parents=True, exist_ok=True)
 
@@ -60,12 +61,14 @@ class RunOutputs:
             manifest.write(self.run_dir, self.manifest())
             self._written = now
 
-    def manifest(self, film: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def manifest(self, film: str | None = None, extra: RunNotes | None = None) -> Manifest:
         """The manifest as it stands; with `extra` (the run's closing notes) it is the final one, which waits
         for the environment record (the rewrites during the run carry it once it is ready)."""
         env = self._environment(extra is not None) if self._environment is not None else None
         if env is not None:
-            extra = {"environment": {**env, "backends": self.backends_environment}, **(extra or {})}
+            notes: RunNotes = {"environment": {**env, "backends": self.backends_environment}}
+            notes.update(extra or {})
+            extra = notes
         return manifest.build(
             self.plan, self.outcomes, self.clips, started=self.started, film=film, extra=extra, records=self.records
         )
@@ -110,7 +113,7 @@ class RunOutputs:
             cache.put(key, film, material={"film": key}, meta={"backend": "stitch", "film": notes})
         return film.name, {**notes, "cached": False, "cache_key": key}
 
-    def report(self, data: dict[str, Any]) -> None:
+    def report(self, data: Manifest) -> None:
         """The timeline export, then index.html (which links it); a failure here never fails the run."""
         if data.get("film"):
             try:

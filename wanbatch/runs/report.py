@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from wanbatch.runs.manifest import Manifest
 from wanbatch.runs.page import (
     BASE_CSS,
     badge,
@@ -39,11 +40,12 @@ from wanbatch.runs.posters import cut_posters
 __all__ = ["write_report"]
 
 
-def write_report(run_dir: Path, manifest: Mapping[str, Any], *, poster_cache: Path | None = None) -> Path:
+def write_report(run_dir: Path, manifest: Manifest, *, poster_cache: Path | None = None) -> Path:
     """Write `run_dir/index.html` (and `run_dir/posters/*.png`) for `manifest`; return the page's path.
-    With `poster_cache` (the cache's `posters/`), a clip whose poster was cut before gets that one."""
+    With `poster_cache` (the cache's `posters/`), a clip whose poster was cut before gets that one.
+    A manifest read back from disk may be from another version or edited: every field is checked as read."""
     run_dir = Path(run_dir)
-    scenes = [s for s in manifest.get("scenes") or [] if isinstance(s, Mapping)]
+    scenes: list[Mapping[str, Any]] = [s for s in manifest.get("scenes") or [] if isinstance(s, Mapping)]
     film = local_file(run_dir, manifest.get("film"))
 
     # 1. Posters, cut in parallel (one ffmpeg each): the film's, then each clip's (each take's)
@@ -158,12 +160,13 @@ def _card(index: int, s: Mapping[str, Any], clip: str | None, poster: str | None
     else:
         missing = f"clip missing: {s['clip']}" if isinstance(s.get("clip"), str) and s.get("clip") else "no clip"
         media = f'<div class="nomedia">{e(missing)}</div>'
-    cache = {"cached": "hit (from the cache)", "rendered": "miss (rendered now)"}.get(status, status)
-    transition = s.get("transition")
-    if isinstance(transition, Mapping) and transition.get("type") not in (None, "cut"):
-        transition = f"{transition.get('type')} {number(transition.get('duration')) or 0:g} s"
-    elif isinstance(transition, Mapping):
-        transition = None
+    cache = _CACHE_WORDS.get(status, status)
+    given = s.get("transition")
+    transition = None
+    if isinstance(given, Mapping) and given.get("type") not in (None, "cut"):
+        transition = f"{given.get('type')} {number(given.get('duration')) or 0:g} s"
+    elif given is not None and not isinstance(given, Mapping):
+        transition = given
     seconds = number(s.get("seconds"))
     duration = number(s.get("duration"))
     picked = f"take {s.get('take')} of {len(_takes(s))}" if takes else None
@@ -192,6 +195,10 @@ def _card(index: int, s: Mapping[str, Any], clip: str | None, poster: str | None
         f'<div class="meta"><h3>{index + 1:02d} · {e(sid)} {badge(status)}</h3>'
         f"{title}{prompt_html}{error}{table(rows)}</div></article>"
     )
+
+
+#: The card's "cache" row for a scene that is done; any other status is shown as it is.
+_CACHE_WORDS: dict[str, str] = {"cached": "hit (from the cache)", "rendered": "miss (rendered now)"}
 
 
 def _takes_strip(run_dir: Path, index: int, s: Mapping[str, Any], posters: Mapping[str, str | None]) -> str:
