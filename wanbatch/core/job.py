@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from wanbatch.core.media import Media
@@ -25,11 +25,12 @@ class Job:
     take: int = 1  # which take of its scene (1-based) ...
     takes: int = 1  # ... of how many
     picked: bool = True  # the take that goes into the film
+    # The scene id; `scene#2` for the second take of a scene with several. Set once (executors, the manifest
+    # and the plan's index read it per job, many times).
+    id: str = field(init=False, repr=False)
 
-    @property
-    def id(self) -> str:
-        """The scene id; `scene#2` for the second take of a scene with several."""
-        return take_id(self.scene.id, self.take, self.takes)
+    def __post_init__(self) -> None:
+        self.id = take_id(self.scene.id, self.take, self.takes)
 
 
 def take_id(scene_id: str, take: int, takes: int) -> str:

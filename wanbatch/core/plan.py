@@ -139,14 +139,12 @@ def make_plan(project: Project, backends: Mapping[str, Backend], encode: EncodeS
             # differ in their seed alone, so a later take reports only the issues the first did not.
             take_scene = scene if seed == scene.seed else replace(scene, seed=seed)  # replace() costs ~10 us
             found.clear()  # one list for every job: fewer objects for the garbage collector to count
-            job = _job(take_scene, backend, encode, parent, found)
+            job = _job(take_scene, backend, encode, parent, found, take=take, takes=len(seeds))
             if found:
                 issues.extend(i for i in found if take == 1 or i not in issues)
             if job is None:
                 break
             job.seed_was_random = was_random
-            if len(seeds) > 1:
-                job.take, job.takes, job.picked = take, len(seeds), take == scene.pick
             jobs[job.id] = job
             if job.picked:
                 picked[scene.id] = job
@@ -154,13 +152,24 @@ def make_plan(project: Project, backends: Mapping[str, Backend], encode: EncodeS
         _check_take_ids(project, issues)
     if issues:
         raise ConfigError(issues)
-    ordered = [jobs[take_id(s.id, k, s.takes)] for s in project.scenes for k in range(1, s.takes + 1)]
+    ordered = list(jobs.values())  # in the order they were planned: parents before their chained scenes
+    if any(s.chain_from for s in project.scenes):
+        ordered.sort(key=lambda j: (j.scene.index, j.take))  # back to scene order
     return Plan(project=project, jobs=ordered, backends=made)
 
 
-def _job(scene: Scene, backend: Backend, encode: EncodeSettings, parent: Job | None, issues: list[Issue]) -> Job | None:
-    """One job: the backend's canonical parameters for `scene` and the key they hash to; None (with issues)
-    where the backend cannot honour the scene."""
+def _job(
+    scene: Scene,
+    backend: Backend,
+    encode: EncodeSettings,
+    parent: Job | None,
+    issues: list[Issue],
+    *,
+    take: int = 1,
+    takes: int = 1,
+) -> Job | None:
+    """One job (take `take` of `takes`): the backend's canonical parameters for `scene` and the key they hash
+    to; None (with issues) where the backend cannot honour the scene."""
     n_before = len(issues)
     params = backend.prepare(scene, issues, chained=scene.chain_from is not None)
     identity = backend.model_identity(scene)
@@ -189,6 +198,9 @@ def _job(scene: Scene, backend: Backend, encode: EncodeSettings, parent: Job | N
         parent=parent.id if parent is not None else None,
         seconds=backend.seconds_of_video(params),
         cost=backend.estimated_cost(params),
+        take=take,
+        takes=takes,
+        picked=take == scene.pick,
     )
 
 
