@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wanbatch.av.encode import EncodeSettings, write_clip
+from wanbatch.av.encode import write_clip
+from wanbatch.config.schema import EncodeConfig
 from wanbatch.runs.report import write_report
 
 from chromium import CHROMIUM, NO_CHROMIUM, Browser, console_errors, evaluate, open_page, play_all, screenshot
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 
 def make_run(run_dir: Path) -> dict:
     (run_dir / "clips").mkdir(parents=True)
-    settings = EncodeSettings(preset="ultrafast", crf=23)  # H.264 yuv420p + AAC: what Chromium plays
+    settings = EncodeConfig(preset="ultrafast", crf=23)  # H.264 yuv420p + AAC: what Chromium plays
     scenes = []
     for i, color in enumerate([(220, 60, 60), (60, 200, 90), (60, 90, 220)]):
         rel = f"clips/{i + 1:03d}-s{i}.mp4"

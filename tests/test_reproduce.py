@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from wanbatch.av.encode import EncodeSettings, write_clip
+from wanbatch.av.encode import write_clip
 from wanbatch.av.ffmpeg import read_frames
+from wanbatch.config.schema import EncodeConfig
 from wanbatch.errors import ConfigError
 from wanbatch.runs.reproduce import JOURNAL_PREFIX, reproduce
 from wanbatch.testing.fakeprovider import FakeProvider
@@ -73,7 +74,7 @@ def test_a_clip_that_is_not_reproduced_is_named_with_its_psnr_and_what_changed(d
     noise = np.random.default_rng(0).integers(-6, 7, size=(96, 160, 3))
     frames = [np.clip(f.astype(int) + noise, 0, 255).astype(np.uint8) for f in read_frames(clip)]
     clip.unlink()
-    write_clip(frames, clip, fps=16, settings=EncodeSettings())
+    write_clip(frames, clip, fps=16, settings=EncodeConfig())
     manifest = _manifest(run_dir)
     manifest["environment"]["packages"]["torch"] = "2.0.0"
     (run_dir / "manifest.json").write_text(json.dumps(manifest))

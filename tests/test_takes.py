@@ -11,7 +11,9 @@ from typing import Any, get_type_hints
 import pytest
 
 from wanbatch.av.ffmpeg import read_frames
+from wanbatch.config.backends import PreviewConfig
 from wanbatch.config.load import load_config
+from wanbatch.config.schema import WanbatchConfig
 from wanbatch.runs.manifest import SceneRow, TakeRecord
 
 from chromium import CHROMIUM, NO_CHROMIUM, Browser, console_errors, evaluate, open_page, play_all, screenshot
@@ -26,8 +28,9 @@ def _row(run_dir: Path, scene_id: str) -> dict[str, Any]:
     return next(s for s in _manifest(run_dir)["scenes"] if s["id"] == scene_id)
 
 
-def _preview(cfg: dict[str, Any]) -> CountingPreview:
-    return CountingPreview(cfg["backend"])
+def _preview(cfg: WanbatchConfig) -> CountingPreview:
+    assert isinstance(cfg.backend, PreviewConfig)
+    return CountingPreview(cfg.backend)
 
 
 def test_three_takes_render_three_clips_with_consecutive_seeds(compose_demo, run_cfg):

@@ -3,8 +3,10 @@ a Hydra app composed on wanbatch's config groups (`pkg://wanbatch.conf`)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from wanbatch.config.load import CONF_SEARCH_PATH, PROJECT_FILE, open_backends, recipe_dir, recipe_names
 
@@ -16,6 +18,10 @@ def main(argv: list[str]) -> None:
     sys.argv = [sys.argv[0], *argv]
     try:
         _hydra_entry()
+    except _ComposeError as exc:
+        # The config did not compose (an unknown key, a value of the wrong type): one line naming it, exit 2.
+        print(_one_line(exc.error), file=sys.stderr)
+        sys.exit(2)
     except SystemExit as exc:
         # Hydra exits 1 when it cannot compose (a bad override, a missing group option). No task ran,
         # so nothing was sent or written: that is an invalid project, exit 2 by our contract.
@@ -73,19 +79,60 @@ def _project_root() -> Path:
     return project_root_from(HydraConfig.get().runtime.config_sources) or Path.cwd()
 
 
-def _task(cfg: object) -> int:
+def _task(cfg: Any) -> int:
     from hydra.core.hydra_config import HydraConfig
 
-    from wanbatch.config.load import to_dict
+    from wanbatch.config.load import to_config
+    from wanbatch.errors import ConfigError
     from wanbatch.runs.run import run_project
 
+    try:
+        typed = to_config(cfg)
+    except ConfigError as exc:
+        print(_one_line(exc), file=sys.stderr)
+        _exit_codes.append(2)
+        return 2
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    code = run_project(to_dict(cfg), run_dir, _project_root()).exit_code
+    code = run_project(typed, run_dir, _project_root()).exit_code
     _exit_codes.append(code)
     return code
 
 
+def _one_line(error: Any) -> str:
+    """A schema error (OmegaConf stops at the first) as one line; several problems one a line."""
+    issues = error.issues
+    return f"error: {issues[0]}" if len(issues) == 1 else f"error: {error}"
+
+
+class _ComposeError(Exception):
+    def __init__(self, error: Any):
+        self.error = error
+
+
 def _hydra_entry() -> None:
     import hydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    hydra.main(config_path=CONF_SEARCH_PATH, config_name="wanbatch", version_base="1.3")(_task)()
+    from wanbatch.config.load import composition_error
+    from wanbatch.config.schema import register
+
+    register()
+    # Hydra prints a composition error its own way and exits 1; with HYDRA_FULL_ERROR it raises it instead, so
+    # it can be told in the project's words (the key, its value, what is allowed). Only for this call: a user
+    # who set it keeps Hydra's full traces.
+    full = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        hydra.main(config_path=CONF_SEARCH_PATH, config_name="wanbatch", version_base="1.3")(_task)()
+    except (HydraException, OmegaConfBaseException) as exc:
+        if full == "1":
+            raise
+        raise _ComposeError(
+            composition_error(exc, [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")])
+        ) from None
+    finally:
+        if full is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = full

@@ -24,7 +24,7 @@ class SweepPage(Callback):
         self.started = time.time()
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        if not config.get("report", True):
+        if not config.report:
             return
         sweep_dir = Path(str(config.hydra.sweep.dir))
         try:

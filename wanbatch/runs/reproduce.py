@@ -30,7 +30,8 @@ from wanbatch.av.files import sha256_file
 from wanbatch.av.similarity import video_psnr
 from wanbatch.backends import build_backends
 from wanbatch.cache.store import Cache, diff_material
-from wanbatch.config.load import backend_configs, project_root_from, to_dict
+from wanbatch.config.load import backend_configs, project_root_from, saved_config
+from wanbatch.config.schema import WanbatchConfig
 from wanbatch.core.backend import BackendKind, RenderContext
 from wanbatch.core.job import Job, take_id
 from wanbatch.core.plan import Plan, make_plan
@@ -89,7 +90,7 @@ def reproduce(
     run_dir = Path(run_dir)
     # 1. The run as it was: its manifest, its saved config, its project folder
     manifest, cfg, project_root = _saved_run(run_dir)
-    encode = EncodeSettings.from_config(cfg.get("encode"))
+    encode = cfg.encode
     project = load_project(cfg, project_root, backend_configs(cfg))
     plan = make_plan(project, build_backends(project.backend_configs), encode=encode)
     try:
@@ -97,7 +98,7 @@ def reproduce(
         recorded = _recorded(run_dir, manifest)
         out_dir = out_dir or run_dir / "reproduce" / time.strftime("%Y-%m-%d_%H-%M-%S")
         (out_dir / "clips").mkdir(parents=True, exist_ok=True)
-        cache_dir = Path(str(cfg["cache"]["dir"])).expanduser()
+        cache_dir = Path(cfg.cache.dir)
 
         # 2. What can be rendered again; the rest is skipped, saying why
         checks: dict[str, Check] = {}
@@ -140,8 +141,7 @@ def reproduce(
                     on_check(check)
                 return check
 
-            concurrency = int((cfg.get("executor") or {}).get("concurrency", 4))
-            with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(todo) or 1))) as pool:
+            with ThreadPoolExecutor(max_workers=max(1, min(cfg.executor.concurrency, len(todo) or 1))) as pool:
                 list(pool.map(one, todo))
 
         # 4. What changed around them since the run
@@ -159,7 +159,7 @@ def reproduce(
 # -- the run as it was ------------------------------------------------------------------------------------
 
 
-def _saved_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], Path]:
+def _saved_run(run_dir: Path) -> tuple[dict[str, Any], WanbatchConfig, Path]:
     from omegaconf import OmegaConf
 
     def bad(what: str) -> ConfigError:
@@ -176,17 +176,21 @@ def _saved_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], Path]:
             "(runs made through the Python API, or with hydra.output_subdir=null, saved none)"
         )
     try:
-        cfg = to_dict(OmegaConf.load(saved))
+        cfg = saved_config(saved)
         hydra = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra
         root = project_root_from(hydra.runtime.config_sources)
         cwd = Path(str(hydra.runtime.cwd))
+    except ConfigError:
+        raise
     except Exception as exc:
         raise bad(f"a run whose saved config can be read again ({type(exc).__name__}: {exc})") from exc
     if root is None:
         raise bad("a run whose .hydra/hydra.yaml names its project folder (`--config-dir`)")
-    # Relative paths in the config were relative to where the run was started.
-    cache_dir = Path(str(cfg["cache"]["dir"])).expanduser()
-    cfg["cache"]["dir"] = str(cache_dir if cache_dir.is_absolute() else cwd / cache_dir)
+    # The cache the run used, as its manifest recorded it (the saved config may say `${oc.env:...}`, which
+    # resolves to wherever this process points); relative paths were relative to where the run was started.
+    recorded = manifest.get("cache_dir") if isinstance(manifest.get("cache_dir"), str) else None
+    cache_dir = Path(recorded or cfg.cache.dir).expanduser()
+    cfg.cache.dir = str(cache_dir if cache_dir.is_absolute() else cwd / cache_dir)
     return manifest, cfg, root
 
 
