@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+from conftest import CHECKOUT
+
+ARTIFACTS = CHECKOUT / "test-artifacts"
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome", "chrome")) if p), None)
 NO_CHROMIUM = "no Chromium on PATH (Debian: apt-get install chromium)"
 

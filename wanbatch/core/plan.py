@@ -18,6 +18,7 @@ from wanbatch.av.encode import EncodeSettings
 from wanbatch.config.schema import EncodeConfig
 from wanbatch.core.backend import Backend, BackendKind
 from wanbatch.core.job import Job, take_id
+from wanbatch.core.price import Price
 from wanbatch.core.project import Project
 from wanbatch.core.scene import Scene, replace
 from wanbatch.errors import ConfigError, Issue
@@ -117,13 +118,17 @@ def make_plan(project: Project, backends: Mapping[str, Backend], encode: EncodeS
     encode = encode or EncodeConfig()
     issues: list[Issue] = []
     made = {name: backends[name] for name in project.backend_configs}  # the backends this project uses
-    for backend in made.values():
+    prices: dict[str, Price] = {}
+    for name, backend in made.items():
         backend.check_ready(issues)
+        where = "backend" if name == project.default_backend else f"backends.{name}"
+        prices[name] = Price.parse(backend.config.price_per_second, f"{where}.price_per_second", issues)
 
     jobs: dict[str, Job] = {}  # by job id (a scene's id, or `scene#k` for its take k)
     picked: dict[str, Job] = {}  # by scene id: the take in the film, which a chained scene starts from
     found: list[Issue] = []
     for scene in topo_order(project):
+        price = prices[scene.backend or project.default_backend]
         backend = made[scene.backend or project.default_backend]
         was_random = scene.seed == -1 and not scene.seeds
         if was_random:
@@ -140,7 +145,7 @@ def make_plan(project: Project, backends: Mapping[str, Backend], encode: EncodeS
             # differ in their seed alone, so a later take reports only the issues the first did not.
             take_scene = scene if seed == scene.seed else replace(scene, seed=seed)  # replace() costs ~10 us
             found.clear()  # one list for every job: fewer objects for the garbage collector to count
-            job = _job(take_scene, backend, encode, parent, found, take=take, takes=len(seeds))
+            job = _job(take_scene, backend, price, encode, parent, found, take=take, takes=len(seeds))
             if found:
                 issues.extend(i for i in found if take == 1 or i not in issues)
             if job is None:
@@ -162,6 +167,7 @@ def make_plan(project: Project, backends: Mapping[str, Backend], encode: EncodeS
 def _job(
     scene: Scene,
     backend: Backend,
+    price: Price,
     encode: EncodeSettings,
     parent: Job | None,
     issues: list[Issue],
@@ -177,6 +183,7 @@ def _job(
     if len(issues) > n_before:
         return None
     inputs = scene.media()
+    seconds = backend.seconds_of_video(params)
     material: dict[str, Any] = {
         "v": KEY_VERSION,
         "backend": backend.name,
@@ -197,8 +204,8 @@ def _job(
         key=key_of(material),
         material=material,
         parent=parent.id if parent is not None else None,
-        seconds=backend.seconds_of_video(params),
-        cost=backend.estimated_cost(params),
+        seconds=seconds,
+        cost=price.of(seconds, backend.resolution_of(params)),
         take=take,
         takes=takes,
         picked=take == scene.pick,

@@ -38,6 +38,7 @@ class SceneRecord(TypedDict):
     request_id: str | None  # the provider's id of a remote render
     error: str | None
     seconds: float  # wall time spent on this scene in this run
+    estimated_cost: float | None  # USD this run was estimated to spend on it (0 when cached); None = unknown
     prompt: str | None
     title: str | None
     duration: float  # seconds of video
@@ -63,6 +64,7 @@ class TakeRecord(TypedDict):
     status: SceneStatus
     clip: str | None
     seconds: float
+    estimated_cost: float | None
     request_id: str | None
     error: str | None
     info: dict[str, Any]
@@ -79,7 +81,7 @@ class SceneRow(SceneRecord, total=False):
 
 
 # What a take's entry holds of its job's record (the rest is the scene's own)
-TAKE_FIELDS = ("seed", "cache_key", "status", "clip", "seconds", "request_id", "error", "info")
+TAKE_FIELDS = ("seed", "cache_key", "status", "clip", "seconds", "estimated_cost", "request_id", "error", "info")
 
 
 class RunNotes(TypedDict, total=False):
@@ -90,6 +92,7 @@ class RunNotes(TypedDict, total=False):
     repaired: list[str]  # cache keys whose corrupt entries were dropped
     executor: dict[str, Any]  # the executor's summary (ray: start-up, what each actor did)
     environment: dict[str, Any]  # what made the clips (runs/environment.py)
+    cost: dict[str, Any]  # the run's estimate: total, per backend, what was unknown, the budget (runs/estimate.py)
 
 
 class _Manifest(TypedDict):
@@ -111,7 +114,9 @@ class Manifest(_Manifest, RunNotes, total=False):
     report_error: str
 
 
-def scene_record(plan: Plan, job_id: str, outcome: Outcome | None, clip_rel: str | None) -> SceneRecord:
+def scene_record(
+    plan: Plan, job_id: str, outcome: Outcome | None, clip_rel: str | None, estimated_cost: float | None = None
+) -> SceneRecord:
     """The record of one job: a scene's row in the manifest, or one of its takes."""
     job = plan.job(job_id)
     return {
@@ -126,6 +131,7 @@ def scene_record(plan: Plan, job_id: str, outcome: Outcome | None, clip_rel: str
         "request_id": outcome.request_id if outcome else None,
         "error": outcome.error if outcome else None,
         "seconds": outcome.seconds if outcome else 0.0,
+        "estimated_cost": estimated_cost,
         "prompt": job.scene.prompt,
         "title": job.scene.title,
         "duration": round(job.seconds, 3),
@@ -155,6 +161,7 @@ def scene_row(plan: Plan, picked: Job, records: dict[str, SceneRecord]) -> Scene
                 "status": rec["status"],
                 "clip": rec["clip"],
                 "seconds": rec["seconds"],
+                "estimated_cost": rec["estimated_cost"],
                 "request_id": rec["request_id"],
                 "error": rec["error"],
                 "info": rec["info"],
@@ -177,14 +184,16 @@ def build(
     film: str | None = None,
     extra: RunNotes | None = None,
     records: dict[str, SceneRecord] | None = None,
+    estimates: dict[str, float | None] | None = None,
 ) -> Manifest:
     """The manifest: a row per scene (its picked take), every take beside it where it has several. `records`
     may hold job records built earlier (each is built once per outcome, not once per write: a run of thousands
     of jobs would otherwise spend quadratic time here). `counts` counts jobs: every take is a render."""
     records = dict(records or {})
+    estimates = estimates or {}
     for j in plan.jobs:
         if j.id not in records:
-            records[j.id] = scene_record(plan, j.id, outcomes.get(j.id), clips.get(j.id))
+            records[j.id] = scene_record(plan, j.id, outcomes.get(j.id), clips.get(j.id), estimates.get(j.id))
     scenes = [scene_row(plan, j, records) for j in plan.film_jobs]
     counts: dict[SceneStatus, int] = {}
     for j in plan.jobs:

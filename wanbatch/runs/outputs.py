@@ -31,11 +31,13 @@ class RunOutputs:
         plan: Plan,
         started: float,
         *,
+        estimates: dict[str, float | None] | None = None,
         environment: Callable[[bool], dict[str, Any] | None] | None = None,
     ):
         self.run_dir = run_dir
         self.plan = plan
         self.started = started
+        self.estimates = estimates or {}  # USD each job was estimated to cost this run (None = unknown)
         # the manifest's `environment`: what this process is (ready some time into the run; `wait` for it), and
         # what the backends that rendered say of themselves (set once the jobs are over)
         self._environment = environment
@@ -56,7 +58,7 @@ class RunOutputs:
             link_or_copy(outcome.clip, self.run_dir / rel)
             self.clips[outcome.scene] = rel
         self.records[outcome.scene] = manifest.scene_record(
-            self.plan, outcome.scene, outcome, self.clips.get(outcome.scene)
+            self.plan, outcome.scene, outcome, self.clips.get(outcome.scene), self.estimates.get(outcome.scene)
         )
         now = time.monotonic()
         if now - self._written >= MANIFEST_EVERY_S or len(self.outcomes) == len(self.plan.jobs):
@@ -72,7 +74,14 @@ class RunOutputs:
             notes.update(extra or {})
             extra = notes
         return manifest.build(
-            self.plan, self.outcomes, self.clips, started=self.started, film=film, extra=extra, records=self.records
+            self.plan,
+            self.outcomes,
+            self.clips,
+            started=self.started,
+            film=film,
+            extra=extra,
+            records=self.records,
+            estimates=self.estimates,
         )
 
     def stitch(

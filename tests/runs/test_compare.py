@@ -20,9 +20,9 @@ from wanbatch.cli.sweep_page import sweep_members
 from wanbatch.runs.compare import write_comparison
 
 from chromium import CHROMIUM, NO_CHROMIUM, Browser, console_errors, open_page, play_all, screenshot
-from conftest import REPO
+from conftest import DATA, REPO
 
-SWEEP = Path(__file__).resolve().parent / "data" / "sweep"
+SWEEP = DATA / "sweep"
 
 
 def _wanbatch(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
