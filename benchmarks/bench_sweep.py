@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     return result(
         "sweep",
-        "8. Seed experiments: a sweep's comparison page, takes, reproduce",
+        "Seed experiments: a sweep's comparison page, takes, reproduce",
         figures,
         notes=notes,
         raw=raw,
