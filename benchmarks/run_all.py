@@ -39,6 +39,7 @@ BENCHMARKS = [
     ("gpu", "bench_gpu", "full-size Wan2.1 1.3B architecture on a GPU"),
     ("ray", "bench_ray", "Ray executor"),
     ("cache", "bench_cache", "verified dry runs, opening a cache, rebuilding its index"),
+    ("sweep", "bench_sweep", "seed experiments: a sweep's comparison page, takes, reproduce"),
 ]
 TIMEOUT_S = 1200
 

@@ -191,11 +191,11 @@ def test_rewriting_replaces_stale_posters(tmp_path):
 def test_a_rerun_links_its_posters_from_the_cache_and_cuts_none(tmp_path, monkeypatch):
     import os
 
-    from wanbatch.runs import report as report_module
+    from wanbatch.runs import posters as posters_module
 
     cuts: list[str] = []
-    real = report_module.run_ffmpeg
-    monkeypatch.setattr(report_module, "run_ffmpeg", lambda args, **kw: (cuts.append(args[-1]), real(args, **kw))[1])
+    real = posters_module.run_ffmpeg
+    monkeypatch.setattr(posters_module, "run_ffmpeg", lambda args, **kw: (cuts.append(args[-1]), real(args, **kw))[1])
     first, again, cache = tmp_path / "run1", tmp_path / "run2", tmp_path / "posters"
     manifest = make_run(first)
     manifest["stitch"]["cache_key"] = "e" * 64

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -143,6 +143,12 @@ class Backend(ABC):
 
     def settle(self, job: Job) -> None:  # noqa: B027 - optional hook
         """`job` is done with this backend, rendered or not (a cache hit, an error, a cancel)."""
+
+    def environment(self, jobs: Sequence[Job]) -> dict[str, Any]:
+        """What this backend rendered `jobs` with, beyond the package versions every manifest records: a local
+        backend's devices (names, CUDA version), dtype and the resolved revision of each model. Called after
+        the jobs ran (so what they loaded may be read), for the manifest's `environment`; {} says nothing."""
+        return {}
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients, pipelines, threads."""
