@@ -7,6 +7,7 @@
     wanbatch init DIR                            a starter project that renders as it is
     wanbatch cache list|why|prune ...            see `wanbatch cache --help`
     wanbatch --version
+    eval "$(wanbatch -sc install=bash)"          TAB completion (zsh too; fish: wanbatch -sc install=fish | source)
 
 Each sub-command lives in its own module and is imported only when asked for, so `--version` and `init`
 start without Hydra.
@@ -28,6 +29,10 @@ def main(argv: list[str] | None = None) -> None:
         from wanbatch.cli.init import main as init_main
 
         sys.exit(init_main(argv[1:]))
+    if any(a in ("-sc", "--shell-completion") or a.startswith(("-sc=", "--shell-completion=")) for a in argv):
+        from wanbatch.cli.complete import main as complete_main
+
+        sys.exit(complete_main(argv))
     if argv[:1] == ["cache"]:
         from wanbatch.cli.cache import main as cache_main
 
