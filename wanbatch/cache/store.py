@@ -60,6 +60,22 @@ def diff_material(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return sorted(k for k in a.keys() | b.keys() if a.get(k, "<unset>") != b.get(k, "<unset>"))
 
 
+def describe_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Each differing field as `name old → new` (long values shortened), what `cache why` prints."""
+    a, b = _flatten(old), _flatten(new)
+    return [f"{k} {_short(a.get(k, '<unset>'))} → {_short(b.get(k, '<unset>'))}" for k in diff_material(old, new)]
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = repr(value) if isinstance(value, str) and value != "<unset>" else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def is_cache(directory: str | Path) -> bool:
+    """Whether a render cache exists at `directory` (opening a `Cache` creates one; a look into it must not)."""
+    return (Path(directory).expanduser() / "index").is_dir()
+
+
 def _open(directory: Path) -> diskcache.Cache:
     return diskcache.Cache(str(directory), timeout=60)
 
@@ -107,8 +123,9 @@ class Cache:
         hit = cache.fetch(key) or cache.put(key, rendered_mp4, material=..., meta=...)
     """
 
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path, project: str | None = None):
         self.dir = Path(directory).expanduser().resolve()
+        self.project = project  # recorded in each entry this Cache puts, for `wanbatch cache list --project`
         for sub in ("blobs", "locks", "tmp"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         self._index = _open(self.dir / "index")
@@ -189,6 +206,7 @@ class Cache:
             "size": size,
             "material": dict(material),
             "created": time.time(),
+            **({"project": self.project} if self.project else {}),
             **dict(meta),
         }
         scene_id = meta.get("scene_id")
@@ -209,7 +227,7 @@ class Cache:
             entry = self._index.get(k)
             if entry is None:
                 continue
-            diff = diff_material(entry["material"], material)
+            diff = describe_change(entry["material"], material)
             if best is None or len(diff) < len(best):
                 best = diff
         if best is None:
@@ -226,33 +244,41 @@ class Cache:
             if entry is not None:
                 yield dict(entry)
 
-    def prune(self, *, older_than_s: float | None = None, everything: bool = False) -> dict[str, int]:
-        """Drop entries not created within `older_than_s` (or all), then blobs and posters of no entry."""
+    def prune(
+        self, *, older_than_s: float | None = None, everything: bool = False, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Drop entries not created within `older_than_s` (or all), then blobs and posters of no entry.
+        `dry_run`: delete nothing; the counts and `gone` (the entries) say what would go."""
         now = time.time()
-        dropped = 0
-        for entry in list(self.entries()):
-            if everything or (older_than_s is not None and now - entry["created"] > older_than_s):
+        everyone = list(self.entries())
+        gone = [e for e in everyone if everything or (older_than_s is not None and now - e["created"] > older_than_s)]
+        if not dry_run:
+            for entry in gone:
                 with self._writing:
                     self._index.delete(entry["key"])
-                dropped += 1
-        remaining = list(self.entries())  # one pass over the index for both sweeps below
+        gone_keys = {e["key"] for e in gone}
+        remaining = [e for e in everyone if e["key"] not in gone_keys]
         live = {e["blob"] for e in remaining}
         blobs = freed = 0
         for blob in (self.dir / "blobs").glob("*/*"):
             digest = blob.name.split(".")[0].lstrip(".")
             if digest not in live:
                 freed += blob.stat().st_size
-                blob.unlink()
                 blobs += 1
+                if not dry_run:
+                    blob.unlink()
         keys = {e["key"] for e in remaining}
         for poster in (self.dir / "posters").glob("*.png"):  # a poster goes with its clip's entry
             if poster.name.split("-")[0] not in keys:
                 freed += poster.stat().st_size
-                poster.unlink()
+                if not dry_run:
+                    poster.unlink()
+        if dry_run:
+            return {"entries": len(gone), "blobs": blobs, "bytes": freed, "gone": gone}
         for tmp in (self.dir / "tmp").iterdir():
             if now - tmp.stat().st_mtime > 24 * 3600:
                 shutil.rmtree(tmp, ignore_errors=True)
-        return {"entries": dropped, "blobs": blobs, "bytes": freed}
+        return {"entries": len(gone), "blobs": blobs, "bytes": freed, "gone": gone}
 
     def close(self) -> None:
         self._index.close()
@@ -268,4 +294,4 @@ def _sha256_uncached(path: Path) -> str:
     return h.hexdigest()
 
 
-__all__ = ["Cache", "Hit", "Journal", "diff_material", "sha256_file"]
+__all__ = ["Cache", "Hit", "Journal", "describe_change", "diff_material", "is_cache", "sha256_file"]

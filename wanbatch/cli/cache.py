@@ -1,9 +1,13 @@
 """`wanbatch cache list | why | prune`: look into the render cache.
 
-wanbatch cache list [--dir D] [--json]
-wanbatch cache why recipe=demo [HYDRA OVERRIDES...]     which field changed, per scene that misses
+wanbatch cache list [--dir D] [--project NAME] [--json]
+wanbatch cache why recipe=demo [HYDRA OVERRIDES...]     which field changed (old → new), per scene that misses
 wanbatch cache why --config-dir DIR --config-name NAME [OVERRIDES...]
-wanbatch cache prune [--dir D] (--older-than 30d | --all)
+wanbatch cache prune [--dir D] (--older-than 30d | --all) [--dry-run] [--yes]
+
+A cached render may have been paid for: `prune` lists what would go and asks first (`--yes` skips the question;
+without a terminal and without `--yes` it deletes nothing). `list` and `why` only read: a folder that holds no
+cache stays as it is.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from wanbatch.cache.store import Cache, is_cache
 from wanbatch.config.load import PROJECT_FILE, default_cache_dir, load_config, recipe_dir
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -37,6 +42,7 @@ def main(argv: list[str]) -> int:
     p_list = sub.add_parser("list", help="list cached renders")
     p_list.add_argument("--dir", type=Path, default=None)
     p_list.add_argument("--json", action="store_true")
+    p_list.add_argument("--project", help="only the renders of this project (its `project.name`)")
     p_why = sub.add_parser("why", help="say why each scene of a project misses the cache")
     p_why.add_argument("--config-dir", type=Path)
     p_why.add_argument("--config-name")
@@ -46,47 +52,91 @@ def main(argv: list[str]) -> int:
     group = p_prune.add_mutually_exclusive_group(required=True)
     group.add_argument("--older-than", type=_age)
     group.add_argument("--all", action="store_true")
+    p_prune.add_argument(
+        "--dry-run", action="store_true", help="list what would go and the bytes freed; delete nothing"
+    )
+    p_prune.add_argument("--yes", "-y", action="store_true", help="do not ask (scripts)")
     args = parser.parse_args(argv)
-
-    from wanbatch.cache.store import Cache
 
     if args.cmd == "why":
         return _why(args)
-    cache = Cache(args.dir or default_cache_dir())
-    if args.cmd == "list":
-        entries = sorted(cache.entries(), key=lambda e: e["created"])
-        if args.json:
+    directory = Path(args.dir or default_cache_dir()).expanduser()
+    if not is_cache(directory):
+        # A look must not create a cache where a typo points; an explicit folder that is none is a mistake.
+        if args.dir is not None:
             print(
-                json.dumps(
-                    [
-                        {
-                            k: e.get(k)
-                            for k in ("key", "scene_id", "backend", "model", "seed", "size", "created", "request_id")
-                        }
-                        for e in entries
-                    ],
-                    indent=2,
-                )
+                f"error: `--dir` = {str(args.dir)!r} is not allowed; a folder holding a wanbatch cache", file=sys.stderr
             )
-        else:
-            for e in entries:
-                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e["created"]))
-                print(
-                    f"{e['key']}  {when}  {e.get('backend') or '?':<18} {e.get('scene_id') or '(film)':<20} "
-                    f"seed={e.get('seed')}  {e['size'] / 1e6:.2f} MB"
-                )
-            print(f"{len(entries)} entries in {cache.dir}")
+            return 2
+        print(f"no cache at {directory} yet: nothing rendered, nothing to {args.cmd}")
         return 0
-    stats = cache.prune(older_than_s=args.older_than, everything=args.all)
-    print(
-        f"pruned {stats['entries']} entries and {stats['blobs']} blobs ({stats['bytes'] / 1e6:.1f} MB) in {cache.dir}"
-    )
+    cache = Cache(directory)
+    if args.cmd == "list":
+        return _list(cache, args)
+    return _prune(cache, args)
+
+
+def _list(cache: Cache, args: argparse.Namespace) -> int:
+    entries = sorted(cache.entries(), key=lambda e: e["created"])
+    if args.project is not None:
+        entries = [e for e in entries if e.get("project") == args.project]
+    if args.json:
+        fields = ("key", "project", "scene_id", "backend", "model", "seed", "size", "created", "request_id")
+        print(json.dumps([{k: e.get(k) for k in fields} for e in entries], indent=2))
+        return 0
+    print(f"{'KEY':<16}  {'CREATED':<16}  {'PROJECT':<14} {'SCENE':<20} {'BACKEND':<18} {'SEED':>10}  {'SIZE':>9}")
+    for e in entries:
+        print(
+            f"{e['key'][:16]:<16}  {_when(e['created']):<16}  {e.get('project') or '-':<14} "
+            f"{e.get('scene_id') or '(film)':<20} {e.get('backend') or '?':<18} {e.get('seed')!s:>10}  "
+            f"{_mb(e['size']):>9}"
+        )
+    which = f" of project {args.project}" if args.project is not None else ""
+    total = sum(e["size"] for e in entries)
+    print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}{which}, {_mb(total)}, in {cache.dir}")
     return 0
+
+
+def _prune(cache: Cache, args: argparse.Namespace) -> int:
+    """What would go is listed first; deleting needs a yes, typed at a terminal or given as --yes."""
+    would = cache.prune(older_than_s=args.older_than, everything=args.all, dry_run=True)
+    if not would["entries"] and not would["blobs"]:
+        print(f"nothing to prune in {cache.dir}")
+        return 0
+    for e in would["gone"]:
+        print(
+            f"  {e['key'][:16]}  {_when(e['created'])}  {e.get('scene_id') or '(film)':<20} {e.get('backend') or '?'}"
+        )
+    summary = f"{would['entries']} entries and {would['blobs']} blobs ({_mb(would['bytes'])})"
+    if args.dry_run:
+        print(f"would prune {summary} in {cache.dir} (dry run: nothing deleted)")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(
+                f"would prune {summary}; nothing deleted: no terminal to ask on, pass --yes to delete",
+                file=sys.stderr,
+            )
+            return 1
+        answer = input(f"delete {summary} from {cache.dir}? cached renders may have been paid for [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    done = cache.prune(older_than_s=args.older_than, everything=args.all)
+    print(f"pruned {done['entries']} entries and {done['blobs']} blobs ({_mb(done['bytes'])}) in {cache.dir}")
+    return 0
+
+
+def _when(created: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(created))
+
+
+def _mb(size: float) -> str:
+    return f"{size / 1e6:.2f} MB"
 
 
 def _why(args: argparse.Namespace) -> int:
     from wanbatch.backends import build_backends
-    from wanbatch.cache.store import Cache
     from wanbatch.config.load import backend_configs
     from wanbatch.core.plan import make_plan
     from wanbatch.core.project import load_project
@@ -108,7 +158,12 @@ def _why(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    cache = Cache(Path(cfg.cache.dir).expanduser())
+    cache_dir = Path(cfg.cache.dir).expanduser()
+    if not is_cache(cache_dir):  # nothing rendered yet: every scene is new, and no cache is made to say so
+        for job in plan.jobs:
+            print(f"{job.id}: new: no cache at {cache_dir} yet")
+        return 0
+    cache = Cache(cache_dir)
     for job in plan.jobs:
         state = "cached" if cache.peek(job.key) else cache.explain_miss(job.id, job.material)
         print(f"{job.id}: {state}")

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.backends import build_backends
-from wanbatch.cache.store import Cache
+from wanbatch.cache.store import Cache, is_cache
 from wanbatch.config.checks import choice, number
 from wanbatch.config.load import backend_configs
 from wanbatch.config.schema import ExecutorConfig, RayExecutorConfig, WanbatchConfig
@@ -86,11 +86,11 @@ def run_project(
     # 2. Look up the cache. A dry run stops here, having written nothing.
     cache_dir = Path(cfg.cache.dir).expanduser()
     if cfg.dry_run:
-        cache = Cache(cache_dir) if (cache_dir / "index").is_dir() else None
+        cache = Cache(cache_dir) if is_cache(cache_dir) else None
         print_summary(plan, cache, out)
         _close(plan)
         return RunResult(0)
-    cache = Cache(cache_dir)
+    cache = Cache(cache_dir, project=plan.project.name)
     print_summary(plan, cache, out, brief=True)
 
     # 3. Execute. Each finished clip is cached at once and recorded in the manifest as it lands.
