@@ -131,7 +131,8 @@ def test_a_backend_option_built_in_python_is_checked_too():
         ),
         (
             ["executor.concurency=2"],
-            "error: project: `executor.concurency` = 2 is not allowed; unknown option (did you mean concurrency?); known:",
+            "error: project: `executor.concurency` = 2 is not allowed; "
+            "unknown option (did you mean concurrency?); known:",
         ),
     ],
 )

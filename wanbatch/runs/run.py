@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -118,6 +119,7 @@ def run_project(
     film = None
     notes: dict[str, Any] = {}
     if not failed and not interrupted and cfg.stitch.enabled:
+        progress.phase("joining film")
         try:
             film, notes = outputs.stitch(cfg.stitch, encode, plan.project.soundtrack, cache)
         except Exception as exc:  # the clips are safe; say what went wrong with the film
@@ -133,6 +135,7 @@ def run_project(
         },
     )
     if cfg.report:
+        progress.phase("writing report")
         outputs.report(data)
     manifest.write(run_dir, data)
     cache.close()
@@ -193,12 +196,14 @@ def print_summary(plan: Plan, cache: Cache | None, out: TextIO, *, brief: bool =
     from rich.table import Table
 
     rows = []
+    cached: set[str] = set()
     totals = {"jobs": len(plan.jobs), "cached": 0, "to_render": 0, "seconds_to_render": 0.0, "cost": 0.0}
     for job in plan.jobs:
         hit = cache.peek(job.key) if cache is not None else None
         if hit is not None:
             state = "cached"
             totals["cached"] += 1
+            cached.add(job.id)
         else:
             state = cache.explain_miss(job.id, job.material) if cache is not None else "new: empty cache"
             totals["to_render"] += 1
@@ -214,7 +219,9 @@ def print_summary(plan: Plan, cache: Cache | None, out: TextIO, *, brief: bool =
         for row in rows:
             table.add_row(*row)
         console.print(table)
-    for job in plan.jobs:  # decisions the user did not spell out (e.g. frames rounded to 4k+1): never silent
+    # Decisions the user did not spell out (e.g. frames rounded to 4k+1): never silent. A real run tells them for
+    # the scenes about to render; a cache hit was told when it rendered.
+    for job in [j for j in plan.jobs if not (brief and j.id in cached)]:
         for note in plan.backends[job.backend].notes(job.scene, job.params):
             console.print(f"note: scene `{job.id}`: {note}", highlight=False)
     cost = f", est. cost ${totals['cost']:.2f}" if totals["cost"] else ""
@@ -227,11 +234,27 @@ def print_summary(plan: Plan, cache: Cache | None, out: TextIO, *, brief: bool =
 
 
 def _print_result(data: Manifest, run_dir: Path, out: TextIO, interrupted: bool) -> None:
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(data["counts"].items()))
+    """The last lines: the four counts always (a scene not started when Ctrl-C came counts as cancelled), each
+    failure once, and what to do about failures."""
+    c = data["counts"]
+    cancelled = c.get("cancelled", 0) + c.get("pending", 0)
+    counts = (
+        f"{c.get('rendered', 0)} rendered, {c.get('cached', 0)} cached, {c.get('failed', 0)} failed, "
+        f"{cancelled} cancelled"
+    )
     head = "interrupted" if interrupted else "done"
     print(f"{head}: {counts}; run directory {run_dir}", file=out)
     if data["film"]:
         print(f"film: {run_dir / data['film']}", file=out)
-    for s in data["scenes"]:
-        if s["status"] == "failed":
-            print(f"failed: scene `{s['id']}`: {s['error']}", file=out)
+    failed = [s for s in data["scenes"] if s["status"] == "failed"]
+    for s in failed:
+        # An error raised for a scene often names it already; say it once.
+        error = re.sub(rf"^scene `{re.escape(s['id'])}`: ", "", str(s["error"] or ""))
+        print(f"failed: scene `{s['id']}`: {error}", file=out)
+    if failed:
+        print(
+            f"{len(failed)} scene{'s' if len(failed) != 1 else ''} failed; running the same command again renders only "
+            f"{'those' if len(failed) != 1 else 'that one'} (the rest come from the cache); the errors are in "
+            f"{run_dir / 'manifest.json'} and {run_dir / 'wanbatch.log'}",
+            file=out,
+        )
