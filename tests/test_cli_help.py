@@ -20,7 +20,7 @@ def test_help_explains_recipes_projects_dry_runs_sub_commands_and_exit_codes(tmp
     assert text.startswith("wanbatch ") and "powered by Hydra" not in text
     for needed in (
         "recipe=NAME",
-        "demo, remote_mix, storyboard",
+        "demo, novita, remote_mix, storyboard",
         "--config-dir DIR",
         "dry_run=true",
         "wanbatch init",
@@ -62,7 +62,7 @@ def complete(line: str, tmp_path, shell: str = "bash") -> list[str]:
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("wanbatch recipe=", ["recipe=demo", "recipe=remote_mix", "recipe=storyboard"]),
+        ("wanbatch recipe=", ["recipe=demo", "recipe=novita", "recipe=remote_mix", "recipe=storyboard"]),
         ("wanbatch recipe=st", ["recipe=storyboard"]),
         ("wanbatch recipe=demo backend=nov", ["backend=novita_wan21_t2v"]),
         ("wanbatch recipe=demo exec", ["executor.", "executor="]),
