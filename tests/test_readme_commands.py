@@ -1,12 +1,12 @@
 """Every `wanbatch ...` command in README.md, run as written through the console script, in README order, in a
-folder of its own: a new user's first session. A command whose project renders on a paid API or on a Ray cluster
-(`executor.address=...`) runs as a dry run (`dry_run=true` added: validated and planned, nothing sent); the one that names the fake provider (`$U`) renders against the bundled
-`wanbatch.testing.fakeprovider`. Shown errors (`$ wanbatch ...` followed by its output) must print that output.
+folder of its own: a new user's first session. A command whose project renders on a paid API or on a Ray
+cluster (`executor.address=...`) runs as a dry run (`dry_run=true` added: validated and planned, nothing sent);
+the one that names the fake provider (`$U`) renders against the bundled `wanbatch.testing.fakeprovider`. Shown
+errors (`$ wanbatch ...` followed by its output) must print that output.
 
 The README's own substitutions, made here: `recipe=myfilm` (the Ray and sweep sections) is a project of yours
 under ./recipes, written by `wanbatch init`; an absolute `cache.dir` is this test's cache. Commands that need a
-cluster or a launcher plugin that is not installed are listed in NEEDS_A_CLUSTER with why; the list must match
-the README exactly, so a new command cannot go untested unnoticed."""
+launcher plugin that is not installed, and its cluster, are only checked to say what to install."""
 
 from __future__ import annotations
 
