@@ -60,16 +60,24 @@ class RunOutputs:
         self, settings: StitchConfig, encode: EncodeSettings, soundtrack: Soundtrack | None, cache: Cache
     ) -> tuple[str, dict[str, Any]]:
         """film.mp4 from the clips. The film is cached too, keyed by its clips' keys and everything else
-        that shapes it, so a fully cached rerun does not even re-join (a compose costs real seconds)."""
+        that shapes it, so a fully cached rerun does not even re-join (a compose costs real seconds).
+        A scene without a clip (it failed) gets a slate in its place, or is left out (`stitch.on_failure`);
+        the notes then say the film is partial and which scenes it lacks."""
         from wanbatch.film.clips import FilmClip
         from wanbatch.film.stitch import stitch_film
 
         film = self.run_dir / "film.mp4"
+        missing = [j.id for j in self.plan.jobs if j.id not in self.clips]
+        stand_in = "" if not missing else settings.on_failure  # slate | skip
         key = key_of(
             {
                 "film": FILM_VERSION,
-                "clips": [[j.key, j.scene.transition.type, j.scene.transition.duration] for j in self.plan.jobs],
-                "stitch": {k: v for k, v in sorted(dataclasses.asdict(settings).items()) if k != "enabled"},
+                "clips": [[j.key if j.id in self.clips else f"{stand_in}:{j.key}", *_cut(j)] for j in self.plan.jobs],
+                "stitch": {
+                    k: v
+                    for k, v in sorted(dataclasses.asdict(settings).items())
+                    if k not in ("enabled", "on_failure")  # a partial film's stand-ins are in its clips
+                },
                 "encode": encode.identity(),
                 "soundtrack": None
                 if soundtrack is None
@@ -82,18 +90,41 @@ class RunOutputs:
                 link_or_copy(hit.path, film)
                 return film.name, {**hit.entry["film"], "cached": True, "cache_key": key}
             clips = [
-                FilmClip(path=self.run_dir / self.clips[j.id], scene_id=j.id, transition=j.scene.transition)
+                FilmClip(path=self._clip_or_slate(j.id, encode), scene_id=j.id, transition=j.scene.transition)
                 for j in self.plan.jobs
+                if j.id in self.clips or stand_in == "slate"
             ]
             result = stitch_film(clips, film, settings=settings, encode=encode, soundtrack=soundtrack)
-            notes = {
+            notes: dict[str, Any] = {
                 "method": result.method,
                 "reason": result.reason,
                 "duration": round(result.duration, 3),
                 "seconds": round(result.seconds, 3),
             }
+            if missing:
+                notes["partial"] = {"on_failure": stand_in, "scenes": missing}
             cache.put(key, film, material={"film": key}, meta={"backend": "stitch", "film": notes})
         return film.name, {**notes, "cached": False, "cache_key": key}
+
+    def _clip_or_slate(self, scene_id: str, encode: EncodeSettings) -> Path:
+        """The scene's clip, or a slate as long as the scene, the size and fps of the first clip there is."""
+        if scene_id in self.clips:
+            return self.run_dir / self.clips[scene_id]
+        from wanbatch.film.clips import probe_clips
+        from wanbatch.film.slate import write_slate
+
+        like = probe_clips([self.run_dir / next(iter(self.clips.values()))])[0] if self.clips else None
+        job = self.plan.job(scene_id)
+        path = self.run_dir / "clips" / f"{job.scene.index + 1:03d}-{_safe(job.id)}.slate.mp4"
+        return write_slate(
+            path,
+            job.id,
+            job.seconds or 2.0,
+            width=like.width if like else 832,
+            height=like.height if like else 480,
+            fps=like.fps if like else 16.0,
+            encode=encode,
+        )
 
     def report(self, data: Manifest) -> None:
         """The timeline export, then index.html (which links it); a failure here never fails the run."""
@@ -111,6 +142,10 @@ class RunOutputs:
             data["report"] = write_report(self.run_dir, data, poster_cache=posters).name
         except Exception as exc:
             data["report_error"] = f"{type(exc).__name__}: {exc}"
+
+
+def _cut(job: Any) -> list[Any]:
+    return [job.scene.transition.type, job.scene.transition.duration]
 
 
 def _safe(name: str) -> str:

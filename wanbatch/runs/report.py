@@ -183,6 +183,10 @@ def _film_section(manifest: Manifest, film: str | None, poster: str | None, time
                 if key in ("duration", "seconds"):
                     value = f"{_number(value) or 0:.2f} s"
                 rows.append((f"stitch {key}" if key != "duration" else "film duration", value))
+        partial = stitch.get("partial")
+        if isinstance(partial, Mapping):
+            how = "a slate stands in for" if partial.get("on_failure") == "slate" else "it leaves out"
+            rows.insert(0, ("partial film", f"{how} {', '.join(map(str, partial.get('scenes') or []))} (failed)"))
     links = [f'<a href="{_url(film)}" download>{_e(film)}</a>']
     for target in (timeline, "manifest.json"):
         if target and _safe_relative(target):

@@ -118,7 +118,10 @@ def run_project(
     failed = [o for o in outcomes.values() if not o.ok]
     film = None
     notes: dict[str, Any] = {}
-    if not failed and not interrupted and cfg.stitch.enabled:
+    # A failed scene gets a slate in the film (or is left out), unless `stitch.on_failure: none`; never a film
+    # with no clip at all.
+    partial_ok = cfg.stitch.on_failure != "none" and len(failed) < len(plan.jobs)
+    if (not failed or partial_ok) and not interrupted and cfg.stitch.enabled:
         progress.phase("joining film")
         try:
             film, notes = outputs.stitch(cfg.stitch, encode, plan.project.soundtrack, cache)
@@ -245,7 +248,10 @@ def _print_result(data: Manifest, run_dir: Path, out: TextIO, interrupted: bool)
     head = "interrupted" if interrupted else "done"
     print(f"{head}: {counts}; run directory {run_dir}", file=out)
     if data["film"]:
-        print(f"film: {run_dir / data['film']}", file=out)
+        partial = (data.get("stitch") or {}).get("partial")
+        how = "slates for" if partial and partial["on_failure"] == "slate" else "without"
+        note = f" (partial: {how} {', '.join(partial['scenes'])})" if partial else ""
+        print(f"film: {run_dir / data['film']}{note}", file=out)
     failed = [s for s in data["scenes"] if s["status"] == "failed"]
     for s in failed:
         # An error raised for a scene often names it already; say it once.
