@@ -19,7 +19,7 @@ import pytest
 from wanbatch.testing.fakeprovider import FakeProvider
 
 from cli_fixtures import wanbatch
-from conftest import REPO
+from conftest import CHECKOUT
 
 REMOTE = re.compile(r"recipe=(novita|remote_mix)\b|backend=(novita|gmi|aiml)_")
 LAUNCHERS = {"submitit_slurm": "hydra_plugins.hydra_submitit_launcher", "ray": "hydra_plugins.hydra_ray_launcher"}
@@ -29,7 +29,7 @@ def readme_commands() -> list[tuple[list[str], str | None]]:
     """(words, expected stderr or None) for each `wanbatch` line of README.md's code blocks, continuations joined."""
     out: list[tuple[list[str], str | None]] = []
     in_block = False
-    lines = (REPO / "README.md").read_text().splitlines()
+    lines = (CHECKOUT / "README.md").read_text().splitlines()
     i = 0
     while i < len(lines):
         line = lines[i].strip()
@@ -92,6 +92,6 @@ def test_every_readme_command_runs(tmp_path):
 @pytest.mark.parametrize("words", [w for w, _ in readme_commands() if needs_a_cluster(w)], ids=" ".join)
 def test_the_cluster_commands_name_what_they_need(words):
     """Not run here (no cluster, no plugin); the README says what to install right above them."""
-    text = (REPO / "README.md").read_text()
+    text = (CHECKOUT / "README.md").read_text()
     launcher = next(k for k in LAUNCHERS if f"hydra/launcher={k}" in " ".join(words))
     assert f"pip install hydra-{launcher.split('_')[0]}-launcher" in text

@@ -245,14 +245,14 @@ class Cache:
                 yield dict(entry)
 
     def prune(
-        self, *, older_than_s: float | None = None, everything: bool = False, dry_run: bool = False
+        self, *, older_than_s: float | None = None, everything: bool = False, delete: bool = True
     ) -> dict[str, Any]:
         """Drop entries not created within `older_than_s` (or all), then blobs and posters of no entry.
-        `dry_run`: delete nothing; the counts and `gone` (the entries) say what would go."""
+        `delete=False`: delete nothing; the counts and `gone` (the entries) say what would go."""
         now = time.time()
         everyone = list(self.entries())
         gone = [e for e in everyone if everything or (older_than_s is not None and now - e["created"] > older_than_s)]
-        if not dry_run:
+        if delete:
             for entry in gone:
                 with self._writing:
                     self._index.delete(entry["key"])
@@ -265,15 +265,15 @@ class Cache:
             if digest not in live:
                 freed += blob.stat().st_size
                 blobs += 1
-                if not dry_run:
+                if delete:
                     blob.unlink()
         keys = {e["key"] for e in remaining}
         for poster in (self.dir / "posters").glob("*.png"):  # a poster goes with its clip's entry
             if poster.name.split("-")[0] not in keys:
                 freed += poster.stat().st_size
-                if not dry_run:
+                if delete:
                     poster.unlink()
-        if dry_run:
+        if not delete:
             return {"entries": len(gone), "blobs": blobs, "bytes": freed, "gone": gone}
         for tmp in (self.dir / "tmp").iterdir():
             if now - tmp.stat().st_mtime > 24 * 3600:

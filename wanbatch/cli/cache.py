@@ -110,7 +110,7 @@ def _list(cache: Cache, args: argparse.Namespace) -> int:
 
 def _prune(cache: Cache, args: argparse.Namespace) -> int:
     """What would go is listed first; deleting needs a yes, typed at a terminal or given as --yes."""
-    would = cache.prune(older_than_s=args.older_than, everything=args.all, dry_run=True)
+    would = cache.prune(older_than_s=args.older_than, everything=args.all, delete=False)
     if not would["entries"] and not would["blobs"]:
         print(f"nothing to prune in {cache.dir}")
         return 0
