@@ -4,6 +4,7 @@ then the film, index.html and the timeline export."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,24 @@ class RunOutputs:
             data["report"] = write_report(self.run_dir, data, poster_cache=posters).name
         except Exception as exc:
             data["report_error"] = f"{type(exc).__name__}: {exc}"
+
+
+def link_latest(run_dir: Path, project: str) -> Path | None:
+    """`outputs/<project>/latest` -> the run folder just kept, beside its time-stamped siblings (the default
+    `hydra.run.dir`; a folder of the user's choosing gets no link). Swapped in atomically: a reader never finds
+    it missing. A filesystem without symlinks gets none, and the run does not fail for it."""
+    if run_dir.parent.name != project or not run_dir.is_dir():
+        return None
+    link = run_dir.parent / "latest"
+    staged = run_dir.parent / f".latest.{os.getpid()}"
+    try:
+        staged.unlink(missing_ok=True)
+        staged.symlink_to(run_dir.name, target_is_directory=True)
+        os.replace(staged, link)
+    except OSError:
+        staged.unlink(missing_ok=True)
+        return None
+    return link
 
 
 def _cut(job: Any) -> list[Any]:

@@ -106,7 +106,7 @@ def run_project(
     # 3. Execute. Each finished clip is cached at once and recorded in the manifest as it lands.
     run_dir.mkdir(parents=True, exist_ok=True)
     from wanbatch.runs import manifest
-    from wanbatch.runs.outputs import RunOutputs
+    from wanbatch.runs.outputs import RunOutputs, link_latest
 
     outputs = RunOutputs(run_dir, plan, started, estimates=est.per_scene)
     progress = Progress(mode=cfg.executor.progress, concurrency=cfg.executor.concurrency)
@@ -151,6 +151,7 @@ def run_project(
         progress.phase("writing report")
         outputs.report(data)
     manifest.write(run_dir, data)
+    link_latest(run_dir, plan.project.name)
     cache.close()
     _print_result(data, run_dir, out, interrupted)
     code = 130 if interrupted else 1 if failed else 0
