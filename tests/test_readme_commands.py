@@ -86,6 +86,8 @@ def test_every_readme_command_runs(tmp_path):
                 continue
             assert got.returncode == 0, (line, got.stdout[-2000:], got.stderr[-2000:])
             assert "Traceback" not in got.stderr, line
+            for noise in ("HTTP Request", "Writing model shards", "%|"):  # library chatter stays in the log
+                assert noise not in got.stderr, (line, noise)
         assert sum(fake.stats()["submissions"].values()) >= 5  # the $U line rendered against the fake
 
 

@@ -85,6 +85,14 @@ def test_completion_offers_every_scene_field_and_hides_the_schemas(tmp_path):
     assert listing(tmp_path) == []
 
 
+@pytest.mark.parametrize(("shell", "needed"), [("zsh", "hydra_bash_completion"), ("fish", "hydra_fish_completion")])
+def test_the_zsh_and_fish_scripts_install(tmp_path, shell, needed):
+    got = wanbatch("-sc", f"install={shell}", cwd=tmp_path)
+    assert got.returncode == 0, got.stderr
+    assert needed in got.stdout and "wanbatch" in got.stdout
+    assert listing(tmp_path) == []
+
+
 def test_the_bash_script_completes_in_bash(tmp_path):
     """`eval "$(wanbatch -sc install=bash)"`, then what bash does on TAB: call the function it registered."""
     install = wanbatch("-sc", "install=bash", cwd=tmp_path)
