@@ -108,3 +108,17 @@ def test_the_bash_script_completes_in_bash(tmp_path):
     got = subprocess.run(["bash", "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert got.returncode == 0, got.stderr
     assert got.stdout.split() == ["backend=novita_wan21_t2v"]
+
+
+def test_help_piped_into_a_reader_that_left_is_no_traceback(tmp_path):
+    """`wanbatch --help | head`: a reader that left before wanbatch wrote (here `true`, which reads nothing and is
+    gone long before Hydra has started) is no error of the user's: no traceback."""
+    got = subprocess.run(
+        ["bash", "-c", f"{' '.join(SCRIPT)} --help | true; echo ${{PIPESTATUS[0]}}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Traceback" not in got.stderr and "BrokenPipe" not in got.stderr, got.stderr
+    assert got.stdout.strip() in ("0", "141")

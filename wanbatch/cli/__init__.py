@@ -15,11 +15,21 @@ start without Hydra.
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        # `wanbatch --help | head`: the reader left; not an error of the user's, so no traceback (and none from
+        # the interpreter's own flush at exit either).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
+
+
+def _dispatch(argv: list[str]) -> None:
     if argv[:1] == ["--version"] or argv[:1] == ["-V"]:
         from wanbatch.cli.version import version_text
 
