@@ -1,14 +1,16 @@
-"""`wanbatch cache list | why | prune`: look into the render cache.
+"""`wanbatch cache list | why | prune | doctor`: look into the render cache, and look after it.
 
 wanbatch cache list [--dir D] [--project NAME] [--json]
 wanbatch cache ambiguous [--dir D] [--json]             submits that may have been accepted: check, then resubmit
 wanbatch cache why recipe=demo [HYDRA OVERRIDES...]     which field changed (old → new), per scene that misses
 wanbatch cache why --config-dir DIR --config-name NAME [OVERRIDES...]
-wanbatch cache prune [--dir D] (--older-than 30d | --all) [--dry-run] [--yes]
+wanbatch cache prune [--dir D] (--older-than 30d | --all) [--dry-run] [--yes]   keeps what live runs use
+wanbatch cache doctor [--dir D] [--rebuild] [--json]        check every blob; rebuild a missing or
+                                                            damaged index from the blobs' sidecars
 
 A cached render may have been paid for: `prune` lists what would go and asks first (`--yes` skips the question;
-without a terminal and without `--yes` it deletes nothing). `list` and `why` only read: a folder that holds no
-cache stays as it is.
+without a terminal and without `--yes` it deletes nothing). `list`, `why` and `ambiguous` only read: a folder
+that holds no cache stays as it is.
 """
 
 from __future__ import annotations
@@ -61,14 +63,18 @@ def main(argv: list[str]) -> int:
     group = p_prune.add_mutually_exclusive_group(required=True)
     group.add_argument("--older-than", type=_age)
     group.add_argument("--all", action="store_true")
-    p_prune.add_argument(
-        "--dry-run", action="store_true", help="list what would go and the bytes freed; delete nothing"
-    )
+    p_prune.add_argument("--dry-run", action="store_true", help="list what would go and the bytes; delete nothing")
     p_prune.add_argument("--yes", "-y", action="store_true", help="do not ask (scripts)")
+    p_doctor = sub.add_parser("doctor", help="check every blob, rebuild a missing or damaged index")
+    p_doctor.add_argument("--dir", type=Path, default=None)
+    p_doctor.add_argument("--rebuild", action="store_true", help="rebuild the index from the sidecars anyway")
+    p_doctor.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
     if args.cmd == "why":
         return _why(args)
+    if args.cmd == "doctor":
+        return _doctor(args)
     directory = Path(args.dir or default_cache_dir()).expanduser()
     if not is_cache(directory):
         # A look must not create a cache where a typo points; an explicit folder that is none is a mistake.
@@ -79,11 +85,16 @@ def main(argv: list[str]) -> int:
             return 2
         print(f"no cache at {directory} yet: nothing rendered, nothing to {args.cmd}")
         return 0
-    cache = Cache(directory)
+    cache = Cache(directory, readonly=True if args.cmd == "list" else None)
+    for note in cache.notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.cmd == "ambiguous":
         return _ambiguous(cache, as_json=args.json)
     if args.cmd == "list":
         return _list(cache, args)
+    if cache.readonly:
+        print(f"error: `--dir` = {str(cache.dir)!r} is not allowed; it is read-only here", file=sys.stderr)
+        return 2
     return _prune(cache, args)
 
 
@@ -109,32 +120,40 @@ def _list(cache: Cache, args: argparse.Namespace) -> int:
 
 
 def _prune(cache: Cache, args: argparse.Namespace) -> int:
-    """What would go is listed first; deleting needs a yes, typed at a terminal or given as --yes."""
-    would = cache.prune(older_than_s=args.older_than, everything=args.all, delete=False)
-    if not would["entries"] and not would["blobs"]:
-        print(f"nothing to prune in {cache.dir}")
-        return 0
-    for e in would["gone"]:
+    """What would go is listed first (entries old enough; one a live run uses is kept even so); deleting needs
+    a yes, typed at a terminal or given as --yes."""
+    now = time.time()
+    gone = [
+        e
+        for e in cache.entries()
+        if args.all or (args.older_than is not None and now - float(e.get("created", 0)) > args.older_than)
+    ]
+    for e in gone:
         print(
             f"  {e['key'][:16]}  {_when(e['created'])}  {e.get('scene_id') or '(film)':<20} {e.get('backend') or '?'}"
         )
-    summary = f"{would['entries']} entries and {would['blobs']} blobs ({_mb(would['bytes'])})"
+    summary = f"{len(gone)} entries ({_mb(sum(e['size'] for e in gone))})"
     if args.dry_run:
         print(f"would prune {summary} in {cache.dir} (dry run: nothing deleted)")
         return 0
-    if not args.yes:
+    if gone and not args.yes:
         if not sys.stdin.isatty():
             print(
-                f"would prune {summary}; nothing deleted: no terminal to ask on, pass --yes to delete",
-                file=sys.stderr,
+                f"would prune {summary}; nothing deleted: no terminal to ask on, pass --yes to delete", file=sys.stderr
             )
             return 1
         answer = input(f"delete {summary} from {cache.dir}? cached renders may have been paid for [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted")
             return 1
-    done = cache.prune(older_than_s=args.older_than, everything=args.all)
-    print(f"pruned {done['entries']} entries and {done['blobs']} blobs ({_mb(done['bytes'])}) in {cache.dir}")
+    stats = cache.prune(older_than_s=args.older_than, everything=args.all)
+    kept = f"; kept {stats['in_use']} in use by live runs" if stats["in_use"] else ""
+    back = f"; put {stats['restored']} lost entries back into the index" if stats["restored"] else ""
+    print(
+        f"pruned {stats['entries']} entries and {stats['blobs']} blobs ({_mb(stats['bytes'])}) in "
+        f"{cache.dir}{kept}{back}"
+    )
+    cache.close()
     return 0
 
 
@@ -144,6 +163,27 @@ def _when(created: float) -> str:
 
 def _mb(size: float) -> str:
     return f"{size / 1e6:.2f} MB"
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from wanbatch.cache.doctor import doctor, summary
+
+    folder = (args.dir or default_cache_dir()).expanduser()
+    if not folder.is_dir():
+        print(f"error: `--dir` = {str(folder)!r} is not allowed; no cache there", file=sys.stderr)
+        return 2
+    found = doctor(folder, rebuild=args.rebuild)
+    if args.json:
+        print(json.dumps(summary(found, folder), indent=2))
+        return 0
+    for note in found.notes:
+        print(note)
+    print(
+        f"checked {found.entries} entries ({found.verified_bytes / 1e6:.1f} MB hashed) in {found.seconds:.1f} s: "
+        f"{len(found.dropped)} dropped, {found.restored} restored; {folder} is "
+        + ("healthy" if not found.dropped else "usable (a run renders the dropped scenes again)")
+    )
+    return 0
 
 
 def _ambiguous(cache: Any, *, as_json: bool) -> int:
@@ -198,7 +238,7 @@ def _why(args: argparse.Namespace) -> int:
         for job in plan.jobs:
             print(f"{job.id}: new: no cache at {cache_dir} yet")
         return 0
-    cache = Cache(cache_dir)
+    cache = Cache(cache_dir, readonly=True)  # it only reads
     for job in plan.jobs:
         state = "cached" if cache.peek(job.key) else cache.explain_miss(job.id, job.material)
         print(f"{job.id}: {state}")
