@@ -165,7 +165,17 @@ def _yaml_value(text: str) -> Any:
         return text
 
 
-def check_project_file(path: Path, shown: str | None = None) -> None:
+def _brings_wanbatch(path: Path, depth: int) -> bool:
+    if depth > 4:
+        return False
+    try:
+        check_project_file(path, depth=depth + 1)
+    except ConfigError:
+        return False
+    return True
+
+
+def check_project_file(path: Path, shown: str | None = None, depth: int = 0) -> None:
     """Read a project file as Hydra will and stop, in one line, at what would otherwise be a traceback or a puzzle:
     a YAML syntax error (`file:line:column: message`), a top level that is not a mapping, and a missing
     `defaults: [wanbatch, _self_]` line (without it no config group composes). Raises ProjectFileError; `shown`
@@ -192,7 +202,12 @@ def check_project_file(path: Path, shown: str | None = None) -> None:
         raise ProjectFileError(shown, "a project file holds a mapping (defaults:, project:, scenes:), not a list")
     defaults = raw.get("defaults")
     names = [str(d).lstrip("/").split("@")[0] for d in defaults if isinstance(d, str)] if defaults else []
-    if "wanbatch" not in names:
+    # A project may build on another of its folder (`defaults: [project, ...]`, as recipes/storyboard/remote.yaml
+    # does): that one brings wanbatch in.
+    siblings = [path.parent / f"{n}.yaml" for n in names if n not in ("wanbatch", "_self_")]
+    if "wanbatch" not in names and not any(
+        _brings_wanbatch(sib, depth) for sib in siblings if sib.is_file() and sib.resolve() != path.resolve()
+    ):
         raise ProjectFileError(
             shown,
             "no `defaults: [wanbatch, _self_]` line; add it at the top: it brings in wanbatch's config groups "
