@@ -1,28 +1,52 @@
 """The render command: `wanbatch recipe=NAME ...` or `wanbatch --config-dir DIR [--config-name NAME] ...`,
-a Hydra app composed on wanbatch's config groups (`pkg://wanbatch.conf`)."""
+a Hydra app composed on wanbatch's config groups (`pkg://wanbatch.conf`).
+
+Before Hydra sees the command line, the project it names is found and read: a recipe becomes `--config-dir`, a
+folder alone means its project.yaml, and a project file that is not valid YAML or lacks its `defaults` line is
+told in one line (exit 2). `--help`, `--info`, `--cfg` and `-sc` work with or without a project.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from wanbatch.config.load import CONF_SEARCH_PATH, PROJECT_FILE, open_backends, recipe_dir, recipe_names
+from wanbatch.config.load import CONF_SEARCH_PATH, PROJECT_FILE, open_overrides, recipe_dir, recipe_names
 
 CRASHED = 3  # as runs.run.CRASHED: wanbatch itself failed (see `_task`)
 _exit_codes: list[int] = []
 _tasks_started: list[bool] = []
 
+# Flags that do not run the project, so they need none (each shows wanbatch's own config without one).
+NO_PROJECT_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc")
+# Hydra's flags that take a value: the word after them is not an override.
+VALUE_FLAGS = ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp", "--cfg", "-c", "--package", "-p")
+INFO_CHOICES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+
 
 def main(argv: list[str]) -> None:
-    argv = open_backends(_expand_recipe(_default_config_name(argv)))
+    from wanbatch.errors import ConfigError
+
+    try:
+        argv = _expand_recipe(_default_config_name(argv))
+        project = _project_file(argv)
+        if project is not None:
+            from wanbatch.config.load import check_project_file
+
+            check_project_file(project, _shown(project))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    argv = _open(_info_takes_all(argv))
     sys.argv = [sys.argv[0], *argv]
     try:
-        _hydra_entry()
+        hydra_main(_task, project)
     except _ComposeError as exc:
         # The config did not compose (an unknown key, a value of the wrong type): one line naming it, exit 2.
-        print(_one_line(exc.error), file=sys.stderr)
+        print(f"error: {exc.error}", file=sys.stderr)
         sys.exit(2)
     except SystemExit as exc:
         # Hydra exits 1 when it cannot compose (a bad override, a missing group option) before any task ran:
@@ -38,42 +62,95 @@ def main(argv: list[str]) -> None:
 
 
 def _default_config_name(argv: list[str]) -> list[str]:
-    """`--config-dir DIR` alone means DIR/project.yaml (the file `wanbatch init` writes), when it exists."""
-    names = ("--config-name", "-cn")
-    if any(a in names or a.startswith(tuple(f"{n}=" for n in names)) for a in argv):
+    """`--config-dir DIR` alone means DIR/project.yaml (the file `wanbatch init` writes). A folder without one is
+    an error naming what it holds, rather than wanbatch's empty base config."""
+    from wanbatch.errors import ConfigError, Issue
+
+    if _flag_value(argv, ("--config-name", "-cn")) is not None:
         return argv
-    for i, a in enumerate(argv):
-        folder = argv[i + 1] if a in ("--config-dir", "-cd") and i + 1 < len(argv) else None
-        if a.startswith(("--config-dir=", "-cd=")):
-            folder = a.split("=", 1)[1]
-        if folder is not None and (Path(folder) / PROJECT_FILE).is_file():
-            return [*argv, "--config-name", Path(PROJECT_FILE).stem]
-    return argv
+    folder = _flag_value(argv, ("--config-dir", "-cd"))
+    if folder is None:
+        return argv
+    if (Path(folder) / PROJECT_FILE).is_file():
+        return [*argv, "--config-name", Path(PROJECT_FILE).stem]
+    if any(a in NO_PROJECT_FLAGS for a in argv):
+        return argv
+    if not Path(folder).is_dir():
+        raise ConfigError([Issue(None, "--config-dir", folder, "a folder that exists (it holds your project.yaml)")])
+    held = sorted(p.stem for p in Path(folder).glob("*.yaml"))
+    pick = f"; it holds {', '.join(held)}: pick one with --config-name NAME" if held else "; it holds no .yaml file"
+    raise ConfigError([Issue(None, "--config-dir", folder, f"a folder holding {PROJECT_FILE}{pick}")])
 
 
 def _expand_recipe(argv: list[str]) -> list[str]:
     """`recipe=NAME` means: the project file recipes/NAME/project.yaml, composed on wanbatch's conf/."""
+    from wanbatch.errors import ConfigError, Issue
+
     recipe = next((a.split("=", 1)[1] for a in argv if a.startswith("recipe=")), None)
-    has_config = any(a.startswith(("--config-name", "-cn", "--config-dir", "-cd")) for a in argv)
-    wants_help = any(a in ("--help", "-h", "--hydra-help", "--info", "--cfg", "-c") for a in argv)
+    has_config = _flag_value(argv, ("--config-dir", "-cd", "--config-name", "-cn")) is not None
     if recipe is None:
-        if not has_config and not wants_help:
+        if not has_config and not any(a in NO_PROJECT_FLAGS for a in argv):
             print(
-                "error: no project: pass `recipe=NAME` (one of: "
-                + ", ".join(recipe_names())
-                + ") or `--config-dir DIR --config-name NAME`",
+                f"error: no project: pass `recipe=NAME` (one of: {', '.join(recipe_names())}) or `--config-dir DIR` "
+                "(DIR/project.yaml; `wanbatch init DIR` writes one); `wanbatch --help` says more",
                 file=sys.stderr,
             )
             sys.exit(2)
         return argv
     if "," in recipe:
-        print(f"error: `recipe` = {recipe!r} is not allowed; sweep one recipe at a time", file=sys.stderr)
-        sys.exit(2)
+        raise ConfigError([Issue(None, "recipe", recipe, "one recipe at a time (a sweep varies its fields)")])
     folder = recipe_dir(recipe)
     if folder is None:
-        print(f"error: `recipe` = {recipe!r} is not allowed; one of: {', '.join(recipe_names())}", file=sys.stderr)
-        sys.exit(2)
+        from wanbatch.config.checks import did_you_mean
+
+        names = recipe_names()
+        raise ConfigError([Issue(None, "recipe", recipe, f"one of: {', '.join(names)}{did_you_mean(recipe, names)}")])
     return ["--config-dir", str(folder), "--config-name", Path(PROJECT_FILE).stem, *argv]
+
+
+def _flag_value(argv: list[str], names: tuple[str, ...]) -> str | None:
+    for i, a in enumerate(argv):
+        if a in names and i + 1 < len(argv):
+            return argv[i + 1]
+        for n in names:
+            if a.startswith(f"{n}="):
+                return a.split("=", 1)[1]
+    return None
+
+
+def _project_file(argv: list[str]) -> Path | None:
+    folder, name = _flag_value(argv, ("--config-dir", "-cd")), _flag_value(argv, ("--config-name", "-cn"))
+    if folder is None or name is None:
+        return None
+    path = Path(folder) / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+    return path if path.is_file() else None
+
+
+def _shown(path: Path) -> str:
+    """A project file's path as a user would type it: relative to the working directory where it is inside."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _info_takes_all(argv: list[str]) -> list[str]:
+    """`--info recipe=demo`: argparse would take `recipe=demo` as --info's value; Hydra's own default is `all`."""
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a in ("--info", "-i") and (i + 1 == len(out) or out[i + 1] not in INFO_CHOICES):
+            out.insert(i + 1, "all")
+            break
+    return out
+
+
+def _open(argv: list[str]) -> list[str]:
+    """`open_overrides` on the overrides only (not on a flag's value, such as a folder named `scenes.1.x=y`)."""
+    out: list[str] = []
+    for i, a in enumerate(argv):
+        is_value = i > 0 and argv[i - 1] in VALUE_FLAGS
+        out.append(a if is_value or a.startswith("-") else open_overrides([a])[0])
+    return out
 
 
 def _project_root() -> Path:
@@ -88,14 +165,16 @@ def _project_root() -> Path:
 def _task(cfg: Any) -> int:
     from hydra.core.hydra_config import HydraConfig
 
+    from wanbatch.cli.logs import capture_warnings
     from wanbatch.config.load import to_config
     from wanbatch.errors import ConfigError
     from wanbatch.runs.run import run_project
 
+    capture_warnings()
     try:
         typed = to_config(cfg)
     except ConfigError as exc:
-        print(_one_line(exc), file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         _exit_codes.append(2)
         return 2
     _tasks_started.append(True)
@@ -117,39 +196,36 @@ def _task(cfg: Any) -> int:
     return code
 
 
-def _one_line(error: Any) -> str:
-    """A schema error (OmegaConf stops at the first) as one line; several problems one a line."""
-    issues = error.issues
-    return f"error: {issues[0]}" if len(issues) == 1 else f"error: {error}"
-
-
 class _ComposeError(Exception):
     def __init__(self, error: Any):
         self.error = error
 
 
-def _hydra_entry() -> None:
+def hydra_main(task: Callable[[Any], Any], project: Path | None = None) -> None:
+    """Run Hydra on sys.argv with wanbatch's config groups, schemas and help. A composition error is raised as
+    `_ComposeError` carrying a ConfigError in the project's words (HYDRA_FULL_ERROR=1: Hydra's own traceback)."""
     import hydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from wanbatch.cli.help import register as register_help
     from wanbatch.config.load import composition_error
     from wanbatch.config.schema import register
 
     register()
+    register_help()
     # Hydra prints a composition error its own way and exits 1; with HYDRA_FULL_ERROR it raises it instead, so
     # it can be told in the project's words (the key, its value, what is allowed). Only for this call: a user
     # who set it keeps Hydra's full traces.
     full = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        hydra.main(config_path=CONF_SEARCH_PATH, config_name="wanbatch", version_base="1.3")(_task)()
+        hydra.main(config_path=CONF_SEARCH_PATH, config_name="wanbatch", version_base="1.3")(task)()
     except (HydraException, OmegaConfBaseException) as exc:
         if full == "1":
             raise
-        raise _ComposeError(
-            composition_error(exc, [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")])
-        ) from None
+        overrides = [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]
+        raise _ComposeError(composition_error(exc, overrides, project)) from None
     finally:
         if full is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)

@@ -68,6 +68,7 @@ def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, 
     media_memo: dict[tuple[str, str], Media | str] = {}
     scenes: list[Scene] = []
     seen: dict[str, int] = {}
+    duplicates: set[str] = set()
     for i, raw in enumerate(raw_scenes):
         if not isinstance(raw, dict):
             issues.append(Issue(f"#{i}", f"scenes.{i}", raw, "a mapping of scene fields"))
@@ -75,8 +76,10 @@ def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, 
         sid = raw.get("id")
         sid = str(sid) if isinstance(sid, str) and sid.strip() else f"scene{i + 1:02d}"
         if sid in seen:
-            issues.append(Issue(sid, "id", sid, f"ids must be unique; scene #{seen[sid]} has it too"))
-        seen[sid] = i
+            duplicates.add(sid)
+            issues.append(Issue(sid, f"scenes.{i}.id", sid, f"a unique id: it duplicates the id of scenes.{seen[sid]}"))
+        else:
+            seen[sid] = i
         own = parse_fields(raw, sid, issues)
         fields = {**_defaults_for(own, defaults), **own}
         fields["id"] = sid
@@ -95,7 +98,8 @@ def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, 
         fields["backend"] = backend
         scenes.append(Scene(index=i, **fields))
 
-    _check_chains(scenes, issues)
+    # A chain through a duplicated id cannot be told apart (which `quay`?): the duplicate is the issue then.
+    _check_chains([s for s in scenes if s.id not in duplicates and s.chain_from not in duplicates], issues)
     soundtrack = _soundtrack(proj.soundtrack, root, media_memo, issues)
 
     used = sorted({s.backend for s in scenes if s.backend in known_backends} | {default_backend} & known_backends)

@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from wanbatch.config.checks import did_you_mean
 from wanbatch.core.media import Media
 from wanbatch.errors import Issue
 
@@ -116,13 +117,14 @@ def parse_fields(raw: dict[str, Any], scene_id: str | None, issues: list[Issue],
     for key, value in raw.items():
         name = f"{prefix}{key}"
         if key not in SCENE_FIELDS:
-            close = [f for f in sorted(SCENE_FIELDS) if f.startswith(str(key)[:3])]
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            hint = did_you_mean(str(key), sorted(SCENE_FIELDS))
             known = ", ".join(sorted(SCENE_FIELDS))
             issues.append(Issue(scene_id, name, value, f"unknown field{hint}; known: {known}"))
             continue
         if value is None:
             continue
+        if key == "resolution" and isinstance(value, str):
+            value = value.upper()  # `480p` is how people write it; the key hashes the one spelling
         if key in MEDIA_FIELDS:
             if not isinstance(value, str) or not value:
                 issues.append(

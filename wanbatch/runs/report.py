@@ -136,6 +136,10 @@ def _film_section(manifest: Mapping[str, Any], film: str | None, poster: str | N
                 if key in ("duration", "seconds"):
                     value = f"{number(value) or 0:.2f} s"
                 rows.append((f"stitch {key}" if key != "duration" else "film duration", value))
+        partial = stitch.get("partial")
+        if isinstance(partial, Mapping):
+            how = "a slate stands in for" if partial.get("on_failure") == "slate" else "it leaves out"
+            rows.insert(0, ("partial film", f"{how} {', '.join(map(str, partial.get('scenes') or []))} (failed)"))
     links = [f'<a href="{url(film)}" download>{e(film)}</a>']
     for target in (timeline, "manifest.json"):
         if target and safe_relative(target):

@@ -411,7 +411,9 @@ class RemoteBackend(Backend):
             status = self.read_status(data, request_id)
             if status.state != "running":
                 return status
-            run.ctx.status(f"{status.raw} ({request_id})")
+            # The provider's eta hint is passed on in the words the progress display reads (`eta 12s`).
+            eta = f", eta {status.eta_s:.0f}s" if status.eta_s is not None else ""
+            run.ctx.status(f"{status.raw}{eta} ({request_id})")
             if time.monotonic() > deadline:
                 raise RenderError(
                     f"scene `{run.job.id}`: request {request_id} is still `{status.raw}` after "
