@@ -9,6 +9,8 @@ What is retried, and why:
                                                                    have been accepted: `_Ambiguous`, which the
                                                                    life cycle reconciles or reports
     any other 4xx                                                  ProviderError at once, with the provider's reason
+    a redirect (3xx)                                               ProviderError at once, never followed: a
+                                                                   submit would send its body, and pay, elsewhere
 
 Example::
 
@@ -117,7 +119,7 @@ class Api:
                 self._client = httpx.Client(
                     timeout=self._timeout,
                     limits=httpx.Limits(max_connections=max(10, 2 * self.settings.max_in_flight)),
-                    follow_redirects=True,
+                    follow_redirects=False,  # API calls never follow; downloads follow each hop themselves
                 )
             return self._client
 
@@ -159,12 +161,20 @@ class Api:
                 run.polls += 1
             try:
                 resp = self.client.request(
-                    method, url, json=json, params=params, headers=headers, timeout=self._timeout
+                    method,
+                    url,
+                    json=json,
+                    params=params,
+                    headers=headers,
+                    timeout=self._timeout,
+                    follow_redirects=False,  # whatever the (injected) client says
                 )
             except httpx.TransportError as exc:
                 if submit and not isinstance(exc, SAFE_TRANSPORT):
                     raise _Ambiguous(f"{type(exc).__name__} after the request was sent") from None
                 raise
+            if 300 <= resp.status_code < 400:
+                raise self._redirected(what, resp)
             if resp.status_code in (SAFE_SUBMIT_STATUS if submit else RETRY_STATUS):
                 raise _Transient(resp)
             if submit and resp.status_code >= 500:
@@ -216,6 +226,17 @@ class Api:
             sleep=run.wait_paid if paid else run.wait,
             before_sleep=before_sleep,
             reraise=True,
+        )
+
+    def _redirected(self, what: str, resp: httpx.Response) -> ProviderError:
+        # A redirected call was not taken by the API (it asks to be sent elsewhere), so nothing is paid;
+        # following it would send the body, and the bill, to a host the user never named.
+        location = resp.headers.get("location") or "nowhere"
+        return ProviderError(
+            f"{self.provider_title} answered the {what} with a redirect (HTTP {resp.status_code}) to "
+            f"{snippet(location, 200)}; API calls never follow redirects, so nothing was sent there. If you "
+            f"trust that address, point the backend's `base_url` at it",
+            status=str(resp.status_code),
         )
 
     def _refused(self, what: str, resp: httpx.Response) -> ProviderError:

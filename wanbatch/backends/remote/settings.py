@@ -61,6 +61,7 @@ _TOP = {
     "max_in_flight",
     "requests_per_second",
     "image_encoding",
+    "max_download_mb",
     "uploader",
     *_SECTIONS,
 }
@@ -76,6 +77,9 @@ class RemoteSettings:
     max_in_flight: int = 4
     requests_per_second: float | None = 5.0  # API calls per second per provider; null = no limit
     image_encoding: str = "data_uri"
+    # A finished video larger than this is refused (by its Content-Length, else while it is read): a storage
+    # host that sends without end must not fill the disk. Generous: a 1080P 10 s clip is tens of MB.
+    max_download_mb: float = 2048.0
     poll: PollSettings = field(default_factory=PollSettings)
     timeouts: TimeoutSettings = field(default_factory=TimeoutSettings)
     retries: RetrySettings = field(default_factory=RetrySettings)
@@ -107,6 +111,7 @@ class RemoteSettings:
             issues.append(Issue(None, f"{where}.image_encoding", encoding, f"one of {', '.join(IMAGE_ENCODINGS)}"))
             encoding = "data_uri"
         out["image_encoding"] = encoding
+        out["max_download_mb"] = _number(cfg, "max_download_mb", 2048.0, where, issues)
         for name, section in _SECTIONS.items():
             raw = cfg.get(name) or {}
             known = {f.name: f for f in fields(section)}
@@ -132,10 +137,12 @@ def _number(
 ) -> Any:
     value = cfg.get(key, default)
     ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float)) and value >= 0
-    if key in ("max_in_flight", "attempts", "requests_per_second"):
+    positive = key in ("max_in_flight", "attempts", "requests_per_second", "max_download_mb")
+    if positive:
         ok = ok and value > 0
     if not ok:
-        issues.append(Issue(None, f"{where}.{key}", value, "a positive integer" if integer else "a number >= 0"))
+        allowed = "a positive integer" if integer else "a number > 0" if positive else "a number >= 0"
+        issues.append(Issue(None, f"{where}.{key}", value, allowed))
         return default
     return value
 
