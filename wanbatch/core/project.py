@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from wanbatch.core.media import Media, inspect_local, is_url, remote
+from wanbatch.core.names import id_problem
 from wanbatch.core.scene import MEDIA_FIELDS, Scene, parse_fields
 from wanbatch.errors import ConfigError, Issue
 
@@ -74,7 +75,12 @@ def load_project(cfg: Mapping[str, Any], root: Path, backend_configs: Mapping[st
             issues.append(Issue(f"#{i}", f"scenes.{i}", raw, "a mapping of scene fields"))
             continue
         sid = raw.get("id")
-        sid = str(sid) if isinstance(sid, str) and sid.strip() else f"scene{i + 1:02d}"
+        if not isinstance(sid, str) or not sid.strip():
+            sid = f"scene{i + 1:02d}"
+        elif problem := id_problem(sid):
+            # The id is not shown as the scene's name: it may hold a newline or a terminal escape.
+            issues.append(Issue(f"#{i}", "id", sid, problem))
+            sid = f"#{i}"
         if sid in seen:
             issues.append(Issue(sid, "id", sid, f"ids must be unique; scene #{seen[sid]} has it too"))
         seen[sid] = i

@@ -10,6 +10,7 @@ from typing import Any
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.av.files import link_or_copy
 from wanbatch.cache.store import Cache
+from wanbatch.core.names import file_stem
 from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan, key_of
 from wanbatch.core.project import Soundtrack
@@ -37,7 +38,7 @@ class RunOutputs:
         self.outcomes[outcome.scene] = outcome
         if outcome.ok and outcome.clip is not None:
             job = self.plan.job(outcome.scene)
-            rel = f"clips/{job.scene.index + 1:03d}-{_safe(job.id)}.mp4"
+            rel = f"clips/{job.scene.index + 1:03d}-{file_stem(job.id, job.key)}.mp4"
             link_or_copy(outcome.clip, self.run_dir / rel)
             self.clips[outcome.scene] = rel
         self.records[outcome.scene] = manifest.scene_record(
@@ -108,7 +109,3 @@ class RunOutputs:
             data["report"] = write_report(self.run_dir, data, poster_cache=posters).name
         except Exception as exc:
             data["report_error"] = f"{type(exc).__name__}: {exc}"
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 from wanbatch.av.ffmpeg import run_ffmpeg
 from wanbatch.av.files import link_or_copy
+from wanbatch.core.names import file_stem
 
 __all__ = ["write_report"]
 
@@ -79,8 +80,8 @@ def write_report(run_dir: Path, manifest: Mapping[str, Any], *, poster_cache: Pa
 
 
 def _poster_name(index: int, scene: Mapping[str, Any]) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(scene.get("id") or "scene"))
-    return f"{index + 1:03d}-{safe}"
+    key = scene.get("cache_key")
+    return f"{index + 1:03d}-{file_stem(str(scene.get('id') or 'scene'), key if isinstance(key, str) else None)}"
 
 
 def _poster(
