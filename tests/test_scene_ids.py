@@ -111,11 +111,12 @@ def test_a_64_character_unicode_id_renders_and_chains_with_safe_file_names(
 
 def test_the_chain_frame_is_named_by_the_sanitised_id_and_key_never_the_raw_id(tmp_path: Path) -> None:
     """Even a job that never went through validation (an API caller, a Ray worker) writes inside its workdir."""
-    from conftest import PROJECT
     from wanbatch.backends import build_backends
     from wanbatch.config.load import backend_configs
     from wanbatch.core.plan import make_plan
     from wanbatch.core.project import load_project
+
+    from conftest import PROJECT
 
     cfg = load_config(PROJECT, [f"cache.dir={tmp_path / 'cache'}"])
     project = load_project(cfg, PROJECT.parent, backend_configs(cfg))
