@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.backends import build_backends
 from wanbatch.config.load import RECIPES_DIR, backend_configs, load_config
