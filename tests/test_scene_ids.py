@@ -16,23 +16,9 @@ from wanbatch.config.load import load_config
 from wanbatch.core.names import ID_RULE, file_stem, id_problem, sanitise
 from wanbatch.execute.common import with_chain_input
 
-from conftest import tree
+from conftest import tree, write_project
 
 CJK_64 = "镜头" * 32  # 64 characters, 192 bytes of UTF-8
-
-
-def write_project(folder: Path, scenes: list[dict[str, Any]]) -> Path:
-    import yaml
-
-    folder.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "defaults": ["wanbatch", "_self_"],
-        "project": {"name": "ids", "defaults": {"width": 64, "height": 48, "fps": 8, "duration": 0.5}},
-        "scenes": scenes,
-    }
-    path = folder / "project.yaml"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
-    return path
 
 
 def compose(project: Path, cache_dir: Path) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from wanbatch.av.mp4 import VIDEO_CODECS, file_boxes, read_movie
+from wanbatch.av.mp4 import VIDEO_CODECS, mp4_whole, read_movie
 from wanbatch.backends.remote.http import RETRY_STATUS, Api, _Transient, snippet
 from wanbatch.backends.remote.probe import PROBES
 from wanbatch.backends.remote.run import KEPT, Gone, Run
@@ -280,18 +280,6 @@ def check_video(path: Path, scene_id: str) -> None:
         ) from None
     if not opened.has_video or not opened.duration:
         raise DownloadError(f"scene `{scene_id}`: the download has no video stream; nothing was cached")
-
-
-def mp4_whole(path: Path) -> bool:
-    """Whether an ISO-BMFF (mp4/mov) file's top-level boxes end exactly at the end of the file. Other
-    containers pass (ffmpeg judges them)."""
-    with open(path, "rb") as f:
-        if f.read(8)[4:8] != b"ftyp":
-            return True
-        end = 0
-        for box in file_boxes(f):  # stops at a box cut off or invalid: its end is not the file's
-            end = box.end
-        return end == f.seek(0, 2)
 
 
 __all__ = ["BINARY_TYPES", "check_video", "download", "mp4_whole", "redirect_allowed"]
