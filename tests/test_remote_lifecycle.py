@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from wanbatch.backends.remote.limits import ProviderPool
-from wanbatch.backends.remote.secrets import RedactingFilter, redact, register_secret
 from wanbatch.errors import Cancelled, ProviderError, RenderError
+from wanbatch.secrets import RedactingFilter, redact, register_secret
 
 import remote_fixtures as rf
 from remote_fixtures import *  # noqa: F403 - fixtures

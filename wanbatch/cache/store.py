@@ -32,6 +32,7 @@ import diskcache
 from filelock import FileLock
 
 from wanbatch.av.files import sha256_file
+from wanbatch.secrets import redact_data
 
 _SCENE_PREFIX = "scene-keys:"
 
@@ -79,7 +80,7 @@ class Journal:
     def record(self, key: str, **fields: Any) -> None:
         with self._writing:
             current = self._db.get(key) or {}
-            self._db.set(key, {**current, **fields, "updated": time.time()})
+            self._db.set(key, {**current, **redact_data(fields), "updated": time.time()})
 
     def get(self, key: str) -> dict[str, Any] | None:
         got = self._db.get(key)
@@ -183,13 +184,14 @@ class Cache:
             with open(staged, "rb") as f:
                 os.fsync(f.fileno())
             os.replace(staged, dest)
+        # The index keeps what was hashed, as text that never holds a secret (the key was made before).
         entry = {
             "key": key,
             "blob": digest,
             "size": size,
-            "material": dict(material),
+            "material": redact_data(dict(material)),
             "created": time.time(),
-            **dict(meta),
+            **redact_data(dict(meta)),
         }
         scene_id = meta.get("scene_id")
         # One transaction: the entry and the scene's list of recent keys (what `explain_miss` compares with).

@@ -28,6 +28,14 @@ def main(argv: list[str] | None = None) -> None:
         from wanbatch.cli.init import main as init_main
 
         sys.exit(init_main(argv[1:]))
+    # From here on the console never shows a secret: the key variables' values and any credential-named
+    # override (`+backend.token=sk-...`) are masked in everything printed, Hydra's own errors included.
+    from wanbatch.config.load import key_variables
+    from wanbatch.secrets import redacting, register_key_variables, register_overrides
+
+    register_overrides(argv)
+    register_key_variables(key_variables())
+    sys.stdout, sys.stderr = redacting(sys.stdout), redacting(sys.stderr)
     if argv[:1] == ["cache"]:
         from wanbatch.cli.cache import main as cache_main
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from wanbatch.config.load import CONF_SEARCH_PATH, PROJECT_FILE, open_backends, recipe_dir, recipe_names
+
+if TYPE_CHECKING:
+    from wanbatch.errors import Issue
 
 _exit_codes: list[int] = []
 
@@ -79,11 +83,114 @@ def _task(cfg: object) -> int:
 
     from wanbatch.config.load import to_dict
     from wanbatch.runs.run import run_project
+    from wanbatch.secrets import register_config
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    code = run_project(to_dict(cfg), run_dir, _project_root()).exit_code
+    plain = to_dict(cfg)
+    register_config(plain)
+    if (issue := _run_dir_issue(run_dir, plain)) is not None:
+        from wanbatch.errors import ConfigError
+
+        print(f"error: {ConfigError([issue])}", file=sys.stderr)
+        _remove_run_dir(run_dir, [])
+        _exit_codes.append(2)
+        return 2
+    dry_run = bool(plain.get("dry_run"))
+    written = [] if dry_run else _write_hydra_files(cfg, run_dir)
+    code = run_project(plain, run_dir, _project_root()).exit_code
+    if code == 2 or dry_run:  # no run folder for these (Hydra made it before the project was read)
+        _remove_run_dir(run_dir, written)
     _exit_codes.append(code)
     return code
+
+
+def _run_dir_as_written() -> Path:
+    """The run folder as the config spells it, `..` and all (Hydra's `output_dir` is normalised)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN:
+        return Path(str(hc.sweep.dir)) / str(hc.sweep.subdir)
+    return Path(str(hc.run.dir))
+
+
+def _run_dir_issue(run_dir: Path, cfg: dict[str, Any]) -> Issue | None:
+    """A run folder outside the working directory is the command line's to ask for (`hydra.run.dir=PATH`),
+    never a project's: a shared project set it to another project's folder and overwrote its report. (A
+    bad `project.name` is what usually put it there: that is the issue then.)"""
+    from hydra.core.hydra_config import HydraConfig
+
+    from wanbatch.core.project import project_name_issue
+    from wanbatch.errors import Issue
+
+    asked = {str(o).split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.hydra}
+    if asked & {"hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir"}:
+        return None
+    cwd = Path.cwd().resolve()
+    if cwd in run_dir.resolve().parents:
+        return None
+    if (bad_name := project_name_issue(cfg.get("project") or {})) is not None:
+        return bad_name
+    return Issue(
+        None,
+        "hydra.run.dir",
+        str(run_dir),
+        f"a folder inside the working directory {cwd} (outputs/<project>/<time> unless set); a run folder "
+        "elsewhere is chosen on the command line (`hydra.run.dir=PATH`), never by a project file",
+    )
+
+
+def _write_hydra_files(cfg: object, run_dir: Path) -> list[Path]:
+    """Hydra's record of the run (`.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`), written here with
+    every secret masked: conf/wanbatch.yaml turns Hydra's own copy off (`hydra.output_subdir: null`); where
+    a user turned it back on, Hydra's files are overwritten with masked ones."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from wanbatch.secrets import redact, redact_data
+
+    hydra_cfg: Any = HydraConfig.instance().cfg  # {hydra: ...}, as Hydra saves it
+    folder = run_dir / str(hydra_cfg.hydra.output_subdir or ".hydra")
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "config.yaml": cfg,
+        "hydra.yaml": hydra_cfg,
+        "overrides.yaml": hydra_cfg.hydra.overrides.task,
+    }
+    written = []
+    for name, node in files.items():
+        # Masked as data, then dumped: the file stays YAML that Hydra and OmegaConf read back.
+        masked = OmegaConf.create(redact_data(OmegaConf.to_container(node, resolve=False)))
+        path = folder / name
+        path.write_text(redact(OmegaConf.to_yaml(masked)), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def _remove_run_dir(run_dir: Path, written: list[Path]) -> None:
+    """Remove what this process put in `run_dir` (the Hydra record, Hydra's job log), then the folder if
+    that left it empty; anything else in it stays."""
+    import contextlib
+    import logging
+    import os
+
+    logs = [Path(h.baseFilename) for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    for path in [*written, *logs]:
+        if path.parent in (run_dir, *(w.parent for w in written)):
+            with contextlib.suppress(OSError):
+                path.unlink()
+    # The run folder last, then the folders Hydra made on the way to it (outputs/<name>/, and each folder a
+    # `..` in the path passed through) while they are empty: below the folder shared with the working
+    # directory, never above.
+    cwd = Path.cwd().resolve()
+    shared = {cwd, *cwd.parents}
+    parts = (cwd / _run_dir_as_written()).parts
+    on_the_way = {Path(os.path.normpath(Path(*parts[:i]))) for i in range(2, len(parts))}
+    made = sorted((p for p in on_the_way if p not in shared), key=lambda p: len(p.parts), reverse=True)
+    for folder in [*sorted({w.parent for w in written} - {run_dir}), run_dir, *made]:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only ever an empty folder
 
 
 def _hydra_entry() -> None:

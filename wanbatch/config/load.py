@@ -6,13 +6,17 @@ config group of `conf/` (backend, cache, executor, stitch, encode) can be swappe
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+
+from wanbatch.secrets import register_overrides
 
 # conf/ and recipes/ sit at the top of the source tree and are installed as the packages `wanbatch.conf` and
 # `wanbatch.recipes` (pyproject's package-dir), so an editable checkout and a wheel find them the same way.
@@ -22,6 +26,18 @@ PROJECT_FILE = "project.yaml"
 CONF_SEARCH_PATH = "pkg://wanbatch.conf"  # how Hydra finds conf/: through the installed package
 #: every backend name: the options of the `backend` config group
 BACKEND_NAMES = tuple(sorted(p.stem for p in (CONF_DIR / "backend").glob("*.yaml")))
+
+
+@functools.cache
+def key_variables() -> tuple[str, ...]:
+    """Every environment variable a built-in backend reads its API key from (`api_key_env` in conf/backend/):
+    their values are secrets in every run, whichever backends it uses (read as text: no YAML parse)."""
+    found = set()
+    for path in (CONF_DIR / "backend").glob("*.yaml"):
+        match = re.search(r"^api_key_env:\s*([A-Za-z_]\w*)", path.read_text(encoding="utf-8"), re.MULTILINE)
+        if match:
+            found.add(match.group(1))
+    return tuple(sorted(found))
 
 
 def recipe_dir(name: str, cwd: Path | None = None) -> Path | None:
@@ -46,6 +62,7 @@ def load_config(project_file: str | Path, overrides: Sequence[str] = ()) -> dict
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    register_overrides(overrides)  # before Hydra can print one in an error
     project_file = Path(project_file).resolve()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(project_file.parent), version_base="1.3"):

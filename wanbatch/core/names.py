@@ -1,9 +1,10 @@
-"""Scene ids and the file names made from them.
+"""Scene ids, project names and the file names made from them.
 
-A scene id is a name, not a path: letters (any script), digits, `_`, `-` and `.`, not starting with `.`,
-at most 64 characters. It is checked at plan time; still, no file name is ever the raw id: files for a
-scene (its clip in the run directory, its poster, its last frame for a chained scene) are named by
-`file_stem`, a sanitised id cut to a byte budget, plus the start of the scene's cache key. Example::
+A scene id (and a project name, which names the run's folder) is a name, not a path: letters (any
+script), digits, `_`, `-` and `.`, not starting with `.`, at most 64 characters. It is checked at plan
+time; still, no file name is ever the raw id: files for a scene (its clip in the run directory, its
+poster, its last frame for a chained scene) are named by `file_stem`, a sanitised id cut to a byte
+budget, plus the start of the scene's cache key. Example::
 
     id_problem("act1/shot1")             # -> "letters, digits, `_`, `-` and `.` ..." (a reason), or None
     file_stem("harbour", "3fa9c1d2e4…")  # -> "harbour-3fa9c1d2"
@@ -14,10 +15,8 @@ from __future__ import annotations
 import re
 
 MAX_ID_CHARS = 64
-ID_RULE = (
-    f"a scene id is letters (any script), digits, `_`, `-` and `.`, not starting with `.`, "
-    f"at most {MAX_ID_CHARS} characters"
-)
+NAME_RULE = f"letters (any script), digits, `_`, `-` and `.`, not starting with `.`, at most {MAX_ID_CHARS} characters"
+ID_RULE = f"a scene id is {NAME_RULE}"
 # \w is a letter or digit of any script, or `_` (str.isalnum); nothing that a path or a shell treats specially.
 _ID = re.compile(rf"(?!\.)[\w.-]{{1,{MAX_ID_CHARS}}}")
 STEM_BYTES = 64  # of the sanitised id in a file name: far under any filesystem's 255, whatever the script
@@ -25,12 +24,12 @@ KEY_CHARS = 8
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
 
 
-def id_problem(value: str) -> str | None:
-    """Why `value` is not a scene id (the rule, with what is wrong), or None if it is one."""
+def id_problem(value: str, rule: str = ID_RULE) -> str | None:
+    """Why `value` is not a scene id (`rule`, with what is wrong), or None if it is one."""
     if _ID.fullmatch(value):
         return None
     if not value:
-        return f"{ID_RULE} (it is empty)"
+        return f"{rule} (it is empty)"
     bad = sorted({c for c in value if not (c.isalnum() or c in "_.-")})
     why = []
     if bad:
@@ -39,7 +38,7 @@ def id_problem(value: str) -> str | None:
         why.append("it starts with `.`")
     if len(value) > MAX_ID_CHARS:
         why.append(f"it has {len(value)} characters")
-    return f"{ID_RULE} ({'; '.join(why)})"
+    return f"{rule} ({'; '.join(why)})"
 
 
 def sanitise(name: str) -> str:
@@ -64,4 +63,4 @@ def safe_suffix(filename: str) -> str:
     return suffix if _SUFFIX.fullmatch(suffix) else ""
 
 
-__all__ = ["ID_RULE", "MAX_ID_CHARS", "file_stem", "id_problem", "safe_suffix", "sanitise"]
+__all__ = ["ID_RULE", "MAX_ID_CHARS", "NAME_RULE", "file_stem", "id_problem", "safe_suffix", "sanitise"]

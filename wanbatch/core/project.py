@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from wanbatch.core.media import Media, inspect_local, is_url, remote
-from wanbatch.core.names import id_problem
+from wanbatch.core.names import NAME_RULE, id_problem
 from wanbatch.core.scene import MEDIA_FIELDS, Scene, parse_fields
 from wanbatch.errors import ConfigError, Issue
+from wanbatch.secrets import holds_secret, redact
 
 PROJECT_KEYS = {"name", "defaults", "soundtrack"}
 SOUNDTRACK_KEYS = {"path", "volume", "duck"}
@@ -52,6 +53,8 @@ def load_project(cfg: Mapping[str, Any], root: Path, backend_configs: Mapping[st
         known = ", ".join(sorted(PROJECT_KEYS))
         issues.append(Issue(None, f"project.{key}", proj[key], f"unknown key; known: {known}"))
     name = str(proj.get("name") or root.name)
+    if (bad_name := project_name_issue(proj)) is not None:
+        issues.append(bad_name)
     defaults_raw = proj.get("defaults") or {}
     if not isinstance(defaults_raw, dict):
         issues.append(Issue(None, "project.defaults", defaults_raw, "a mapping of scene fields"))
@@ -66,6 +69,7 @@ def load_project(cfg: Mapping[str, Any], root: Path, backend_configs: Mapping[st
         issues.append(Issue(None, "scenes", raw_scenes, "a non-empty list of scenes"))
         raw_scenes = []
 
+    _refuse_secrets(proj, "project.", None, issues)
     known_backends = frozenset(backend_configs)
     media_memo: dict[tuple[str, str], Media | str] = {}
     scenes: list[Scene] = []
@@ -84,6 +88,7 @@ def load_project(cfg: Mapping[str, Any], root: Path, backend_configs: Mapping[st
         if sid in seen:
             issues.append(Issue(sid, "id", sid, f"ids must be unique; scene #{seen[sid]} has it too"))
         seen[sid] = i
+        _refuse_secrets(raw, "", sid, issues)
         own = parse_fields(raw, sid, issues)
         fields = {**_defaults_for(own, defaults), **own}
         fields["id"] = sid
@@ -115,6 +120,38 @@ def load_project(cfg: Mapping[str, Any], root: Path, backend_configs: Mapping[st
         backend_configs=configs,
         soundtrack=soundtrack,
     )
+
+
+def project_name_issue(project: Mapping[str, Any]) -> Issue | None:
+    """The issue with a declared `project.name`, if any. It names the run's folder (outputs/<name>/...):
+    `../..` put a run, and its index.html, in another folder."""
+    declared = project.get("name")
+    if declared is None:
+        return None
+    rule = f"a project name is {NAME_RULE}"
+    problem = id_problem(declared, rule) if isinstance(declared, str) else rule
+    return Issue(None, "project.name", declared, problem) if problem else None
+
+
+def _refuse_secrets(fields: Mapping[str, Any], prefix: str, sid: str | None, issues: list[Issue]) -> None:
+    """A scene's text is sent to the provider and written into the manifest, the report and the cache: one
+    holding an API key or another credential (`${oc.env:GMI_API_KEY}` in a prompt) is refused, not sent."""
+    for key, value in fields.items():
+        if isinstance(value, Mapping):
+            _refuse_secrets(value, f"{prefix}{key}.", sid, issues)
+        elif isinstance(value, (list, tuple)):
+            _refuse_secrets({str(i): v for i, v in enumerate(value)}, f"{prefix}{key}.", sid, issues)
+        elif isinstance(value, str) and holds_secret(value):
+            issues.append(
+                Issue(
+                    sid,
+                    f"{prefix}{key}",
+                    redact(value),
+                    "text without an API key or credential: scene fields are sent to the provider and written "
+                    "into the manifest, the report and the cache; a backend reads its key only from the "
+                    "environment variable it names",
+                )
+            )
 
 
 # Fields that say the same thing two ways: a scene that sets one side overrides the defaults' other side,

@@ -11,6 +11,7 @@ from typing import Any
 
 from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan
+from wanbatch.secrets import redact
 
 
 def scene_record(plan: Plan, scene_id: str, outcome: Outcome | None, clip_rel: str | None) -> dict[str, Any]:
@@ -68,6 +69,6 @@ def build(
 def write(run_dir: Path, manifest: dict[str, Any]) -> Path:
     path = run_dir / "manifest.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    tmp.write_text(redact(json.dumps(manifest, indent=2, default=str)))
     os.replace(tmp, path)
     return path

@@ -29,6 +29,7 @@ from urllib.parse import quote
 from wanbatch.av.ffmpeg import run_ffmpeg
 from wanbatch.av.files import link_or_copy
 from wanbatch.core.names import file_stem
+from wanbatch.secrets import redact
 
 __all__ = ["write_report"]
 
@@ -71,7 +72,7 @@ def write_report(run_dir: Path, manifest: Mapping[str, Any], *, poster_cache: Pa
     page = _page(manifest, scenes, clips, film, posters, timeline)
     out = run_dir / "index.html"
     tmp = run_dir / ".index.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
+    tmp.write_text(redact(page), encoding="utf-8")
     os.replace(tmp, out)
     return out
 

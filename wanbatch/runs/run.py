@@ -22,13 +22,14 @@ from typing import Any, TextIO
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.backends import build_backends
 from wanbatch.cache.store import Cache
-from wanbatch.config.load import backend_configs
+from wanbatch.config.load import backend_configs, key_variables
 from wanbatch.core.backend import Backend
 from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan, make_plan
 from wanbatch.core.project import load_project
 from wanbatch.errors import ConfigError, Issue
 from wanbatch.runs.progress import Progress
+from wanbatch.secrets import guard_logging, redacted_console, redacting, register_config, register_key_variables
 
 EXECUTORS = ("local", "ray")
 
@@ -66,7 +67,23 @@ def run_project(
         result = run_project(cfg, Path("outputs/demo"), Path("recipes/demo"))
         result.exit_code, result.film      # (0, PosixPath('outputs/demo/film.mp4'))
     """
-    out = out or sys.stdout
+    # Every secret this run could meet is known before anything is printed, sent or written: the key
+    # variables' values, and whatever the config holds under a credential-looking name.
+    register_config(cfg)
+    register_key_variables(key_variables())
+    guard_logging()
+    with redacted_console():
+        return _run(cfg, run_dir, project_root, backends, redacting(out or sys.stdout), cancel)
+
+
+def _run(
+    cfg: Mapping[str, Any],
+    run_dir: Path,
+    project_root: Path,
+    backends: Mapping[str, Backend] | None,
+    out: TextIO,
+    cancel: threading.Event | None,
+) -> RunResult:
     started = time.time()
     # 1. Validate and plan. Nothing outside this process is touched until both have passed.
     try:

@@ -33,9 +33,9 @@ import tenacity
 
 from wanbatch.backends.remote.limits import ProviderPool
 from wanbatch.backends.remote.run import Run
-from wanbatch.backends.remote.secrets import redact, register_secret
 from wanbatch.backends.remote.settings import RemoteSettings
 from wanbatch.errors import ProviderError, RenderError
+from wanbatch.secrets import redact, register_secret
 
 log = logging.getLogger("wanbatch.remote")
 
