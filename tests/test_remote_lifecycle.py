@@ -253,8 +253,13 @@ def test_the_executor_submits_the_next_job_while_a_finished_one_downloads(remote
     assert remote.fake.stats()["max_active"]["novita"] == 1  # still one job at the provider at a time
 
 
-def _interrupt_during_first_download(remote: rf.Remote, backend: Any, times: int) -> threading.Thread:
-    """Ctrl-C (`times` of them, 0.3 s apart) once the first video download has been asked for."""
+def _interrupt_during_first_download(
+    remote: rf.Remote, backend: Any, times: int, handled: threading.Event | None = None
+) -> threading.Thread:
+    """Ctrl-C (`times` of them) once the first video download has been asked for. Each after the first
+    waits until `handled` (the executor's cancel event) says the first was seen (two that come before the
+    main thread looks are one Ctrl-C), then as long again as a person takes to press it twice, so that it
+    lands in the executor's wait for its running jobs rather than in the few lines before it."""
     import _thread
 
     asked = threading.Event()
@@ -267,7 +272,10 @@ def _interrupt_during_first_download(remote: rf.Remote, backend: Any, times: int
 
     def interrupt() -> None:
         asked.wait(20)
-        for _ in range(times):
+        time.sleep(0.3)  # into the download
+        _thread.interrupt_main()
+        for _ in range(times - 1):
+            assert handled is not None and handled.wait(20)
             time.sleep(0.3)
             _thread.interrupt_main()
 
@@ -307,10 +315,12 @@ def test_a_second_ctrl_c_leaves_the_download_with_its_request_id_kept(remote: rf
     plan = remote.plan([{"id": "first", "prompt": "A fox.", "seed": 1}])
     backend = plan.backends["novita_wan21_t2v"]
     remote.fake.fault("slow", phase="download", delay=3.0, times=1)
-    interrupter = _interrupt_during_first_download(remote, backend, times=2)
+    cancel = threading.Event()
+    interrupter = _interrupt_during_first_download(remote, backend, times=2, handled=cancel)
     done: dict[str, Any] = {}
     with pytest.raises(KeyboardInterrupt):
-        LocalExecutor(remote.cache, concurrency=1).run(plan, on_done=lambda o: done.__setitem__(o.scene, o))
+        executor = LocalExecutor(remote.cache, concurrency=1, cancel=cancel)
+        executor.run(plan, on_done=lambda o: done.__setitem__(o.scene, o))
     interrupter.join(5)
     # (A server that has not answered at all yet is left when its headers come, or at the read timeout;
     # a body that stalls is cut at once: tests/test_remote_hostile.py.)

@@ -6,7 +6,8 @@ A remote job stops counting once the provider is done with it (`RenderContext.of
 check and store run on a spare thread while the next job is already submitted, so a provider slot never
 idles behind a download.
 Ready jobs are taken grouped by (backend, model), so a warm pipeline serves its jobs back to back.
-A chained job starts when its parent's clip is in the cache; if the parent failed, so does it.
+A chained job starts when its parent's clip is in the cache; if the parent failed, so does it. (That
+bookkeeping is `execute/frontier.py`'s, shared with `executor=ray`; this module owns the threads.)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from wanbatch.core.job import Job
 from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan
 from wanbatch.execute.common import render_and_store
+from wanbatch.execute.frontier import Frontier
 from wanbatch.execute.reporter import Reporter, Silent
 
 
@@ -61,8 +63,7 @@ class LocalExecutor:
             )
             for name, b in plan.backends.items()
         }
-        pending: dict[str, Job] = {j.id: j for j in plan.jobs}
-        outcomes: dict[str, Outcome] = {}
+        frontier = Frontier(plan.jobs, progress=self.progress, on_done=on_done)
         running: dict[Future[Outcome], str] = {}
 
         at_work = threading.Semaphore(self.concurrency)
@@ -99,49 +100,27 @@ class LocalExecutor:
                 with paid_lock:
                     paid.discard(job.id)
 
-        def finish(outcome: Outcome) -> None:
-            outcomes[outcome.scene] = outcome
-            self.progress.update(outcome.scene, outcome.status, outcome.error or "")
-            on_done(outcome)
-
         interrupted = False
         # Threads beyond `concurrency` are for jobs past their backend (downloading) and jobs queued for `at_work`.
         with ThreadPoolExecutor(max_workers=self.concurrency * 2, thread_name_prefix="wanbatch-job") as pool:
             try:
-                while pending or running:
-                    # Jobs whose parent failed fail too, with the reason.
-                    for job in [j for j in pending.values() if j.parent in outcomes and not outcomes[j.parent].ok]:
-                        del pending[job.id]
-                        finish(
-                            Outcome(
-                                job.id,
-                                "failed",
-                                job.key,
-                                model=job.model,
-                                error=f"parent scene `{job.parent}` did not finish",
-                            )
-                        )
-                    ready = sorted(
-                        (j for j in pending.values() if j.parent is None or j.parent in outcomes),
-                        key=lambda j: (j.backend, j.model, j.scene.index),
-                    )
-                    for job in ready[: max(0, self.concurrency * 2 - len(running))]:
-                        del pending[job.id]
-                        parent_clip = outcomes[job.parent].clip if job.parent else None
-                        running[pool.submit(task, job, parent_clip)] = job.id
+                while not frontier.done:
+                    frontier.fail_blocked()
+                    for job in frontier.ready()[: max(0, self.concurrency * 2 - len(running))]:
+                        frontier.start(job)
+                        running[pool.submit(task, job, frontier.parent_clip(job))] = job.id
                     if not running:
                         continue
                     done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
                     for fut in done:
                         del running[fut]
-                        finish(fut.result())
+                        frontier.finish(fut.result())
             except KeyboardInterrupt:
                 interrupted = True
                 self.cancel.set()
                 for fut in list(running):
                     if fut.cancel():
-                        sid = running.pop(fut)
-                        pending[sid] = plan.job(sid)
+                        frontier.requeue(running.pop(fut))
                 with paid_lock:
                     downloading = sorted(paid & set(running.values()))
                 if downloading:
@@ -160,14 +139,13 @@ class LocalExecutor:
                         for fut in done:
                             outcome = fut.result()
                             del running[fut]
-                            finish(outcome)
+                            frontier.finish(outcome)
                     except KeyboardInterrupt:
                         self.abandon.set()
-                for sid, job in pending.items():
-                    finish(Outcome(sid, "cancelled", job.key, model=job.model, error="interrupted before it started"))
+                frontier.cancel_rest()
         if interrupted:
             raise KeyboardInterrupt
-        return outcomes
+        return frontier.outcomes
 
 
 class _Once:

@@ -15,6 +15,7 @@ from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan, key_of
 from wanbatch.core.project import Soundtrack
 from wanbatch.runs import manifest
+from wanbatch.runs.manifest import Manifest, RunNotes, SceneRecord
 
 MANIFEST_EVERY_S = 0.5
 FILM_VERSION = 1  # bump when stitching changes its output for the same inputs
@@ -27,7 +28,7 @@ class RunOutputs:
         self.started = started
         self.outcomes: dict[str, Outcome] = {}
         self.clips: dict[str, str] = {}
-        self.records: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, SceneRecord] = {}
         self._written = 0.0
         (run_dir / "clips").mkdir(parents=True, exist_ok=True)
 
@@ -49,7 +50,7 @@ class RunOutputs:
             manifest.write(self.run_dir, self.manifest())
             self._written = now
 
-    def manifest(self, film: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def manifest(self, film: str | None = None, extra: RunNotes | None = None) -> Manifest:
         return manifest.build(
             self.plan, self.outcomes, self.clips, started=self.started, film=film, extra=extra, records=self.records
         )
@@ -93,7 +94,7 @@ class RunOutputs:
             cache.put(key, film, material={"film": key}, meta={"backend": "stitch", "film": notes})
         return film.name, {**notes, "cached": False, "cache_key": key}
 
-    def report(self, data: dict[str, Any]) -> None:
+    def report(self, data: Manifest) -> None:
         """The timeline export, then index.html (which links it); a failure here never fails the run."""
         if data.get("film"):
             try:

@@ -11,14 +11,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-STATES = ("waiting", "running", "rendered", "cached", "failed", "cancelled")
+from wanbatch.execute.reporter import ACTIVE, ENDED, STATES, State
 
 
 @dataclass
 class _Row:
     scene: str
     backend: str
-    state: str = "waiting"
+    state: State = "waiting"
     message: str = ""
     started: float | None = None
     ended: float | None = None
@@ -50,7 +50,7 @@ class Progress:
             self._live = Live(self._render(), console=Console(file=self.stream), refresh_per_second=4, transient=False)
             self._live.start()
 
-    def update(self, scene: str, state: str, message: str = "") -> None:
+    def update(self, scene: str, state: State, message: str = "") -> None:
         with self._lock:
             row = self._rows.get(scene)
             if row is None:
@@ -60,7 +60,7 @@ class Progress:
             now = time.monotonic()
             if state == "running" and row.started is None:
                 row.started = now
-            if state in ("rendered", "cached", "failed", "cancelled"):
+            if state in ENDED:
                 row.ended = now
         if self.mode == "plain" and changed:
             extra = f" ({message})" if message else ""
@@ -68,7 +68,7 @@ class Progress:
         elif self.mode == "rich" and self._live is not None:
             self._live.update(self._render())
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[State, int]:
         out = dict.fromkeys(STATES, 0)
         for r in self._rows.values():
             out[r.state] += 1
@@ -76,7 +76,7 @@ class Progress:
 
     def counts_line(self) -> str:
         c = self.counts()
-        done = c["rendered"] + c["cached"] + c["failed"] + c["cancelled"]
+        done = sum(c[s] for s in ENDED)
         eta = self.eta()
         eta_s = f" eta {eta:.0f}s" if eta is not None else ""
         return (
@@ -91,7 +91,7 @@ class Progress:
             for r in self._rows.values()
             if r.state == "rendered" and r.started is not None and r.ended is not None
         ]
-        left = sum(1 for r in self._rows.values() if r.state in ("waiting", "running"))
+        left = sum(1 for r in self._rows.values() if r.state in ACTIVE)
         if not took or not left:
             return None
         return sum(took) / len(took) * left / max(1, self.concurrency)
@@ -103,7 +103,7 @@ class Progress:
         for col in ("scene", "backend", "state", "time", "detail"):
             table.add_column(col)
         now = time.monotonic()
-        style = {"rendered": "green", "cached": "cyan", "failed": "red", "running": "yellow"}
+        style: dict[State, str] = {"rendered": "green", "cached": "cyan", "failed": "red", "running": "yellow"}
         for r in self._rows.values():
             t = ""
             if r.started is not None:

@@ -29,6 +29,7 @@ from urllib.parse import quote
 from wanbatch.av.ffmpeg import run_ffmpeg
 from wanbatch.av.files import link_or_copy
 from wanbatch.core.names import file_stem
+from wanbatch.runs.manifest import Manifest, SceneRecord
 from wanbatch.secrets import redact
 
 __all__ = ["write_report"]
@@ -37,9 +38,10 @@ POSTER_WIDTH = 480  # posters are thumbnails: the <video> shows the full frame
 POSTER_VERSION = 1  # bump when the way a poster is cut changes: cached posters are then cut again
 
 
-def write_report(run_dir: Path, manifest: Mapping[str, Any], *, poster_cache: Path | None = None) -> Path:
+def write_report(run_dir: Path, manifest: Manifest, *, poster_cache: Path | None = None) -> Path:
     """Write `run_dir/index.html` (and `run_dir/posters/*.png`) for `manifest`; return the page's path.
-    With `poster_cache` (the cache's `posters/`), a clip whose poster was cut before gets that one."""
+    With `poster_cache` (the cache's `posters/`), a clip whose poster was cut before gets that one.
+    A manifest read back from disk may be from another version or edited: every field is checked as read."""
     run_dir = Path(run_dir)
     scenes = [s for s in manifest.get("scenes") or [] if isinstance(s, Mapping)]
     film = _local(run_dir, manifest.get("film"))
@@ -80,7 +82,7 @@ def write_report(run_dir: Path, manifest: Mapping[str, Any], *, poster_cache: Pa
 # -- posters ---------------------------------------------------------------------------------------------
 
 
-def _poster_name(index: int, scene: Mapping[str, Any]) -> str:
+def _poster_name(index: int, scene: SceneRecord) -> str:
     key = scene.get("cache_key")
     return f"{index + 1:03d}-{file_stem(str(scene.get('id') or 'scene'), key if isinstance(key, str) else None)}"
 
@@ -137,8 +139,8 @@ def _cached_poster(poster_cache: Path | None, key: Any, video: Path, at: float) 
 
 
 def _page(
-    manifest: Mapping[str, Any],
-    scenes: list[Mapping[str, Any]],
+    manifest: Manifest,
+    scenes: list[SceneRecord],
     clips: list[str | None],
     film: str | None,
     posters: Mapping[str, str | None],
@@ -168,7 +170,7 @@ def _page(
     return "\n".join(parts) + "\n"
 
 
-def _film_section(manifest: Mapping[str, Any], film: str | None, poster: str | None, timeline: str | None) -> str:
+def _film_section(manifest: Manifest, film: str | None, poster: str | None, timeline: str | None) -> str:
     if not film:
         why = "the film was not made (a scene failed, or stitching is off)"
         if manifest.get("report_error") or manifest.get("stitch_error"):
@@ -194,7 +196,7 @@ def _film_section(manifest: Mapping[str, Any], film: str | None, poster: str | N
     )
 
 
-def _card(index: int, s: Mapping[str, Any], clip: str | None, poster: str | None) -> str:
+def _card(index: int, s: SceneRecord, clip: str | None, poster: str | None) -> str:
     sid = str(s.get("id") or f"scene {index + 1}")
     status = str(s.get("status") or "unknown")
     if clip:
@@ -205,12 +207,13 @@ def _card(index: int, s: Mapping[str, Any], clip: str | None, poster: str | None
     else:
         missing = f"clip missing: {s['clip']}" if isinstance(s.get("clip"), str) and s.get("clip") else "no clip"
         media = f'<div class="nomedia">{_e(missing)}</div>'
-    cache = {"cached": "hit (from the cache)", "rendered": "miss (rendered now)"}.get(status, status)
-    transition = s.get("transition")
-    if isinstance(transition, Mapping) and transition.get("type") not in (None, "cut"):
-        transition = f"{transition.get('type')} {_number(transition.get('duration')) or 0:g} s"
-    elif isinstance(transition, Mapping):
-        transition = None
+    cache = _CACHE_WORDS.get(status, status)
+    given = s.get("transition")
+    transition = None
+    if isinstance(given, Mapping) and given.get("type") not in (None, "cut"):
+        transition = f"{given.get('type')} {_number(given.get('duration')) or 0:g} s"
+    elif given is not None and not isinstance(given, Mapping):
+        transition = given
     seconds = _number(s.get("seconds"))
     duration = _number(s.get("duration"))
     rows = [
@@ -236,6 +239,10 @@ def _card(index: int, s: Mapping[str, Any], clip: str | None, poster: str | None
         f'<div class="meta"><h3>{index + 1:02d} · {_e(sid)} <span class="badge">{_e(status)}</span></h3>'
         f"{title}{prompt_html}{error}{_table(rows)}</div></article>"
     )
+
+
+#: The card's "cache" row for a scene that is done; any other status is shown as it is.
+_CACHE_WORDS: dict[str, str] = {"cached": "hit (from the cache)", "rendered": "miss (rendered now)"}
 
 
 def _table(rows: list[tuple[str, Any]]) -> str:
@@ -276,7 +283,7 @@ def _css_word(value: str) -> str:
     return "".join(c for c in value if c.isalnum() or c == "-") or "unknown"
 
 
-def _when(manifest: Mapping[str, Any]) -> str:
+def _when(manifest: Manifest) -> str:
     import datetime as dt
 
     finished = _number(manifest.get("finished"))

@@ -28,6 +28,7 @@ from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan, make_plan
 from wanbatch.core.project import load_project
 from wanbatch.errors import ConfigError, Issue
+from wanbatch.runs.manifest import Manifest
 from wanbatch.runs.progress import Progress
 from wanbatch.secrets import guard_logging, redacted_console, redacting, register_config, register_key_variables
 
@@ -42,7 +43,7 @@ class RunResult:
     exit_code: int  # 0 done, 1 some scene failed, 2 invalid project (nothing ran), 130 interrupted
     run_dir: Path | None = None
     film: Path | None = None
-    manifest: dict[str, Any] | None = None  # what manifest.json holds
+    manifest: Manifest | None = None  # what manifest.json holds
 
     @property
     def ok(self) -> bool:
@@ -237,11 +238,11 @@ def print_summary(plan: Plan, cache: Cache | None, out: TextIO, *, brief: bool =
     return totals
 
 
-def _print_result(data: dict[str, Any], run_dir: Path, out: TextIO, interrupted: bool) -> None:
+def _print_result(data: Manifest, run_dir: Path, out: TextIO, interrupted: bool) -> None:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(data["counts"].items()))
     head = "interrupted" if interrupted else "done"
     print(f"{head}: {counts}; run directory {run_dir}", file=out)
-    if data.get("film"):
+    if data["film"]:
         print(f"film: {run_dir / data['film']}", file=out)
     for s in data["scenes"]:
         if s["status"] == "failed":

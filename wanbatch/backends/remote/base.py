@@ -36,7 +36,7 @@ from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httpx
 
@@ -62,11 +62,15 @@ class AmbiguousSubmit(RenderError):
     """A submit may have been accepted but its id never came back, and no request list could settle it."""
 
 
+#: Where a request stands at its provider; `Status.raw` keeps the provider's own word.
+PollState = Literal["running", "succeeded", "failed"]
+
+
 @dataclass(frozen=True)
 class Status:
     """A provider's answer to a status poll, in wanbatch's words."""
 
-    state: str  # running | succeeded | failed
+    state: PollState
     raw: str  # the provider's own word for it
     video_url: str | None = None
     reason: str | None = None

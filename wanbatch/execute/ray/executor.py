@@ -49,6 +49,7 @@ from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan
 from wanbatch.errors import ConfigError, Issue
 from wanbatch.execute.common import cached_outcome, failed_outcome, first_line_of, store, with_chain_input
+from wanbatch.execute.frontier import Frontier
 from wanbatch.execute.ray.actors import RenderWorker, Shipped, WorkerResult, render_task
 from wanbatch.execute.reporter import Reporter, Silent
 
@@ -231,7 +232,7 @@ class RayExecutor:
         interrupted = clean = False
         try:
             try:
-                while (run.pending or run.flights) and not self.cancel.is_set():
+                while not run.frontier.done and not self.cancel.is_set():
                     run.step()
             except KeyboardInterrupt:
                 interrupted = True
@@ -244,7 +245,7 @@ class RayExecutor:
             self.workers = run.stop_workers(keep=bool(self.config["keep_actors"]) and clean)
         if interrupted:
             raise KeyboardInterrupt
-        return run.outcomes
+        return run.frontier.outcomes
 
     def summary(self) -> dict[str, Any]:
         """For the manifest: how Ray was reached and what each render actor did."""
@@ -270,16 +271,16 @@ class _Flight:
 
 
 class _Run:
-    """The state of one `RayExecutor.run`: what is waiting, what is out, and what has finished."""
+    """The state of one `RayExecutor.run`: its frontier (what waits, what is out, what has ended) and what
+    is Ray's own: the flights out, the render actors, the retries of jobs whose actor died."""
 
     def __init__(self, ex: RayExecutor, plan: Plan, on_done: Callable[[Outcome], None]):
         import ray
 
         self.ray: Any = ray
-        self.ex, self.plan, self.on_done = ex, plan, on_done
+        self.ex, self.plan = ex, plan
         self.cache, self.progress = ex.cache, ex.progress
-        self.pending: dict[str, Job] = {j.id: j for j in plan.jobs}
-        self.outcomes: dict[str, Outcome] = {}
+        self.frontier = Frontier(plan.jobs, progress=ex.progress, on_done=on_done)
         self.flights: dict[Any, _Flight] = {}  # ObjectRef -> flight
         self.workers: list[_Worker] = []
         self.deaths: dict[str, list[str]] = {}  # scene id -> labels of the workers that died on it
@@ -299,7 +300,7 @@ class _Run:
 
     # -- the loop ----------------------------------------------------------------------------------
     def step(self) -> None:
-        self._fail_orphans()
+        self.frontier.fail_blocked()
         self._dispatch()
         if not self.flights:
             time.sleep(0.2)  # every ready job waits for a key another process is rendering
@@ -309,24 +310,9 @@ class _Run:
             self._land(ref, self.flights.pop(ref))
         self._relay_status()
 
-    def finish(self, outcome: Outcome) -> None:
-        self.pending.pop(outcome.scene, None)
-        self.outcomes[outcome.scene] = outcome
-        self.progress.update(outcome.scene, outcome.status, outcome.error or "")
-        self.on_done(outcome)
-
-    def _fail_orphans(self) -> None:
-        for job in [j for j in self.pending.values() if j.parent in self.outcomes and not self.outcomes[j.parent].ok]:
-            self.finish(
-                Outcome(job.id, "failed", job.key, model=job.model, error=f"parent scene `{job.parent}` did not finish")
-            )
-
     # -- dispatch ----------------------------------------------------------------------------------
     def _dispatch(self) -> None:
-        ready = sorted(
-            (j for j in self.pending.values() if j.parent is None or j.parent in self.outcomes),
-            key=lambda j: (j.id not in self.deaths, j.backend, j.model, j.scene.index),
-        )
+        ready = self.frontier.ready()  # a job whose actor died first, then grouped by model
         # Cached jobs finish here and now, without waiting for a free worker. A job is looked up once when
         # it becomes ready, and again while another process holds its key (it may store the clip).
         fresh = [j for j in ready if j.id not in self.peeked or j.id in self.lock_waits]
@@ -335,11 +321,11 @@ class _Run:
             try:
                 stack = self._claim(job)
             except Exception as exc:
-                self.finish(_failed(job, exc, time.perf_counter()))
+                self.frontier.finish(_failed(job, exc, time.perf_counter()))
                 continue
             if stack is not None:
                 stack.close()  # the blob turned out corrupt: it is rendered when a worker is free
-        ready = [j for j in ready if j.id in self.pending]
+        ready = [j for j in ready if j.id in self.frontier.pending]
         tasks_out = sum(1 for f in self.flights.values() if f.worker is None)
         for job in ready:
             backend = self.plan.backends[job.backend]
@@ -348,7 +334,11 @@ class _Run:
             if sum(1 for f in self.flights.values() if f.job.backend == job.backend) >= max(1, backend.max_in_flight):
                 continue
             tasks_out += self._start(job, None)
-        local = [j for j in ready if j.id in self.pending and self.plan.backends[j.backend].kind == BackendKind.LOCAL]
+        local = [
+            j
+            for j in ready
+            if j.id in self.frontier.pending and self.plan.backends[j.backend].kind == BackendKind.LOCAL
+        ]
         if local and not self.workers:
             self._start_workers()
         for worker in self.workers:
@@ -402,7 +392,7 @@ class _Run:
             raise
         if hit is not None:
             stack.close()
-            self.finish(cached_outcome(job, hit, time.perf_counter() - t0))
+            self.frontier.finish(cached_outcome(job, hit, time.perf_counter() - t0))
             return None
         return stack
 
@@ -412,14 +402,13 @@ class _Run:
         try:
             stack = self._claim(job)
         except Exception as exc:
-            self.finish(_failed(job, exc, t0))
+            self.frontier.finish(_failed(job, exc, t0))
             return False
         if stack is None:
             return False
         try:
             workdir = stack.enter_context(self.cache.workdir(prefix="ray-"))
-            parent_clip = self.outcomes[job.parent].clip if job.parent else None
-            shipped_job = with_chain_input(job, parent_clip, workdir)
+            shipped_job = with_chain_input(job, self.frontier.parent_clip(job), workdir)
             backend = self.plan.backends[job.backend]
             args = (type(backend), backend.config, shipped_job, self._ship(shipped_job), self.ex.encode)
             if worker is not None:
@@ -435,9 +424,9 @@ class _Run:
                 where = "ray task"
         except Exception as exc:
             stack.close()
-            self.finish(_failed(job, exc, t0))
+            self.frontier.finish(_failed(job, exc, t0))
             return False
-        del self.pending[job.id]
+        self.frontier.start(job)
         self.lock_waits.discard(job.id)
         self.flights[ref] = _Flight(shipped_job, stack, workdir, t0, worker)
         retry = f" (retry after {', '.join(self.deaths[job.id])} died)" if job.id in self.deaths else ""
@@ -482,17 +471,17 @@ class _Run:
             if worker is not None:
                 self._actor_died(job, worker, exc, flight.t0)
             else:
-                self.finish(_failed(job, exc, flight.t0))
+                self.frontier.finish(_failed(job, exc, flight.t0))
             return
         except TaskCancelledError:
             flight.stack.close()
-            self.finish(
+            self.frontier.finish(
                 Outcome(job.id, "cancelled", job.key, model=job.model, error="cancelled", seconds=_since(flight.t0))
             )
             return
         except RayError as exc:  # the task's worker died twice, ran out of memory, ...
             flight.stack.close()
-            self.finish(_failed(job, exc, flight.t0, prefix="the Ray worker failed: "))
+            self.frontier.finish(_failed(job, exc, flight.t0, prefix="the Ray worker failed: "))
             return
         info = {**res.info, **({"retried_after": self.deaths[job.id]} if job.id in self.deaths else {})}
         try:
@@ -527,7 +516,7 @@ class _Run:
             outcome = _failed(job, exc, flight.t0)
         finally:
             flight.stack.close()
-        self.finish(outcome)
+        self.frontier.finish(outcome)
 
     def _actor_died(self, job: Job, worker: _Worker, exc: Exception, t0: float) -> None:
         """Replace the actor; retry its job once on another actor, or fail it if it has had its retry."""
@@ -540,7 +529,7 @@ class _Run:
         else:
             self._replace(worker)
         if len(self.deaths[job.id]) >= 2 or self.ex.cancel.is_set():
-            self.finish(
+            self.frontier.finish(
                 Outcome(
                     job.id,
                     "failed",
@@ -552,7 +541,7 @@ class _Run:
                 )
             )
         else:
-            self.pending[job.id] = job
+            self.frontier.requeue(job.id, first=True)
             self.progress.update(job.id, "waiting", f"{died} died; retrying on another worker")
 
     def _relay_status(self) -> None:
@@ -668,7 +657,7 @@ class _Run:
                     ray.cancel(ref, force=True)
             flight.stack.close()
             job = self.plan.job(flight.job.id)
-            self.finish(
+            self.frontier.finish(
                 Outcome(
                     job.id,
                     "cancelled",
@@ -679,8 +668,7 @@ class _Run:
                 )
             )
         self.flights.clear()
-        for job in list(self.pending.values()):
-            self.finish(Outcome(job.id, "cancelled", job.key, model=job.model, error="interrupted before it started"))
+        self.frontier.cancel_rest()
 
 
 def _since(t0: float) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 TASKS = ("t2v", "i2v", "flf2v")
 TASK_NAMES = {"t2v": "text-to-video", "i2v": "image-to-video", "flf2v": "first-last-frame-to-video"}
@@ -26,12 +26,16 @@ P480 = (832, 480)
 P720 = (1280, 720)
 
 
+#: Where a checkpoint comes from: the Hugging Face hub, a tiny test model built from a config, a local folder.
+ModelKind = Literal["hub", "tiny", "local"]
+
+
 @dataclass(frozen=True, eq=False)
 class ModelSpec:
     """What wanbatch knows about one checkpoint before loading it."""
 
     name: str  # friendly name, or the folder for a local checkpoint
-    kind: str  # "hub" | "tiny" | "local"
+    kind: ModelKind
     source: str  # hub id, tiny name, or absolute folder path
     tasks: frozenset[str]
     resolutions: Mapping[str, tuple[int, int]]  # tier -> landscape (width, height); portrait is its transpose
