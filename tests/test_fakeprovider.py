@@ -49,11 +49,15 @@ def test_gmi_protocol(http: httpx.Client, fake: FakeProvider, assets: Path) -> N
         "model": "Wan-AI_Wan2.1-I2V-14B-720P",
         "payload": {"prompt": "p", "path_to_image": png_data(assets), "video_length": 10, "seed": 4},
     }
+    # A job that cannot be done before it is polled, however loaded the machine: it is still running.
+    fake.configure(latency_s=3600)
+    held = http.post(GMI, json=body).json()
+    first = http.get(f"{GMI}/{held['request_id']}").json()
+    assert first["status"] in ("queued", "processing") and first["outcome"] == {}
+    fake.reset()
     sub = http.post(GMI, json=body).json()
     assert set(sub) == {"request_id", "model", "status", "created_at", "updated_at", "queued_at"}
     assert sub["status"] == "queued"
-    first = http.get(f"{GMI}/{sub['request_id']}").json()
-    assert first["status"] in ("queued", "processing") and first["outcome"] == {}
     done = wait_done(http, f"{GMI}/{sub['request_id']}", None, lambda d: d["status"] == "success")
     assert done["payload"] == body["payload"] and set(done["outcome"]) == {"video_url", "thumbnail_image_url"}
     video = http.get(done["outcome"]["video_url"])
