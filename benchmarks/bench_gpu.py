@@ -165,8 +165,9 @@ def _peak_gib() -> float:
     return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
 
 
-def _project(tmp: Path, video: dict[str, Any], steps: int, folder: Path, device: str) -> tuple[dict[str, Any], Path]:
+def _project(tmp: Path, video: dict[str, Any], steps: int, folder: Path, device: str) -> tuple[Any, Path]:
     """The composed config of a warm-up scene + the timed scene on the diffusers backend."""
+    from wanbatch.config.backends import DiffusersConfig
     from wanbatch.config.load import load_config
 
     root = tmp / "project"
@@ -197,13 +198,9 @@ def _project(tmp: Path, video: dict[str, Any], steps: int, folder: Path, device:
         root / "project.yaml",
         [f"cache.dir={tmp / 'cache'}", "executor.progress=none", "stitch.enabled=false", "report=false"],
     )
-    cfg["backend"] = {
-        "name": "diffusers",
-        "model": str(folder),
-        "device": device,
-        "dtype": "bfloat16" if device.startswith("cuda") else "float32",
-        "vae_dtype": "float32",
-    }
+    cfg.backend = DiffusersConfig(
+        model=str(folder), device=device, dtype="bfloat16" if device.startswith("cuda") else "float32"
+    )
     return cfg, root
 
 

@@ -74,14 +74,15 @@ def naive_loop(folder: Path, n: int, size: int, frames: int, steps: int) -> tupl
 def wanbatch_run(
     folder: Path, n: int, size: int, frames: int, steps: int
 ) -> tuple[float, float, list[Any], int, float]:
-    from wanbatch.av.encode import EncodeSettings
     from wanbatch.backends.local.diffusers import DiffusersBackend
+    from wanbatch.config.backends import DiffusersConfig
+    from wanbatch.config.schema import EncodeConfig
     from wanbatch.core.plan import make_plan
     from wanbatch.core.project import Project
     from wanbatch.core.scene import Scene
 
     c0, t0 = time.process_time(), time.perf_counter()
-    cfg = {"name": "diffusers", "model": str(folder), "device": "cpu"}
+    cfg = DiffusersConfig(model=str(folder), device="cpu")
     backend = DiffusersBackend(cfg)
     scenes = [
         Scene(
@@ -100,7 +101,7 @@ def wanbatch_run(
     project = Project(
         name="bench", root=folder, scenes=scenes, default_backend="diffusers", backend_configs={"diffusers": cfg}
     )
-    plan = make_plan(project, backends={"diffusers": backend}, encode=EncodeSettings())
+    plan = make_plan(project, backends={"diffusers": backend}, encode=EncodeConfig())
     rendered = [backend.render_frames(job) for job in plan.jobs]
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     loads = backend._pool().load_count
@@ -111,10 +112,11 @@ def wanbatch_run(
 
 
 def encode_cost(frames: Any, fps: int, workdir: Path) -> float:
-    from wanbatch.av.encode import EncodeSettings, write_clip
+    from wanbatch.av.encode import write_clip
+    from wanbatch.config.schema import EncodeConfig
 
     t0 = time.perf_counter()
-    write_clip(frames, workdir / "clip.mp4", fps=fps, settings=EncodeSettings())
+    write_clip(frames, workdir / "clip.mp4", fps=fps, settings=EncodeConfig())
     return time.perf_counter() - t0
 
 

@@ -25,11 +25,12 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import REPO_ROOT, figure, median, parse_args, print_result, result
 
-from wanbatch.av.encode import EncodeSettings
 from wanbatch.av.files import sha256_file
 from wanbatch.backends import build_backends
 from wanbatch.cache.store import Cache
+from wanbatch.config.backends import PreviewConfig
 from wanbatch.config.load import backend_configs
+from wanbatch.config.schema import EncodeConfig, ProjectConfig, WanbatchConfig
 from wanbatch.core.plan import Plan, make_plan
 from wanbatch.core.project import load_project
 
@@ -39,36 +40,28 @@ TARGET_US = 100.0
 ROOT = Path(REPO_ROOT) / "recipes" / "demo"  # the sweep's first frame is the demo's assets/day.png
 
 
-def sweep_config(n_jobs: int) -> dict[str, Any]:
-    """What `compose` returns for a prompts x seeds sweep on the preview backend (every scene has a
+def sweep_config(n_jobs: int) -> WanbatchConfig:
+    """What `load_config` returns for a prompts x seeds sweep on the preview backend (every scene has a
     local first-frame image, so media resolution and the content hash are on the path too)."""
     prompts = max(1, n_jobs // SEEDS)
-    return {
-        "project": {
-            "name": f"sweep{n_jobs}",
-            "defaults": {"width": 320, "height": 192, "fps": 16, "duration": 2.0, "image": "assets/day.png"},
-        },
-        "backend": {
-            "name": "preview",
-            "default_resolution": "480P",
-            "default_duration": 2.0,
-            "default_fps": 16,
-            "max_in_flight": 2,
-        },
-        "encode": {},
-        "scenes": [
+    return WanbatchConfig(
+        project=ProjectConfig(
+            name=f"sweep{n_jobs}",
+            defaults={"width": 320, "height": 192, "fps": 16, "duration": 2.0, "image": "assets/day.png"},
+        ),
+        backend=PreviewConfig(),
+        encode=EncodeConfig(),
+        scenes=[
             {"id": f"p{p:05d}-s{s:03d}", "prompt": f"Prompt {p}: a slow pan over hills at sunrise.", "seed": s}
             for p in range(prompts)
             for s in range(SEEDS)
         ],
-    }
-
-
-def plan_of(cfg: dict[str, Any]) -> Plan:
-    project = load_project(cfg, ROOT, backend_configs(cfg))
-    return make_plan(
-        project, build_backends(project.backend_configs), encode=EncodeSettings.from_config(cfg.get("encode"))
     )
+
+
+def plan_of(cfg: WanbatchConfig) -> Plan:
+    project = load_project(cfg, ROOT, backend_configs(cfg))
+    return make_plan(project, build_backends(project.backend_configs), encode=cfg.encode)
 
 
 def fill_cache(cache: Cache, plan: Plan, blob: Path) -> int:
@@ -80,7 +73,7 @@ def fill_cache(cache: Cache, plan: Plan, blob: Path) -> int:
     return n
 
 
-def time_once(cfg: dict[str, Any], cache: Cache, *, gc_off: bool = False) -> dict[str, float]:
+def time_once(cfg: WanbatchConfig, cache: Cache, *, gc_off: bool = False) -> dict[str, float]:
     """Per-job costs of one plan + lookup. `backend_configs` (which reads every backend's YAML) costs
     the same for 1 job or 100k, so it is timed on its own as the fixed cost of a plan."""
     gc.collect()
@@ -92,9 +85,7 @@ def time_once(cfg: dict[str, Any], cache: Cache, *, gc_off: bool = False) -> dic
         c0, t0 = time.process_time(), time.perf_counter()
         project = load_project(cfg, ROOT, configs)
         t1 = time.perf_counter()
-        plan = make_plan(
-            project, build_backends(project.backend_configs), encode=EncodeSettings.from_config(cfg.get("encode"))
-        )
+        plan = make_plan(project, build_backends(project.backend_configs), encode=cfg.encode)
         t2 = time.perf_counter()
         hits = sum(1 for job in plan.jobs if cache.peek(job.key) is not None)
         t3, c3 = time.perf_counter(), time.process_time()

@@ -30,6 +30,7 @@ from _common import figure, median, parse_args, print_result, result
 
 from wanbatch.av.encode import EncodeSettings, write_clip
 from wanbatch.av.ffmpeg import ffmpeg_exe, probe
+from wanbatch.config.schema import EncodeConfig
 from wanbatch.core.scene import Transition
 
 TARGET_COPY = 1.5
@@ -122,7 +123,7 @@ def moviepy_reencode(paths: list[Path], out: Path, encode: EncodeSettings) -> fl
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv, __doc__.splitlines()[0])
     n, seconds, (w, h), reps = (3, 2.0, (832, 480), 3) if args.quick else (6, 5.0, (1280, 720), 7)
-    encode = EncodeSettings()  # the encode group's defaults: what every clip and composed film gets
+    encode = EncodeConfig()  # the encode group's defaults: what every clip and composed film gets
     notes = []
     try:
         import wanbatch.film.stitch  # noqa: F401
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tmp = Path(tmp_s)
         t0 = time.perf_counter()
         # The clips are made with a faster preset (only their making is faster; the layout is the same).
-        paths = make_clips(tmp, n, seconds, w, h, EncodeSettings(preset="veryfast"))
+        paths = make_clips(tmp, n, seconds, w, h, EncodeConfig(preset="veryfast"))
         made_s = time.perf_counter() - t0
         film_s = n * seconds
 

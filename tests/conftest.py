@@ -1,4 +1,4 @@
-"""Shared fixtures: compose recipes into plain dicts, run them in-process, count renders."""
+"""Shared fixtures: compose recipes into typed configs, run them in-process, count renders."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import pytest
 from PIL import Image
 
 from wanbatch.backends.preview import PreviewBackend
+from wanbatch.config.backends import PreviewConfig
 from wanbatch.config.load import RECIPES_DIR, load_config
+from wanbatch.config.schema import WanbatchConfig
 from wanbatch.core.backend import RenderContext, RenderResult
 from wanbatch.core.job import Job
 from wanbatch.runs.run import run_project
@@ -27,7 +29,7 @@ PROJECT = Path(__file__).parent / "data" / "preview" / "project.yaml"
 class CountingPreview(PreviewBackend):
     """The real preview backend, counting the renders it actually performs (not inferred from logs)."""
 
-    def __init__(self, config: dict[str, Any], *, fail: set[str] | None = None, delay: float = 0.0):
+    def __init__(self, config: PreviewConfig, *, fail: set[str] | None = None, delay: float = 0.0):
         super().__init__(config)
         self.rendered: list[str] = []
         self.fail = fail or set()
@@ -67,8 +69,8 @@ def cache_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def compose_demo(cache_dir: Path) -> Callable[..., dict[str, Any]]:
-    def _compose(*overrides: str, project: Path = PROJECT) -> dict[str, Any]:
+def compose_demo(cache_dir: Path) -> Callable[..., WanbatchConfig]:
+    def _compose(*overrides: str, project: Path = PROJECT) -> WanbatchConfig:
         return load_config(project, [f"cache.dir={cache_dir}", "executor.progress=none", *overrides])
 
     return _compose
@@ -80,7 +82,7 @@ def run_cfg(tmp_path: Path) -> Callable[..., tuple[int, Path, str]]:
     counter = iter(range(1000))
 
     def _run(
-        cfg: dict[str, Any],
+        cfg: WanbatchConfig,
         *,
         root: Path = PROJECT.parent,
         backends: dict[str, Any] | None = None,
@@ -138,11 +140,11 @@ class CountingProxy:
         return getattr(self._inner, name)
 
 
-def counting_backends(cfg: dict[str, Any]) -> dict[str, CountingProxy]:
+def counting_backends(cfg: WanbatchConfig) -> dict[str, CountingProxy]:
     """A counting proxy around the real backend for every backend the project uses."""
     from wanbatch.backends import get_backend_class
     from wanbatch.config.load import backend_configs
 
     configs = backend_configs(cfg)
-    used = {s.get("backend") or cfg["backend"]["name"] for s in cfg["scenes"]}
+    used = {s.get("backend") or cfg.backend.name for s in cfg.scenes}
     return {name: CountingProxy(get_backend_class(name)(configs[name])) for name in used}

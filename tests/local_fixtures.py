@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wanbatch.av.encode import EncodeSettings
 from wanbatch.cache.store import Cache
+from wanbatch.config.backends import DiffusersConfig
+from wanbatch.config.schema import EncodeConfig
 from wanbatch.core.backend import Backend, RenderContext
 from wanbatch.core.job import Job
 from wanbatch.core.media import inspect_local
@@ -57,8 +58,8 @@ def render_cache(tmp_path: Path) -> Iterator[Cache]:
     c.close()
 
 
-def tiny_config(models_dir: Path, **extra: Any) -> dict[str, Any]:
-    return {"name": "diffusers", "model": "tiny-t2v", "device": "cpu", "models_dir": str(models_dir), **extra}
+def tiny_config(models_dir: Path, **extra: Any) -> DiffusersConfig:
+    return DiffusersConfig(**{"model": "tiny-t2v", "device": "cpu", "models_dir": str(models_dir), **extra})
 
 
 def scene(sid: str = "s1", **fields: Any) -> Scene:
@@ -80,9 +81,9 @@ def plan(backend: Backend, *scenes: Scene, root: Path | None = None) -> Plan:
         root=root or Path.cwd(),
         scenes=list(scenes),
         default_backend=backend.name,
-        backend_configs={backend.name: dict(backend.config)},
+        backend_configs={backend.name: backend.config},
     )
-    return make_plan(project, backends={backend.name: backend}, encode=EncodeSettings())
+    return make_plan(project, backends={backend.name: backend}, encode=EncodeConfig())
 
 
 def job(backend: Backend, sc: Scene) -> Job:
@@ -92,7 +93,7 @@ def job(backend: Backend, sc: Scene) -> Job:
 def context(cache: Cache, workdir: Path, cancel: threading.Event | None = None) -> RenderContext:
     workdir.mkdir(parents=True, exist_ok=True)
     return RenderContext(
-        workdir=workdir, journal=cache.journal, encode=EncodeSettings(), cancel=cancel or threading.Event()
+        workdir=workdir, journal=cache.journal, encode=EncodeConfig(), cancel=cancel or threading.Event()
     )
 
 

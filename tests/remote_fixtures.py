@@ -21,20 +21,21 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 from PIL import Image
 
-from wanbatch.av.encode import EncodeSettings, write_clip
+from wanbatch.av.encode import write_clip
 from wanbatch.backends import get_backend_class
 from wanbatch.backends.remote.base import RemoteBackend
 from wanbatch.cache.store import Cache
+from wanbatch.config import load
+from wanbatch.config.backends import RemoteConfig
+from wanbatch.config.schema import EncodeConfig, ProjectConfig, WanbatchConfig
 from wanbatch.core.backend import RenderContext, RenderResult
 from wanbatch.core.job import Job
 from wanbatch.core.plan import Plan, make_plan
 from wanbatch.core.project import load_project
 from wanbatch.testing.fakeprovider import FakeProvider
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "backend"
 REMOTE = ("gmi_wan21_i2v", "gmi_wan21_flf2v", "gmi_wan27_i2v", "aiml_wan27_i2v", "novita_wan21_t2v")
 MODEL = {
     "gmi_wan21_i2v": "Wan-AI_Wan2.1-I2V-14B-720P",
@@ -76,18 +77,11 @@ FAST: dict[str, Any] = {
 __all__ = ["api_keys", "assets", "fake", "fake_server", "remote"]
 
 
-def merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
-    return out
-
-
-def backend_config(name: str, base_url: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """conf/backend/<name>.yaml, with FAST settings, pointed at `base_url`."""
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"))
-    assert isinstance(cfg, dict)
-    return merge(merge({str(k): v for k, v in cfg.items()}, FAST), {"base_url": base_url, **(overrides or {})})
+def backend_config(name: str, base_url: str, overrides: Mapping[str, Any] | None = None) -> RemoteConfig:
+    """conf/backend/<name>.yaml through its schema, with FAST settings, pointed at `base_url`."""
+    cfg = load.backend_config(name, FAST, {"base_url": base_url}, dict(overrides or {}))
+    assert isinstance(cfg, RemoteConfig)
+    return cfg
 
 
 def data_uri(path: Path, mime: str = "image/png") -> str:
@@ -172,7 +166,7 @@ class Remote:
         """Validate and plan like a run does (raises ConfigError), with backends pointed at the fake."""
         used = {s.get("backend", default) for s in scenes} | {default}
         backends = {name: self.backend(name, **dict((overrides or {}).get(name, {}))) for name in used}
-        cfg = {"project": {"name": "t"}, "backend": {"name": default}, "scenes": scenes}
+        cfg = WanbatchConfig(project=ProjectConfig(name="t"), backend=backends[default].config, scenes=scenes)
         project = load_project(cfg, self.root, {n: b.config for n, b in backends.items()})
         return make_plan(project, backends)  # type: ignore[arg-type]
 
@@ -187,7 +181,7 @@ class Remote:
         workdir = self.tmp / f"work{next(self._n)}"
         workdir.mkdir()
         return RenderContext(
-            workdir=workdir, journal=self.cache.journal, encode=EncodeSettings(), cancel=cancel or threading.Event()
+            workdir=workdir, journal=self.cache.journal, encode=EncodeConfig(), cancel=cancel or threading.Event()
         )
 
     def render(self, job: Job, backend: RemoteBackend, cancel: threading.Event | None = None) -> RenderResult:
@@ -230,7 +224,7 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_wav(d / "voice.wav", 4.0)
     write_wav(d / "short.wav", 1.0)
     frames = [np.full((32, 32, 3), i * 20, np.uint8) for i in range(8)]
-    write_clip(frames, d / "clip.mp4", fps=8, settings=EncodeSettings(preset="ultrafast"))
+    write_clip(frames, d / "clip.mp4", fps=8, settings=EncodeConfig(preset="ultrafast"))
     return d
 
 

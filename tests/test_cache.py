@@ -37,14 +37,14 @@ def test_a_corrupt_blob_is_a_miss_and_the_next_run_repairs_it(compose_demo, run_
     data[len(data) // 2] ^= 0xFF  # one flipped byte, same size: only hashing can tell
     victim.write_bytes(bytes(data))
 
-    preview = CountingPreview(cfg["backend"])
+    preview = CountingPreview(cfg.backend)
     code, run_dir, _ = run_cfg(cfg, backends={"preview": preview})
     assert code == 0
     assert len(preview.rendered) == 1  # exactly the corrupt one, re-rendered
     statuses = _statuses(run_dir)
     assert sorted(statuses.values()).count("rendered") == 1
     assert victim.exists() and victim.read_bytes() != bytes(data)  # repaired in place
-    preview2 = CountingPreview(cfg["backend"])
+    preview2 = CountingPreview(cfg.backend)
     code, run_dir, _ = run_cfg(cfg, backends={"preview": preview2})
     assert preview2.rendered == [] and set(_statuses(run_dir).values()) == {"cached"}
 
@@ -54,7 +54,7 @@ def test_a_missing_blob_is_a_miss_too(compose_demo, run_cfg, cache_dir):
     assert run_cfg(cfg)[0] == 0
     for b in blobs(cache_dir)[:2]:
         b.unlink()
-    preview = CountingPreview(cfg["backend"])
+    preview = CountingPreview(cfg.backend)
     assert run_cfg(cfg, backends={"preview": preview})[0] == 0
     assert len(preview.rendered) == 2
 
@@ -149,7 +149,7 @@ def test_dry_run_prints_the_plan_says_why_and_touches_nothing(compose_demo, run_
     assert run_cfg(compose_demo("stitch.enabled=false"))[0] == 0
     before = _state(cache_dir)
     cfg = compose_demo("dry_run=true")
-    cfg["scenes"][1]["seed"] = 99
+    cfg.scenes[1]["seed"] = 99
     code, _, out = run_cfg(cfg)
     assert code == 0
     assert "4 cached, 1 to render (2.0 s of video)" in out

@@ -5,27 +5,21 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
-from wanbatch.av.encode import EncodeSettings
 from wanbatch.backends import build_backends
 from wanbatch.config.load import backend_configs, load_config
+from wanbatch.config.schema import WanbatchConfig
 from wanbatch.core.plan import make_plan
 from wanbatch.core.project import load_project
 
 from conftest import PROJECT
 
 
-def keys_of(cfg: dict[str, Any], root: Path) -> dict[str, str]:
+def keys_of(cfg: WanbatchConfig, root: Path) -> dict[str, str]:
     project = load_project(cfg, root, backend_configs(cfg))
-    return {
-        j.id: j.key
-        for j in make_plan(
-            project, build_backends(project.backend_configs), encode=EncodeSettings.from_config(cfg["encode"])
-        ).jobs
-    }
+    return {j.id: j.key for j in make_plan(project, build_backends(project.backend_configs), encode=cfg.encode).jobs}
 
 
 def copy_demo(dest: Path) -> Path:
@@ -45,7 +39,7 @@ def test_moving_input_files_keeps_every_key(tmp_path):
 def test_reordering_scenes_keeps_every_key():
     cfg = load_config(PROJECT)
     base = keys_of(cfg, PROJECT.parent)
-    cfg["scenes"] = list(reversed(cfg["scenes"]))
+    cfg.scenes = list(reversed(cfg.scenes))
     assert keys_of(cfg, PROJECT.parent) == base
 
 
@@ -82,8 +76,8 @@ def test_one_pixel_changes_the_scene_and_its_chain_only(tmp_path):
 def test_seed_prompt_and_encoding_change_the_key():
     cfg = load_config(PROJECT)
     base = keys_of(cfg, PROJECT.parent)
-    cfg["scenes"][1]["seed"] = 8
-    cfg["scenes"][2]["prompt"] = "Hills at dusk."
+    cfg.scenes[1]["seed"] = 8
+    cfg.scenes[2]["prompt"] = "Hills at dusk."
     seeds_prompts = keys_of(cfg, PROJECT.parent)
     assert {s for s in base if base[s] != seeds_prompts[s]} == {"sunrise", "day_to_night"}
     crf = keys_of(load_config(PROJECT, ["encode.crf=20"]), PROJECT.parent)
@@ -93,8 +87,8 @@ def test_seed_prompt_and_encoding_change_the_key():
 def test_project_defaults_and_explicit_values_give_the_same_key():
     cfg = load_config(PROJECT)
     base = keys_of(cfg, PROJECT.parent)
-    defaults = cfg["project"].pop("defaults")
-    for scene in cfg["scenes"]:
+    defaults, cfg.project.defaults = cfg.project.defaults, {}
+    for scene in cfg.scenes:
         for k, v in defaults.items():
             scene.setdefault(k, v)
     assert keys_of(cfg, PROJECT.parent) == base

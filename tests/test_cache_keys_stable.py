@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from wanbatch.av.encode import EncodeSettings
 from wanbatch.backends import build_backends
 from wanbatch.config.load import RECIPES_DIR, backend_configs, load_config
 from wanbatch.core.plan import make_plan
@@ -26,5 +25,5 @@ def test_recipe_keys_are_those_of_version_1(recipe_file, tmp_path, monkeypatch):
     # local models render on the CPU here as they did when the file was written (the device type is in the key)
     cfg = load_config(project_file, [f"cache.dir={tmp_path}", "++backends.diffusers.device=cpu"])
     project = load_project(cfg, project_file.parent, backend_configs(cfg))
-    plan = make_plan(project, build_backends(project.backend_configs), encode=EncodeSettings.from_config(cfg["encode"]))
+    plan = make_plan(project, build_backends(project.backend_configs), encode=cfg.encode)
     assert {j.id: j.key for j in plan.jobs} == EXPECTED[recipe_file]

@@ -1,16 +1,19 @@
-"""Every config group option and every recipe composes, validates and plans; the core needs no torch."""
+"""Every config group option and every recipe composes through its schema, validates and plans; the core needs
+no torch."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
 import pytest
+from omegaconf import OmegaConf
 
 import wanbatch
-from wanbatch.av.encode import EncodeSettings
 from wanbatch.backends import build_backends
-from wanbatch.config.load import CONF_DIR, RECIPES_DIR, backend_configs, load_config
+from wanbatch.config.load import CONF_DIR, RECIPES_DIR, backend_config, backend_configs, load_config
+from wanbatch.config.schema import GROUP_SCHEMAS, WanbatchConfig
 from wanbatch.core.plan import make_plan
 from wanbatch.core.project import load_project
 
@@ -19,12 +22,35 @@ GROUP_OPTIONS = sorted((p.parent.name, p.stem) for p in CONF_DIR.glob("*/*.yaml"
 RECIPES = sorted(p.parent.name for p in RECIPES_DIR.glob("*/project.yaml"))
 
 
+def option_yaml(group: str, option: str) -> dict:
+    raw = OmegaConf.to_container(OmegaConf.load(CONF_DIR / group / f"{option}.yaml"))
+    assert isinstance(raw, dict)
+    return raw
+
+
 @pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS, ids=[f"{g}={o}" for g, o in GROUP_OPTIONS])
-def test_every_config_group_option_composes(group, option):
+def test_every_conf_option_loads_through_its_schema(group, option):
+    """conf/<group>/<option>.yaml names its schema (`defaults: [base_<kind>]`); composed, the group is an instance
+    of that dataclass holding the YAML's values."""
+    raw = option_yaml(group, option)
+    defaults = raw.pop("defaults")
+    assert len(defaults) == 1 and defaults[0] in GROUP_SCHEMAS[group], defaults
+    schema = GROUP_SCHEMAS[group][defaults[0]]
     cfg = load_config(DEMO, [f"{group}={option}"])
-    assert isinstance(cfg[group], dict)
+    got = getattr(cfg, group)
+    assert type(got) is schema
+    composed = dataclasses.asdict(got)
+    for key, value in raw.items():
+        assert composed[key] == value, (key, composed[key], value)
     if group in ("backend", "executor"):
-        assert cfg[group]["name"] == option
+        assert got.name == option
+    if group == "backend":
+        assert backend_config(option) == got  # the same config whether it is the project's default or not
+
+
+def test_the_base_config_loads_through_its_schema():
+    cfg = load_config()  # conf/wanbatch.yaml alone
+    assert isinstance(cfg, WanbatchConfig) and cfg.scenes == [] and cfg.backend.name == "preview"
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -34,8 +60,8 @@ def test_every_recipe_composes_validates_and_plans(recipe, monkeypatch, tmp_path
     project_file = RECIPES_DIR / recipe / "project.yaml"
     cfg = load_config(project_file, [f"cache.dir={tmp_path}"])
     project = load_project(cfg, project_file.parent, backend_configs(cfg))
-    plan = make_plan(project, build_backends(project.backend_configs), encode=EncodeSettings.from_config(cfg["encode"]))
-    assert len(plan.jobs) == len(cfg["scenes"]) >= 1
+    plan = make_plan(project, build_backends(project.backend_configs), encode=cfg.encode)
+    assert len(plan.jobs) == len(cfg.scenes) >= 1
     assert len({j.key for j in plan.jobs}) == len(plan.jobs)
 
 

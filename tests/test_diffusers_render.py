@@ -15,6 +15,7 @@ from wanbatch.av.ffmpeg import probe
 from wanbatch.backends.local.diffusers import DiffusersBackend
 from wanbatch.backends.local.pipelines import LoadSpec, PipelinePool
 from wanbatch.cache.store import Cache
+from wanbatch.config.backends import DiffusersConfig
 from wanbatch.errors import Cancelled, RenderError
 from wanbatch.execute.local import LocalExecutor
 
@@ -154,6 +155,10 @@ def test_a_run_loads_each_model_once_across_its_scenes(
     assert sum(not o.info["warm"] for o in outcomes.values()) == 2
 
 
+def load_spec(source: str) -> LoadSpec:
+    return LoadSpec(source, None, "WanPipeline", "float32", "float32", "none", False, False)
+
+
 def test_pool_renders_one_job_per_device_and_serves_the_warm_model_first() -> None:
     loads: list[str] = []
     served: list[str] = []
@@ -163,11 +168,11 @@ def test_pool_renders_one_job_per_device_and_serves_the_warm_model_first() -> No
         return object()
 
     pool = PipelinePool(["cpu"], loader=loader)
-    a, b = (LoadSpec(source=s, revision=None, pipeline="WanPipeline") for s in "AB")
+    a, b = (load_spec(s) for s in "AB")
 
-    def want(spec: LoadSpec) -> None:
-        with pool.lease(spec):
-            served.append(spec.source)
+    def want(wanted: LoadSpec) -> None:
+        with pool.lease(wanted):
+            served.append(wanted.source)
 
     holding = pool.lease(a)
     holding.__enter__()  # A is loaded and rendering on the only device
@@ -186,7 +191,7 @@ def test_pool_renders_one_job_per_device_and_serves_the_warm_model_first() -> No
 
 def test_pool_gives_each_concurrent_lease_its_own_device() -> None:
     pool = PipelinePool(["cuda:0", "cuda:1"], loader=lambda spec, dev: object())
-    a, b = (LoadSpec(source=s, revision=None, pipeline="WanPipeline") for s in "AB")
+    a, b = (load_spec(s) for s in "AB")
     with pool.lease(a) as la, pool.lease(b) as lb:
         assert {la.device, lb.device} == {"cuda:0", "cuda:1"}
     with pool.lease(b) as again:
@@ -243,6 +248,6 @@ def test_a_checkpoint_that_does_not_load_fails_clearly(tmp_path: Path) -> None:
     (broken / "model_index.json").write_text(
         '{"_class_name": "WanPipeline", "transformer": ["diffusers", "WanTransformer3DModel"]}'
     )
-    b = DiffusersBackend({"name": "diffusers", "device": "cpu", "model": str(broken)})
+    b = DiffusersBackend(DiffusersConfig(device="cpu", model=str(broken)))
     with pytest.raises(RenderError, match=r"could not load local:\w+ for `s1`.*whole diffusers checkpoint"):
         b.render_frames(job(b, scene(**SMALL)))

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from wanbatch.backends.local.diffusers import DiffusersBackend
+from wanbatch.config.backends import DiffusersConfig
+from wanbatch.config.load import backend_config
 from wanbatch.core.media import Media
 from wanbatch.core.scene import Lora
 from wanbatch.errors import ConfigError, Issue, MissingExtraError
@@ -27,7 +29,7 @@ def _online(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def prep(sc: Any, *, chained: bool = False, **config: Any) -> tuple[dict[str, Any], list[Issue], DiffusersBackend]:
-    b = DiffusersBackend({"name": "diffusers", "device": "cpu", **config})
+    b = DiffusersBackend(DiffusersConfig(device="cpu", **config))
     issues: list[Issue] = []
     return b.prepare(sc, issues, chained=chained), issues, b
 
@@ -158,7 +160,7 @@ def test_the_task_follows_the_inputs_and_must_fit_the_model(images: dict[str, Pa
 
 
 def test_a_chained_scene_is_image_to_video(tiny_models_dir: Path) -> None:
-    p, issues, b = prep(scene(), chained=True, **tiny_config(tiny_models_dir, model="tiny-i2v"))
+    p, issues, b = prep(scene(), chained=True, model="tiny-i2v", models_dir=str(tiny_models_dir))
     assert not issues and p["task"] == "i2v"
     assert any("chained first frame" in n for n in b.notes(scene(), p))
     _, issues, _ = prep(scene(), chained=True, model="tiny-t2v")
@@ -190,32 +192,28 @@ def test_an_unknown_model_is_an_issue_naming_the_known_ones() -> None:
 
 # -- options -------------------------------------------------------------------------------------------
 def test_bad_options_are_reported_at_plan_time() -> None:
-    b = DiffusersBackend(
-        {"name": "diffusers", "dtype": "fp8", "offload": "gpu", "vae_tilling": True, "warm_models": 0, "device": "tpu"}
-    )
+    b = DiffusersBackend(DiffusersConfig(dtype="fp8", offload="gpu", warm_models=0, device="tpu"))
     issues: list[Issue] = []
     b.check_ready(issues)
-    assert sorted(fields_of(issues)) == [
-        "backend.device",
-        "backend.dtype",
-        "backend.offload",
-        "backend.vae_tilling",
-        "backend.warm_models",
-    ]
-    assert "vae_tiling" in next(i for i in issues if i.field == "backend.vae_tilling").allowed
+    assert sorted(fields_of(issues)) == ["backend.device", "backend.dtype", "backend.offload", "backend.warm_models"]
+    # a typo'd option is the schema's to catch, naming the key and the options there are
+    with pytest.raises(ConfigError) as err:
+        backend_config("diffusers", {"vae_tilling": True})
+    assert [i.field for i in err.value.issues] == ["backends.diffusers.vae_tilling"]
+    assert "vae_tiling" in err.value.issues[0].allowed
 
 
 def test_offload_needs_a_cuda_device() -> None:
-    b = DiffusersBackend({"name": "diffusers", "device": "cpu", "offload": "model"})
+    b = DiffusersBackend(DiffusersConfig(device="cpu", offload="model"))
     issues: list[Issue] = []
     b.check_ready(issues)
     assert fields_of(issues) == ["backend.offload"]
 
 
 def test_dtype_and_devices() -> None:
-    b = DiffusersBackend({"name": "diffusers", "device": ["cuda:0", "cuda:1"], "dtype": "auto"})
+    b = DiffusersBackend(DiffusersConfig(device=["cuda:0", "cuda:1"], dtype="auto"))
     assert b.devices() == ["cuda:0", "cuda:1"] and b.dtype() == "bfloat16" and b.max_in_flight >= 2
-    assert DiffusersBackend({"name": "diffusers", "device": "cpu"}).dtype() == "float32"
+    assert DiffusersBackend(DiffusersConfig(device="cpu")).dtype() == "float32"
     issues: list[Issue] = []
     b.check_ready(issues)  # this machine has no CUDA device
     assert fields_of(issues) == ["backend.device", "backend.device"]
@@ -223,7 +221,7 @@ def test_dtype_and_devices() -> None:
 
 # -- identity and keys ---------------------------------------------------------------------------------
 def test_model_identity_names_what_made_the_pixels(tiny_models_dir: Path, tmp_path: Path) -> None:
-    b = DiffusersBackend({"name": "diffusers", "model": "wan2.1-t2v-14b", "revision": "abc123"})
+    b = DiffusersBackend(DiffusersConfig(model="wan2.1-t2v-14b", revision="abc123"))
     assert b.model_identity(scene()) == {"model": "Wan-AI/Wan2.1-T2V-14B-Diffusers", "revision": "abc123"}
     assert b.model_identity(scene(model="wan2.1-t2v-1.3b")) == {
         "model": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
@@ -239,12 +237,12 @@ def test_model_identity_names_what_made_the_pixels(tiny_models_dir: Path, tmp_pa
     shutil.copytree(tiny_models_dir / "tiny-t2v-v1", a)
     moved = tmp_path / "b" / "elsewhere"
     shutil.copytree(a, moved)
-    ida = DiffusersBackend({"name": "diffusers"}).model_identity(scene(model=str(a)))
-    assert ida == DiffusersBackend({"name": "diffusers"}).model_identity(scene(model=str(moved)))
+    ida = DiffusersBackend(DiffusersConfig()).model_identity(scene(model=str(a)))
+    assert ida == DiffusersBackend(DiffusersConfig()).model_identity(scene(model=str(moved)))
     assert ida["model"].startswith("local:")
     cfg = moved / "transformer" / "config.json"
     cfg.write_text(cfg.read_text().replace('"num_layers": 2', '"num_layers": 2 '))
-    assert DiffusersBackend({"name": "diffusers"}).model_identity(scene(model=str(moved))) != ida
+    assert DiffusersBackend(DiffusersConfig()).model_identity(scene(model=str(moved))) != ida
 
 
 def test_the_cache_key_changes_with_what_changes_the_pixels(tiny_models_dir: Path) -> None:
@@ -262,8 +260,7 @@ def test_the_cache_key_changes_with_what_changes_the_pixels(tiny_models_dir: Pat
     assert plan(fp16, scene(seed=1)).jobs[0].key != base
     # the model's identity is in the key: same params, another revision, another key
     pinned = [
-        DiffusersBackend({"name": "diffusers", "device": "cpu", "model": "wan2.1-t2v-1.3b", "revision": r})
-        for r in ("aaa", "bbb")
+        DiffusersBackend(DiffusersConfig(device="cpu", model="wan2.1-t2v-1.3b", revision=r)) for r in ("aaa", "bbb")
     ]
     assert plan(pinned[0], scene(seed=1)).jobs[0].key != plan(pinned[1], scene(seed=1)).jobs[0].key
 
@@ -271,7 +268,7 @@ def test_the_cache_key_changes_with_what_changes_the_pixels(tiny_models_dir: Pat
 # -- readiness -----------------------------------------------------------------------------------------
 def test_a_missing_local_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "diffusers", None)  # import diffusers -> ImportError, find_spec -> None
-    b = DiffusersBackend({"name": "diffusers", "device": "cpu"})
+    b = DiffusersBackend(DiffusersConfig(device="cpu"))
     with pytest.raises(MissingExtraError) as err:
         b.check_ready([])
     assert err.value.extra == "local"
@@ -292,7 +289,7 @@ def test_offline_with_the_model_not_cached_is_a_plan_time_error_with_the_fix(
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    b = DiffusersBackend({"name": "diffusers", "device": "cpu", "model": "wan2.1-t2v-1.3b"})
+    b = DiffusersBackend(DiffusersConfig(device="cpu", model="wan2.1-t2v-1.3b"))
     with pytest.raises(ConfigError) as err:
         plan(b, scene())
     msg = str(err.value)
@@ -300,9 +297,9 @@ def test_offline_with_the_model_not_cached_is_a_plan_time_error_with_the_fix(
     assert "local folder" in msg
     # once it is in the cache, the same plan passes; tiny models never need the hub
     _fake_hf_cache(tmp_path / "hub", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers")
-    b = DiffusersBackend({"name": "diffusers", "device": "cpu", "model": "wan2.1-t2v-1.3b"})
+    b = DiffusersBackend(DiffusersConfig(device="cpu", model="wan2.1-t2v-1.3b"))
     assert plan(b, scene()).jobs[0].model == "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
-    assert plan(DiffusersBackend({"name": "diffusers", "device": "cpu", "model": "tiny-t2v"}), scene()).jobs
+    assert plan(DiffusersBackend(DiffusersConfig(device="cpu", model="tiny-t2v")), scene()).jobs
 
 
 def test_local_files_only_checks_the_cache_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ def _manifest(run_dir):
 
 def test_a_failed_scene_keeps_the_others_and_fails_its_chain(compose_demo, run_cfg, cache_dir):
     cfg = compose_demo("stitch.enabled=false")
-    preview = CountingPreview(cfg["backend"], fail={"harbour_voice"})
+    preview = CountingPreview(cfg.backend, fail={"harbour_voice"})
     code, run_dir, out = run_cfg(cfg, backends={"preview": preview})
     assert code == 1
     scenes = {s["id"]: s for s in _manifest(run_dir)["scenes"]}
@@ -32,14 +32,14 @@ def test_a_failed_scene_keeps_the_others_and_fails_its_chain(compose_demo, run_c
     assert len(blobs(cache_dir)) == 3  # the finished ones are cached
     assert "failed: scene `harbour_voice`: scene harbour_voice failed on purpose" in out
     # the rerun renders only what failed
-    preview2 = CountingPreview(cfg["backend"])
+    preview2 = CountingPreview(cfg.backend)
     assert run_cfg(cfg, backends={"preview": preview2})[0] == 0
     assert sorted(preview2.rendered) == ["harbour_after", "harbour_voice"]
 
 
 def test_chained_scene_starts_from_the_exact_last_frame_of_its_parent(compose_demo, run_cfg):
     cfg = compose_demo("stitch.enabled=false")
-    preview = CountingPreview(cfg["backend"])
+    preview = CountingPreview(cfg.backend)
     code, run_dir, _ = run_cfg(cfg, backends={"preview": preview})
     assert code == 0
     assert preview.rendered.index("harbour_voice") < preview.rendered.index("harbour_after")
@@ -51,23 +51,23 @@ def test_chained_scene_starts_from_the_exact_last_frame_of_its_parent(compose_de
 
 def test_concurrency_is_bounded(compose_demo, run_cfg):
     cfg = compose_demo("stitch.enabled=false", "executor.concurrency=2", "backend.max_in_flight=8")
-    preview = CountingPreview(cfg["backend"], delay=0.3)
+    preview = CountingPreview(cfg.backend, delay=0.3)
     assert run_cfg(cfg, backends={"preview": preview})[0] == 0
     assert preview.max_active == 2
     cfg = compose_demo(
         "stitch.enabled=false",
         "executor.concurrency=8",
         "backend.max_in_flight=1",
-        "cache.dir=" + str(compose_demo()["cache"]["dir"]) + "-2",
+        "cache.dir=" + compose_demo().cache.dir + "-2",
     )
-    preview = CountingPreview(cfg["backend"], delay=0.2)
+    preview = CountingPreview(cfg.backend, delay=0.2)
     assert run_cfg(cfg, backends={"preview": preview})[0] == 0
     assert preview.max_active == 1  # the backend's own limit holds even with more threads
 
 
 def test_ctrl_c_stops_cleanly_and_keeps_finished_clips(compose_demo, run_cfg, cache_dir):
     cfg = compose_demo("stitch.enabled=false", "executor.concurrency=1")
-    preview = CountingPreview(cfg["backend"], delay=0.4)
+    preview = CountingPreview(cfg.backend, delay=0.4)
     cancel = threading.Event()
 
     def interrupt_after_two() -> None:
@@ -87,7 +87,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_clips(compose_demo, run_cfg, ca
     assert len(blobs(cache_dir)) == len(done)  # every finished clip kept
     assert "interrupted" in out
     # and the next run renders only the rest
-    preview2 = CountingPreview(cfg["backend"])
+    preview2 = CountingPreview(cfg.backend)
     assert run_cfg(cfg, backends={"preview": preview2})[0] == 0
     assert set(preview2.rendered) == set(statuses) - set(done)
 
@@ -109,6 +109,6 @@ def test_editing_a_scene_re_renders_it_and_its_chain_only(compose_demo, run_cfg)
     assert run_cfg(cfg)[0] == 0
     edited = compose_demo("stitch.enabled=false")
     next(s for s in edited["scenes"] if s["id"] == "harbour_voice")["prompt"] = "A narrator over a grey harbour."
-    preview = CountingPreview(edited["backend"])
+    preview = CountingPreview(edited.backend)
     assert run_cfg(edited, backends={"preview": preview})[0] == 0
     assert sorted(preview.rendered) == ["harbour_after", "harbour_voice"]  # the parent and its chained child

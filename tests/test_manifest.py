@@ -16,7 +16,7 @@ def _statuses() -> set[str]:
 
 def test_the_manifest_written_is_the_typed_manifest(compose_demo, run_cfg):
     cfg = compose_demo()
-    code, run_dir, _ = run_cfg(cfg, backends={"preview": CountingPreview(cfg["backend"])})
+    code, run_dir, _ = run_cfg(cfg, backends={"preview": CountingPreview(cfg.backend)})
     assert code == 0
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert list(manifest)[:6] == list(get_type_hints(Manifest))[:6]  # project, scenes, film, counts, ...
@@ -31,7 +31,7 @@ def test_the_manifest_written_is_the_typed_manifest(compose_demo, run_cfg):
 
 def test_a_failed_run_fits_the_types_too(compose_demo, run_cfg):
     cfg = compose_demo("stitch.enabled=false")
-    preview = CountingPreview(cfg["backend"], fail={"harbour_voice"})  # and its chained scene with it
+    preview = CountingPreview(cfg.backend, fail={"harbour_voice"})  # and its chained scene with it
     code, run_dir, _ = run_cfg(cfg, backends={"preview": preview})
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert code == 1 and manifest["film"] is None

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from wanbatch.av.encode import EncodeSettings, write_clip
+from wanbatch.av.encode import write_clip
 from wanbatch.av.mp4 import boxes, file_boxes, find, read_moov, read_movie
+from wanbatch.config.schema import EncodeConfig
 
 
 def box(kind: bytes, payload: bytes = b"") -> bytes:
@@ -19,7 +20,7 @@ def box(kind: bytes, payload: bytes = b"") -> bytes:
 
 def clip(path: Path, *, audio: bool) -> Path:
     frames = [np.full((96, 160, 3), 15 * i, np.uint8) for i in range(16)]
-    return write_clip(frames, path, fps=16, settings=EncodeSettings(preset="ultrafast"), silent_audio=audio)
+    return write_clip(frames, path, fps=16, settings=EncodeConfig(preset="ultrafast"), silent_audio=audio)
 
 
 def test_boxes_and_find_walk_nested_boxes():
@@ -58,7 +59,7 @@ def test_read_movie_describes_the_tracks_ffmpeg_wrote(tmp_path):
     assert movie is not None and movie.video is not None and movie.audio is not None
     v, a = movie.video, movie.audio
     assert (v.codec, v.width, v.height, v.fps, v.duration) == ("h264", 160, 96, 16.0, 1.0)
-    assert (a.codec, a.rate, a.channels) == ("aac", EncodeSettings().audio_rate, 2)
+    assert (a.codec, a.rate, a.channels) == ("aac", EncodeConfig().audio_rate, 2)
     assert abs(movie.duration - 1.0) < 0.1
 
     silent_path = clip(tmp_path / "b.mp4", audio=False)

@@ -18,14 +18,14 @@ def _clips(run_dir):
 
 def test_clips_honour_duration_fps_and_size(compose_demo, run_cfg):
     cfg = compose_demo("stitch.enabled=false")
-    cfg["scenes"][0].update(duration=1.5, fps=12, resolution="480P")
-    cfg["scenes"][0].pop("width", None)
-    cfg["project"]["defaults"].pop("width")
-    cfg["project"]["defaults"].pop("height")
-    cfg["project"]["defaults"]["resolution"] = "480P"
-    cfg["scenes"][1].update(width=256, height=144, num_frames=10)
-    cfg["scenes"][1].pop("duration", None)
-    cfg["project"]["defaults"].pop("duration")
+    cfg.scenes[0].update(duration=1.5, fps=12, resolution="480P")
+    cfg.scenes[0].pop("width", None)
+    cfg.project.defaults.pop("width")
+    cfg.project.defaults.pop("height")
+    cfg.project.defaults["resolution"] = "480P"
+    cfg.scenes[1].update(width=256, height=144, num_frames=10)
+    cfg.scenes[1].pop("duration", None)
+    cfg.project.defaults.pop("duration")
     code, run_dir, _ = run_cfg(cfg)
     assert code == 0
     clips = _clips(run_dir)

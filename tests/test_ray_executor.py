@@ -4,6 +4,7 @@ replaced and its job retried once, Ctrl-C, and a key another process is renderin
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import io
@@ -13,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +23,14 @@ import pytest
 from wanbatch.backends import build_backends
 from wanbatch.backends.preview import PreviewBackend
 from wanbatch.cache.store import Cache
+from wanbatch.config.backends import DiffusersConfig, PreviewConfig
 from wanbatch.config.load import RECIPES_DIR, backend_configs, load_config
+from wanbatch.config.schema import RayExecutorConfig, WanbatchConfig
 from wanbatch.core.backend import BackendKind, RenderContext, RenderResult
 from wanbatch.core.job import Job
 from wanbatch.core.plan import make_plan
 from wanbatch.core.project import load_project
-from wanbatch.errors import Cancelled
+from wanbatch.errors import Cancelled, ConfigError
 from wanbatch.execute.ray.executor import RayExecutor, check_config, release_actors
 from wanbatch.runs import run as run_module
 from wanbatch.runs.run import run_project
@@ -49,24 +53,37 @@ def ray_instance():
     ray.shutdown()
 
 
-class ActorPreview(PreviewBackend):
-    """The preview backend posing as a local GPU backend, so its jobs go to the render actors.
-
-    Config (besides preview's): `die: {scene: n}` ends the worker process (os._exit) the first n times it
-    is given that scene, counted in files under `marks`; `delay: {scene: s}` waits s seconds (or until
+@dataclass
+class ActorPreviewConfig(PreviewConfig):
+    """Preview's options, and: `die: {scene: n}` ends the worker process (os._exit) the first n times it is
+    given that scene, counted in files under `marks`; `delay: {scene: s}` waits s seconds (or until
     cancelled) before rendering."""
 
+    die: dict[str, int] = field(default_factory=dict)
+    marks: str = ""
+    delay: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, preview: PreviewConfig, **test: Any) -> ActorPreviewConfig:
+        return cls(**dataclasses.asdict(preview), **test)
+
+
+class ActorPreview(PreviewBackend):
+    """The preview backend posing as a local GPU backend, so its jobs go to the render actors."""
+
     kind = BackendKind.LOCAL
+    config_type = ActorPreviewConfig
+    config: ActorPreviewConfig
 
     def render(self, job: Job, ctx: RenderContext) -> RenderResult:
-        times = int(self.config.get("die", {}).get(job.id, 0))
+        times = int(self.config.die.get(job.id, 0))
         if times:
-            marks = Path(self.config["marks"])
+            marks = Path(self.config.marks)
             n = len(list(marks.glob(f"{job.id}.*")))
             if n < times:
                 (marks / f"{job.id}.{n}").touch()
                 os._exit(1)
-        delay = float(self.config.get("delay", {}).get(job.id, 0))
+        delay = float(self.config.delay.get(job.id, 0))
         if delay and ctx.cancel.wait(delay):
             raise Cancelled("cancelled while waiting")
         return super().render(job, ctx)
@@ -123,7 +140,7 @@ def test_ray_renders_the_same_clips_and_manifest_as_local(kind, local_demo, comp
     Preview scenes go out as Ray tasks (`cpu`) or, posing as a GPU backend, to the render actors (`local`);
     model scenes always go to the actors."""
     cfg = compose_demo("executor=ray", project=DEMO)
-    backend = ActorPreview(cfg["backend"]) if kind == "local" else PreviewBackend(cfg["backend"])
+    backend = ActorPreview(ActorPreviewConfig.of(cfg.backend)) if kind == "local" else PreviewBackend(cfg.backend)
     code, ray_dir, out = run_cfg(cfg, root=DEMO.parent, backends={"preview": backend})
     assert code == 0, out
     assert (_fingerprint(ray_dir), _digest(ray_dir, "film.mp4")) == local_demo
@@ -151,16 +168,11 @@ def test_tiny_wan_models_load_once_per_actor_and_match_local(tmp_path, compose_d
     renders once, counted by its pipeline pool (`warm` is false only on the render that loaded it). The
     pool may keep both models, so this holds whichever jobs an idle actor takes to stay busy."""
 
-    def tiny_cfg(*overrides: str) -> dict[str, Any]:
+    def tiny_cfg(*overrides: str) -> WanbatchConfig:
         cfg = compose_demo("stitch.enabled=false", "report=false", *overrides)
-        cfg["backend"] = {
-            "name": "diffusers",
-            "model": "tiny-t2v",
-            "models_dir": str(tmp_path / "models"),
-            "warm_models": 2,
-        }
-        cfg["project"]["defaults"] = {}
-        cfg["scenes"] = [
+        cfg.backend = DiffusersConfig(model="tiny-t2v", models_dir=str(tmp_path / "models"), warm_models=2)
+        cfg.project.defaults = {}
+        cfg.scenes = [
             {"id": "fox", "prompt": "a red fox in snow", "seed": 1},
             {"id": "bird", "prompt": "a blue bird", "seed": 2},
             {"id": "hills", "prompt": "hills at dawn", "seed": 3, "image": "assets/day.png", "model": "tiny-i2v"},
@@ -191,7 +203,7 @@ def test_tiny_wan_models_load_once_per_actor_and_match_local(tmp_path, compose_d
     # The next run in this process (a sweep's next member: other seeds) finds the actors and their models:
     # an actor renders a model it loaded in the run before without loading it again.
     cfg = tiny_cfg("executor=ray")
-    for i, scene in enumerate(cfg["scenes"]):
+    for i, scene in enumerate(cfg.scenes):
         scene["seed"] = 100 + i
     code, again_dir, out = run_cfg(cfg)
     assert code == 0, out
@@ -204,7 +216,7 @@ def test_tiny_wan_models_load_once_per_actor_and_match_local(tmp_path, compose_d
 def test_a_dead_actor_is_replaced_and_its_job_retried_once_elsewhere(tmp_path, compose_demo, run_cfg, executors):
     cfg = compose_demo("executor=ray", "stitch.enabled=false", "report=false")
     (tmp_path / "marks").mkdir()
-    backend = ActorPreview({**cfg["backend"], "die": {"sunrise": 1}, "marks": str(tmp_path / "marks")})
+    backend = ActorPreview(ActorPreviewConfig.of(cfg.backend, die={"sunrise": 1}, marks=str(tmp_path / "marks")))
     code, run_dir, out = run_cfg(cfg, backends={"preview": backend})
     assert code == 0, out
     scenes = _scenes(run_dir)
@@ -222,7 +234,7 @@ def test_a_dead_actor_is_replaced_and_its_job_retried_once_elsewhere(tmp_path, c
 def test_an_actor_dying_twice_fails_only_its_job(tmp_path, compose_demo, run_cfg):
     cfg = compose_demo("executor=ray", "stitch.enabled=false", "report=false")
     (tmp_path / "marks").mkdir()
-    backend = ActorPreview({**cfg["backend"], "die": {"harbour_voice": 2}, "marks": str(tmp_path / "marks")})
+    backend = ActorPreview(ActorPreviewConfig.of(cfg.backend, die={"harbour_voice": 2}, marks=str(tmp_path / "marks")))
     code, run_dir, _ = run_cfg(cfg, backends={"preview": backend})
     assert code == 1
     scenes = _scenes(run_dir)
@@ -237,7 +249,7 @@ def test_an_actor_dying_twice_fails_only_its_job(tmp_path, compose_demo, run_cfg
 def test_ctrl_c_cancels_outstanding_work_and_keeps_what_finished(tmp_path, compose_demo):
     cfg = compose_demo("executor=ray", "stitch.enabled=false", "report=false")
     slow = {sid: 120 for sid in ("sunrise", "day_to_night", "harbour_voice")}
-    backend = ActorPreview({**cfg["backend"], "delay": slow})
+    backend = ActorPreview(ActorPreviewConfig.of(cfg.backend, delay=slow))
     run_dir = tmp_path / "run"
 
     def interrupt_once_title_is_done() -> None:
@@ -259,7 +271,7 @@ def test_ctrl_c_cancels_outstanding_work_and_keeps_what_finished(tmp_path, compo
     scenes = _scenes(run_dir)
     assert scenes["title"]["status"] == "rendered"
     assert {scenes[s]["status"] for s in ("sunrise", "day_to_night", "harbour_voice", "harbour_after")} == {"cancelled"}
-    cache = Cache(cfg["cache"]["dir"])
+    cache = Cache(cfg.cache.dir)
     try:
         assert cache.fetch(scenes["title"]["cache_key"]) is not None  # what finished is kept
         assert cache.peek(scenes["sunrise"]["cache_key"]) is None
@@ -274,7 +286,7 @@ def test_a_key_another_process_is_rendering_is_waited_for_then_served_from_the_c
     project = load_project(cfg, PROJECT.parent, backend_configs(cfg))
     plan = make_plan(project, build_backends(project.backend_configs))
     key = plan.job("sunrise").key
-    other = Cache(cfg["cache"]["dir"])
+    other = Cache(cfg.cache.dir)
     held, release = threading.Event(), threading.Event()
 
     def other_process() -> None:
@@ -303,14 +315,19 @@ def test_a_key_another_process_is_rendering_is_waited_for_then_served_from_the_c
 
 
 def test_ray_executor_config_is_checked_up_front(tmp_path):
-    assert check_config({"name": "ray", "num_gpus": 2}) == []
+    assert check_config(RayExecutorConfig(num_gpus=2)) == []
     problems = {
         i.field: str(i)
-        for i in check_config({"name": "ray", "num_gpus": -1, "num_actors": 0, "adress": "auto", "concurrency": "8"})
+        for i in check_config(RayExecutorConfig(num_gpus=-1, num_actors=0, concurrency="8"))  # type: ignore[arg-type]
     }
-    assert set(problems) == {"executor.num_gpus", "executor.num_actors", "executor.adress", "executor.concurrency"}
-    assert "unknown option; known:" in problems["executor.adress"] and "address" in problems["executor.adress"]
-    joined = {i.field: str(i) for i in check_config({"address": "auto", "num_gpus": 2})}
+    assert set(problems) == {"executor.num_gpus", "executor.num_actors", "executor.concurrency"}
+    joined = {i.field: str(i) for i in check_config(RayExecutorConfig(address="auto", num_gpus=2))}
     assert "null when joining a cluster" in joined["executor.num_gpus"]
     with pytest.raises(Exception, match=r"executor\.num_cpus"):
-        RayExecutor(Cache(tmp_path / "cache"), config={"num_cpus": "x"})
+        RayExecutor(Cache(tmp_path / "cache"), config=RayExecutorConfig(num_cpus="x"))  # type: ignore[arg-type]
+    # a typo'd option is the schema's to catch, when the config is composed
+    with pytest.raises(ConfigError) as err:
+        load_config(DEMO, ["executor=ray", "+executor.adress=auto"])
+    [issue] = err.value.issues
+    assert issue.field == "executor.adress" and issue.value == "auto"
+    assert "unknown option; known:" in issue.allowed and "address" in issue.allowed

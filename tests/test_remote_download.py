@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wanbatch.av.encode import EncodeSettings, write_clip
+from wanbatch.av.encode import write_clip
 from wanbatch.av.ffmpeg import probe
 from wanbatch.av.mp4 import boxes, file_boxes, find
 from wanbatch.backends.remote import download as remote_download
 from wanbatch.backends.remote.download import check_video, mp4_whole
 from wanbatch.backends.remote.probe import Opened, Prober
+from wanbatch.config.schema import EncodeConfig
 from wanbatch.errors import DownloadError
 from wanbatch.testing.fakeprovider.video import tagged
 
@@ -29,7 +30,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Ten distinct whole clips, a cut-off one, an HTML page and a wav."""
     d = tmp_path_factory.mktemp("downloads")
     frames = [np.full((32, 48, 3), i * 20, np.uint8) for i in range(8)]
-    whole = write_clip(frames, d / "whole.mp4", fps=8, settings=EncodeSettings(preset="ultrafast")).read_bytes()
+    whole = write_clip(frames, d / "whole.mp4", fps=8, settings=EncodeConfig(preset="ultrafast")).read_bytes()
     out = {f"ok{i}": d / f"ok{i}.mp4" for i in range(10)}
     for i, path in enumerate(out.values()):
         path.write_bytes(tagged(whole, f"job-{i}"))  # as the fake serves them: each its own bytes

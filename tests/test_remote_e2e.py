@@ -3,6 +3,7 @@ killed with SIGKILL mid-flight that the next run finishes without submitting any
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -74,7 +75,7 @@ def test_remote_mix_renders_one_film_from_all_five_backends(
     assert rf.scan_for_keys(tmp_path) == []
 
     # A second run is all cache hits: nothing is sent (no film or report needed to show it).
-    again = {**cfg, "report": False, "stitch": {**cfg["stitch"], "enabled": False}}
+    again = dataclasses.replace(cfg, report=False, stitch=dataclasses.replace(cfg.stitch, enabled=False))
     code = run_project(again, tmp_path / "run2", RECIPE, out=io.StringIO()).exit_code
     assert code == 0
     assert {s["status"] for s in scenes(tmp_path / "run2").values()} == {"cached"}

@@ -113,13 +113,13 @@ def test_a_body_without_length_is_cut_at_the_cap(remote: rf.Remote, bad: Hostile
 def test_max_download_mb_is_checked_with_the_other_options(remote: rf.Remote) -> None:
     from wanbatch.errors import ConfigError
 
-    bad_cap = r"`backends\.novita_wan21_t2v\.max_download_mb` = 0 is not allowed; a number > 0"
+    bad_cap = r"`backends\.novita_wan21_t2v\.max_download_mb` = 0(\.0)? is not allowed; a number > 0"
     with pytest.raises(ConfigError, match=bad_cap):
         remote.job(NOVITA, max_download_mb=0)
     _, backend = remote.job(NOVITA, max_download_mb=0.5)
-    assert backend.settings.max_download_mb == 0.5
+    assert backend.config.max_download_mb == 0.5
     _, backend = remote.job(NOVITA)
-    assert backend.settings.max_download_mb == 2048  # the default: generous, and still a bound
+    assert backend.config.max_download_mb == 2048  # the default: generous, and still a bound
 
 
 # -- redirects -------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from wanbatch.backends.remote.limits import ProviderPool
+from wanbatch.config.load import backend_config
 from wanbatch.errors import Cancelled, ProviderError, RenderError
 from wanbatch.secrets import RedactingFilter, redact, register_secret
 
@@ -144,10 +145,11 @@ def test_max_in_flight_is_shared_by_every_backend_of_a_provider(remote: rf.Remot
         }
         for i in range(3)
     ]
+    from wanbatch.config.schema import ProjectConfig, WanbatchConfig
     from wanbatch.core.plan import make_plan
     from wanbatch.core.project import load_project
 
-    cfg = {"project": {"name": "t"}, "backend": {"name": "gmi_wan21_i2v"}, "scenes": scenes}
+    cfg = WanbatchConfig(project=ProjectConfig(name="t"), backend=i2v.config, scenes=scenes)
     backends = {"gmi_wan21_i2v": i2v, "gmi_wan21_flf2v": flf}
     plan = make_plan(load_project(cfg, remote.root, {n: b.config for n, b in backends.items()}), backends)
     threads = [threading.Thread(target=remote.render, args=(job, backends[job.backend])) for job in plan.jobs]
@@ -345,7 +347,7 @@ def test_a_render_from_another_endpoint_has_another_cache_key(remote: rf.Remote)
     job, backend = remote.job(NOVITA)
     identity = backend.model_identity(job.scene)
     assert identity == {"provider": "novita", "model": "wan2.1-t2v", "endpoint": remote.fake.url}
-    real = type(backend)({"name": "novita_wan21_t2v"})
+    real = type(backend)(backend_config("novita_wan21_t2v"))  # the provider's own endpoint
     assert real.model_identity(job.scene) == {"provider": "novita", "model": "wan2.1-t2v"}
     real.close()
 

@@ -14,6 +14,9 @@ from PIL import Image
 
 from wanbatch.av.files import sha256_file
 from wanbatch.backends.remote.uploader import Uploader
+from wanbatch.config.backends import RemoteConfig
+from wanbatch.config.load import backend_config
+from wanbatch.errors import ConfigError
 
 
 @pytest.fixture
@@ -23,9 +26,12 @@ def image(tmp_path: Path) -> Path:
     return path
 
 
-def make(cfg: Any) -> tuple[Uploader | None, list[Any]]:
+def make(cfg: dict[str, Any]) -> tuple[Uploader | None, list[Any]]:
+    """The uploader a backend's `uploader` option makes, through the schema as a composed config is."""
     issues: list[Any] = []
-    return Uploader.from_config(cfg, issues), issues
+    config = backend_config("gmi_wan27_i2v", {"uploader": cfg})
+    assert isinstance(config, RemoteConfig)
+    return Uploader.from_config(config.uploader, issues), issues
 
 
 def test_a_local_folder_served_at_a_url(image: Path, tmp_path: Path) -> None:
@@ -82,21 +88,30 @@ def test_different_files_upload_at_once_the_same_file_once(tmp_path: Path, monke
 @pytest.mark.parametrize(
     ("cfg", "fields"),
     [
-        ("s3://bucket", {"backend.uploader"}),
-        ({"target": "memory://b"}, {"backend.uploader.public_url"}),
         ({"target": "memory://b", "public_url": "ftp://b"}, {"backend.uploader.public_url"}),
         ({"target": "", "public_url": "https://x"}, {"backend.uploader.target"}),
         ({"target": "nosuchproto://x", "public_url": "https://x"}, {"backend.uploader.target"}),
-        ({"target": "memory://x", "public_url": "https://x", "bucket": "b"}, {"backend.uploader.bucket"}),
-        (
-            {"target": "memory://x", "public_url": "https://x", "storage_options": [1]},
-            {"backend.uploader.storage_options"},
-        ),
+        ({"target": "", "public_url": "ftp://b"}, {"backend.uploader.target", "backend.uploader.public_url"}),
     ],
 )
 def test_bad_configs_are_issues(cfg: Any, fields: set[str]) -> None:
     up, issues = make(cfg)
     assert up is None and {i.field for i in issues} == fields
+
+
+@pytest.mark.parametrize(
+    ("cfg", "field"),
+    [
+        ("s3://bucket", "uploader"),
+        ({"target": "memory://b"}, "uploader.public_url"),
+        ({"target": "memory://x", "public_url": "https://x", "bucket": "b"}, "uploader.bucket"),
+        ({"target": "memory://x", "public_url": "https://x", "storage_options": [1]}, "uploader.storage_options"),
+    ],
+)
+def test_a_mistyped_or_unknown_uploader_key_is_the_schemas_to_name(cfg: Any, field: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        make(cfg)
+    assert [i.field for i in err.value.issues] == [f"backends.gmi_wan27_i2v.{field}"]
 
 
 def test_null_means_no_uploader() -> None:

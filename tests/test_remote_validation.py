@@ -186,29 +186,47 @@ def test_a_missing_key_is_an_issue_before_any_request(
 def test_bad_backend_options_are_issues(remote: rf.Remote) -> None:
     overrides = {
         "novita_wan21_t2v": {
-            "max_in_fligth": 3,
-            "poll": {"initial": 1},
             "image_encoding": "hex",
             "uploader": {"target": "nosuchfs://x", "public_url": "ftp://x"},
             "requests_per_second": 0,
+            "poll": {"jitter": -1},
         }
     }
     issues = issues_of(remote, [{"id": "s", "prompt": "p", "seed": 1}], overrides=overrides)
-    assert {i.field for i in issues} == {
-        "backends.novita_wan21_t2v.max_in_fligth",
-        "backends.novita_wan21_t2v.poll.initial",
+    assert {i.field for i in issues} == {  # every range and choice at once
         "backends.novita_wan21_t2v.image_encoding",
         "backends.novita_wan21_t2v.uploader.target",
         "backends.novita_wan21_t2v.uploader.public_url",
         "backends.novita_wan21_t2v.requests_per_second",
+        "backends.novita_wan21_t2v.poll.jitter",
     }
+    assert_nothing_sent(remote)
+
+
+@pytest.mark.parametrize(
+    ("option", "field", "allowed"),
+    [
+        ({"max_in_fligth": 3}, "max_in_fligth", "unknown option; known: api_key_env, base_url"),
+        ({"poll": {"initial": 1}}, "poll.initial", "unknown option; known: backoff, initial_s"),
+        ({"poll": {"initial_s": "soon"}}, "poll.initial_s", "a number"),
+        ({"uploader": {"target": "memory://x"}}, "uploader.public_url", "a string: it has no default"),
+        ({"webhook_url": ["x"]}, "webhook_url", "a string, or null"),
+    ],
+)
+def test_an_unknown_or_mistyped_backend_option_names_itself(
+    remote: rf.Remote, option: dict[str, Any], field: str, allowed: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        remote.plan([{"id": "s", "prompt": "p", "seed": 1}], overrides={"novita_wan21_t2v": option})
+    [issue] = err.value.issues
+    assert issue.field == f"backends.novita_wan21_t2v.{field}" and allowed in issue.allowed
     assert_nothing_sent(remote)
 
 
 def test_every_config_names_itself_and_validates(remote: rf.Remote) -> None:
     for name in rf.REMOTE:
         backend = remote.backend(name)
-        assert backend.config["name"] == name == backend.name
+        assert backend.config.name == name == backend.name
         issues: list[Any] = []
         backend.check_ready(issues)
         assert issues == []

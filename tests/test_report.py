@@ -10,10 +10,11 @@ from urllib.parse import unquote
 import numpy as np
 import pytest
 
-from wanbatch.av.encode import EncodeSettings, write_clip
+from wanbatch.av.encode import write_clip
+from wanbatch.config.schema import EncodeConfig
 from wanbatch.runs.report import write_report
 
-FAST = EncodeSettings(preset="ultrafast", crf=23)
+FAST = EncodeConfig(preset="ultrafast", crf=23)
 NASTY = 'a "quoted" <b>bold</b> & <script>alert(1)</script> prompt'
 
 

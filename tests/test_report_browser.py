@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from wanbatch.av.encode import EncodeSettings, write_clip
+from wanbatch.av.encode import write_clip
+from wanbatch.config.schema import EncodeConfig
 from wanbatch.runs.report import write_report
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -133,7 +134,7 @@ class Browser:
 
 def make_run(run_dir: Path) -> dict:
     (run_dir / "clips").mkdir(parents=True)
-    settings = EncodeSettings(preset="ultrafast", crf=23)  # H.264 yuv420p + AAC: what Chromium plays
+    settings = EncodeConfig(preset="ultrafast", crf=23)  # H.264 yuv420p + AAC: what Chromium plays
     scenes = []
     for i, color in enumerate([(220, 60, 60), (60, 200, 90), (60, 90, 220)]):
         rel = f"clips/{i + 1:03d}-s{i}.mp4"

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from wanbatch.av.encode import EncodeSettings, write_clip
+from wanbatch.av.encode import write_clip
 from wanbatch.config.load import load_config
+from wanbatch.config.schema import EncodeConfig
 from wanbatch.core.names import ID_RULE, file_stem, id_problem, sanitise
 from wanbatch.execute.common import with_chain_input
 
@@ -113,7 +114,7 @@ def test_the_chain_frame_is_named_by_the_sanitised_id_and_key_never_the_raw_id(t
     workdir = tmp_path / "w1" / "w2" / "w3" / "work"
     workdir.mkdir(parents=True)
     clip = write_clip(
-        [np.full((16, 16, 3), 9, np.uint8)] * 4, tmp_path / "p.mp4", fps=8, settings=EncodeSettings(preset="ultrafast")
+        [np.full((16, 16, 3), 9, np.uint8)] * 4, tmp_path / "p.mp4", fps=8, settings=EncodeConfig(preset="ultrafast")
     )
     got = with_chain_input(hostile, clip, workdir)
     frame = got.inputs["image"].path

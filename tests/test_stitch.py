@@ -15,6 +15,8 @@ import wanbatch.film.mix as compose
 import wanbatch.film.stitch as stitch
 from wanbatch.av.encode import EncodeSettings, write_clip
 from wanbatch.av.ffmpeg import ffmpeg_exe, read_frames
+from wanbatch.config.load import load_config
+from wanbatch.config.schema import EncodeConfig, StitchConfig
 from wanbatch.core.media import Media
 from wanbatch.core.project import Soundtrack
 from wanbatch.core.scene import Transition
@@ -22,7 +24,7 @@ from wanbatch.errors import ConfigError
 from wanbatch.film.clips import FilmClip, layout, probe_clips
 from wanbatch.film.stitch import stitch_film
 
-FAST = EncodeSettings(preset="ultrafast", crf=18, audio_bitrate="128k")
+FAST = EncodeConfig(preset="ultrafast", crf=18, audio_bitrate="128k")
 RATE = 48000
 
 
@@ -119,7 +121,7 @@ def test_copy_when_everything_matches(tmp_path, ffmpeg_calls, monkeypatch):
     ]
     no_compose(monkeypatch)
     monkeypatch.setattr(clips_module, "probe", lambda *a, **k: pytest.fail("mp4 clips need no ffmpeg probe"))
-    result = stitch_film(clips, tmp_path / "film.mp4", settings={"enabled": True, "mode": "auto"}, encode=FAST)
+    result = stitch_film(clips, tmp_path / "film.mp4", settings=StitchConfig(enabled=True, mode="auto"), encode=FAST)
 
     assert result.method == "copy"
     assert "cut" in result.reason and "160x96" in result.reason
@@ -138,7 +140,7 @@ def test_copy_when_everything_matches(tmp_path, ffmpeg_calls, monkeypatch):
 def test_copy_also_without_audio(tmp_path, monkeypatch):
     clips = [FilmClip(make_clip(tmp_path / f"c{i}.mp4", audio=False), f"s{i}") for i in range(2)]
     no_compose(monkeypatch)
-    result = stitch_film(clips, tmp_path / "film.mp4", settings={}, encode=FAST)
+    result = stitch_film(clips, tmp_path / "film.mp4", settings=StitchConfig(), encode=FAST)
     assert result.method == "copy" and "no audio" in result.reason
     assert probe_clips([result.path])[0].audio is None
 
@@ -151,7 +153,7 @@ def test_copy_for_other_containers_via_ffmpeg_probe(tmp_path, monkeypatch):
         subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(mp4), "-c", "copy", str(mkv)], check=True)
         clips.append(FilmClip(mkv, f"s{i}"))
     no_compose(monkeypatch)
-    result = stitch_film(clips, tmp_path / "film.mp4", settings={}, encode=FAST)
+    result = stitch_film(clips, tmp_path / "film.mp4", settings=StitchConfig(), encode=FAST)
     assert result.method == "copy"
     assert frame_count(result.path) == pytest.approx(32, abs=1)  # mkv timestamps are in milliseconds
 
@@ -196,7 +198,7 @@ def test_copy_costs_about_a_bare_concat(tmp_path, monkeypatch):
     for _ in range(7):
         in_ffmpeg.clear()
         t0 = time.perf_counter()
-        result = stitch_film(clips, tmp_path / "film.mp4", settings={}, encode=FAST)
+        result = stitch_film(clips, tmp_path / "film.mp4", settings=StitchConfig(), encode=FAST)
         overheads.append(time.perf_counter() - t0 - sum(in_ffmpeg))
         assert result.method == "copy" and len(in_ffmpeg) == 1
         t0 = time.perf_counter()
@@ -217,7 +219,7 @@ def test_copy_costs_about_a_bare_concat(tmp_path, monkeypatch):
         ({}, Transition("crossfade", 0.25), "crossfade"),
         ({}, Transition("fade", 0.5), "fade"),
         ({"audio": False}, None, "audio"),
-        ({"settings": EncodeSettings(preset="medium", crf=18)}, None, "codec parameters"),
+        ({"settings": EncodeConfig(preset="medium", crf=18)}, None, "codec parameters"),
     ],
     ids=["size", "fps", "crossfade", "fade", "audio-layout", "codec-parameters"],
 )
@@ -225,7 +227,7 @@ def test_compose_when_copy_is_not_safe(tmp_path, ffmpeg_calls, second, transitio
     a = make_clip(tmp_path / "a.mp4")
     b = make_clip(tmp_path / "b.mp4", color=(40, 40, 200), **second)
     clips = [FilmClip(a, "a"), FilmClip(b, "b", transition or Transition())]
-    result = stitch_film(clips, tmp_path / "film.mp4", settings={}, encode=FAST)
+    result = stitch_film(clips, tmp_path / "film.mp4", settings=StitchConfig(), encode=FAST)
     assert result.method == "compose"
     assert words in result.reason
     assert not any("concat" in args for args in ffmpeg_calls)
@@ -235,13 +237,13 @@ def test_compose_when_copy_is_not_safe(tmp_path, ffmpeg_calls, second, transitio
 
 def test_compose_when_a_soundtrack_or_fades_or_titles(tmp_path):
     clips = [FilmClip(make_clip(tmp_path / f"c{i}.mp4"), f"s{i}") for i in range(2)]
-    music = Soundtrack(Media("audio", "audio", path=tone_wav(tmp_path / "m.wav", 2, 220, 0.3)))
-    r = stitch_film(clips, tmp_path / "f1.mp4", settings={}, encode=FAST, soundtrack=music)
+    music = Soundtrack(Media("audio", "audio", path=tone_wav(tmp_path / "m.wav", 2, 220, 0.3)), volume=0.4, duck=0.15)
+    r = stitch_film(clips, tmp_path / "f1.mp4", settings=StitchConfig(), encode=FAST, soundtrack=music)
     assert r.method == "compose" and "soundtrack" in r.reason
-    r = stitch_film(clips, tmp_path / "f2.mp4", settings={"fade_in": 0.25}, encode=FAST)
+    r = stitch_film(clips, tmp_path / "f2.mp4", settings=StitchConfig(fade_in=0.25), encode=FAST)
     assert r.method == "compose" and "fade" in r.reason
     r = stitch_film(
-        [clips[0], FilmClip(clips[1].path, "s1", title="Hi")], tmp_path / "f3.mp4", settings={}, encode=FAST
+        [clips[0], FilmClip(clips[1].path, "s1", title="Hi")], tmp_path / "f3.mp4", settings=StitchConfig(), encode=FAST
     )
     assert r.method == "compose" and "title" in r.reason
 
@@ -252,18 +254,18 @@ def test_mode_copy_when_impossible_is_a_config_error(tmp_path):
         FilmClip(make_clip(tmp_path / "b.mp4", size=(320, 192)), "b"),
     ]
     with pytest.raises(ConfigError, match=r"stitch\.mode.*size: 160x96 .* vs 320x192"):
-        stitch_film(clips, tmp_path / "film.mp4", settings={"mode": "copy"}, encode=FAST)
+        stitch_film(clips, tmp_path / "film.mp4", settings=StitchConfig(mode="copy"), encode=FAST)
     assert not (tmp_path / "film.mp4").exists()
 
 
 def test_mode_copy_when_possible(tmp_path):
     clips = [FilmClip(make_clip(tmp_path / f"c{i}.mp4"), f"s{i}") for i in range(2)]
-    assert stitch_film(clips, tmp_path / "film.mp4", settings={"mode": "copy"}, encode=FAST).method == "copy"
+    assert stitch_film(clips, tmp_path / "film.mp4", settings=StitchConfig(mode="copy"), encode=FAST).method == "copy"
 
 
 def test_mode_compose_forces_compose(tmp_path):
     clips = [FilmClip(make_clip(tmp_path / f"c{i}.mp4"), f"s{i}") for i in range(2)]
-    result = stitch_film(clips, tmp_path / "film.mp4", settings={"mode": "compose"}, encode=FAST)
+    result = stitch_film(clips, tmp_path / "film.mp4", settings=StitchConfig(mode="compose"), encode=FAST)
     assert result.method == "compose" and "compose" in result.reason
     assert frame_count(result.path) == 32
 
@@ -287,7 +289,7 @@ def test_film_lasts_the_clips_minus_the_overlaps(tmp_path, transitions):
         for i, (s, tr) in enumerate(zip(seconds, transitions, strict=True))
     ]
     expected = sum(seconds) - sum(tr.duration for tr in transitions if tr and tr.type == "crossfade")
-    result = stitch_film(clips, tmp_path / "film.mp4", settings={}, encode=FAST)
+    result = stitch_film(clips, tmp_path / "film.mp4", settings=StitchConfig(), encode=FAST)
     frame = 1 / 16
     assert result.duration == pytest.approx(expected, abs=1e-9)
     assert probe_clips([result.path])[0].duration == pytest.approx(expected, abs=frame)
@@ -309,17 +311,17 @@ def test_transition_longer_than_its_clips_is_a_config_error(tmp_path):
         FilmClip(make_clip(tmp_path / "b.mp4", seconds=1.0), "b", Transition("crossfade", 1.5)),
     ]
     with pytest.raises(ConfigError, match=r"scene `b`.*transition\.duration"):
-        stitch_film(clips, tmp_path / "film.mp4", settings={}, encode=FAST)
+        stitch_film(clips, tmp_path / "film.mp4", settings=StitchConfig(), encode=FAST)
 
 
 def test_bad_settings_are_config_errors(tmp_path):
     clips = [FilmClip(make_clip(tmp_path / "a.mp4"), "a")]
     with pytest.raises(ConfigError, match=r"stitch\.mode"):
-        stitch_film(clips, tmp_path / "f.mp4", settings={"mode": "fast"}, encode=FAST)
-    with pytest.raises(ConfigError, match=r"stitch\.colour"):
-        stitch_film(clips, tmp_path / "f.mp4", settings={"colour": "red"}, encode=FAST)
+        stitch_film(clips, tmp_path / "f.mp4", settings=StitchConfig(mode="fast"), encode=FAST)
+    with pytest.raises(ConfigError, match=r"stitch\.colour"):  # a typo is the schema's to name, when composing
+        load_config(None, ["+stitch.colour=red"])
     with pytest.raises(ConfigError, match=r"stitch\.width"):
-        stitch_film(clips, tmp_path / "f.mp4", settings={"width": 101, "height": 100}, encode=FAST)
+        stitch_film(clips, tmp_path / "f.mp4", settings=StitchConfig(width=101, height=100), encode=FAST)
 
 
 # -- pictures ----------------------------------------------------------------------------------------------
@@ -334,7 +336,7 @@ def test_crossfade_blends_and_fade_goes_through_black(tmp_path):
         FilmClip(blue, "b", Transition("crossfade", 0.5)),
         FilmClip(green, "g", Transition("fade", 0.5)),
     ]
-    result = stitch_film(clips, tmp_path / "film.mp4", settings={"fade_in": 0.25}, encode=FAST)
+    result = stitch_film(clips, tmp_path / "film.mp4", settings=StitchConfig(fade_in=0.25), encode=FAST)
     frames = read_frames(result.path)
     assert len(frames) == 40  # 16 + 16 + 16 - 8 (crossfade)
 
@@ -353,7 +355,9 @@ def test_crossfade_blends_and_fade_goes_through_black(tmp_path):
 def test_sizes_are_letterboxed_to_the_first_clip(tmp_path):
     wide = make_clip(tmp_path / "w.mp4", color=(0, 0, 220), size=(160, 96))
     square = make_clip(tmp_path / "s.mp4", color=(220, 220, 0), size=(64, 64))
-    result = stitch_film([FilmClip(wide, "w"), FilmClip(square, "s")], tmp_path / "film.mp4", settings={}, encode=FAST)
+    result = stitch_film(
+        [FilmClip(wide, "w"), FilmClip(square, "s")], tmp_path / "film.mp4", settings=StitchConfig(), encode=FAST
+    )
     f = read_frames(result.path)[24]  # inside the square clip
     assert f.shape == (96, 160, 3)
     assert f[:, :20].max() < 20 and f[:, -20:].max() < 20  # black bars left and right
@@ -363,7 +367,10 @@ def test_sizes_are_letterboxed_to_the_first_clip(tmp_path):
 def test_title_caption_is_drawn_over_the_clip(tmp_path):
     clip = make_clip(tmp_path / "a.mp4", color=(0, 0, 160), size=(320, 192), seconds=1.0)
     result = stitch_film(
-        [FilmClip(clip, "a", title="HELLO WORLD")], tmp_path / "film.mp4", settings={"title_seconds": 1.0}, encode=FAST
+        [FilmClip(clip, "a", title="HELLO WORLD")],
+        tmp_path / "film.mp4",
+        settings=StitchConfig(title_seconds=1.0),
+        encode=FAST,
     )
     f = read_frames(result.path)[8]
     band = f[192 * 2 // 3 :]
@@ -382,7 +389,9 @@ def test_soundtrack_is_mixed_under_and_ducked_while_a_scene_speaks(tmp_path):
         Media("audio", "audio", path=tone_wav(tmp_path / "music.wav", 6.0, 220, 0.5)), volume=0.8, duck=0.1
     )
     clips = [FilmClip(quiet1, "q1"), FilmClip(voice, "v"), FilmClip(quiet2, "q2")]
-    result = stitch_film(clips, tmp_path / "film.mp4", settings={"duck_ramp": 0.25}, encode=FAST, soundtrack=music)
+    result = stitch_film(
+        clips, tmp_path / "film.mp4", settings=StitchConfig(duck_ramp=0.25), encode=FAST, soundtrack=music
+    )
     assert result.method == "compose"
     x = decode_audio(result.path)
     music_level = [amplitude(x, 220, a, b) for a, b in ((0.3, 1.6), (2.4, 3.6), (4.4, 5.7))]
@@ -400,7 +409,7 @@ def test_scene_audio_crossfades_with_the_picture(tmp_path):
     result = stitch_film(
         [FilmClip(a, "a"), FilmClip(b, "b", Transition("crossfade", 1.0))],
         tmp_path / "film.mp4",
-        settings={"fade_out": 0.5},
+        settings=StitchConfig(fade_out=0.5),
         encode=FAST,
     )
     x = decode_audio(result.path)
@@ -414,9 +423,9 @@ def test_scene_audio_crossfades_with_the_picture(tmp_path):
 @pytest.mark.parametrize("loop", [True, False])
 def test_a_short_soundtrack_loops_or_stops(tmp_path, loop):
     clips = [FilmClip(make_clip(tmp_path / f"c{i}.mp4", seconds=1.5, audio=False), f"s{i}") for i in range(2)]
-    music = Soundtrack(Media("audio", "audio", path=tone_wav(tmp_path / "m.wav", 1.2, 330, 0.5)), volume=1.0)
+    music = Soundtrack(Media("audio", "audio", path=tone_wav(tmp_path / "m.wav", 1.2, 330, 0.5)), volume=1.0, duck=0.15)
     result = stitch_film(
-        clips, tmp_path / "film.mp4", settings={"loop_soundtrack": loop}, encode=FAST, soundtrack=music
+        clips, tmp_path / "film.mp4", settings=StitchConfig(loop_soundtrack=loop), encode=FAST, soundtrack=music
     )
     x = decode_audio(result.path)
     assert amplitude(x, 330, 0.2, 1.0) == pytest.approx(0.5, rel=0.15)

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from wanbatch.config.load import RECIPES_DIR, load_config
+from wanbatch.config.schema import WanbatchConfig
 from wanbatch.film.clips import probe_clips
 from wanbatch.runs.run import run_project
 
@@ -19,7 +20,7 @@ STORYBOARD = RECIPES_DIR / "storyboard"
 ASSETS = STORYBOARD / "assets"
 
 
-def storyboard(tmp_path: Path, *overrides: str) -> dict:
+def storyboard(tmp_path: Path, *overrides: str) -> WanbatchConfig:
     return load_config(
         STORYBOARD / "project.yaml", [f"cache.dir={tmp_path / 'cache'}", "executor.progress=none", *overrides]
     )
@@ -27,7 +28,7 @@ def storyboard(tmp_path: Path, *overrides: str) -> dict:
 
 def test_it_has_every_kind_of_scene(tmp_path):
     cfg = storyboard(tmp_path)
-    scenes = cfg["scenes"]
+    scenes = cfg.scenes
     assert len(scenes) >= 6
     has = {
         "text-to-video": any(not s.get("image") and not s.get("chain_from") and not s.get("title") for s in scenes),
@@ -43,8 +44,8 @@ def test_it_has_every_kind_of_scene(tmp_path):
     transitions = [s.get("transition") or "cut" for s in scenes[1:]]
     kinds = {t if isinstance(t, str) else t["type"] for t in transitions}
     assert {"cut", "crossfade", "fade"} <= kinds
-    assert cfg["project"]["soundtrack"]["path"] == "assets/soundtrack.wav"
-    assert cfg["backend"]["name"] == "preview"
+    assert cfg.project.soundtrack["path"] == "assets/soundtrack.wav"
+    assert cfg.backend.name == "preview"
 
 
 def test_assets_are_small_and_reproducible(tmp_path):

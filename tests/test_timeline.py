@@ -9,13 +9,14 @@ from urllib.parse import unquote
 import numpy as np
 import pytest
 
-from wanbatch.av.encode import EncodeSettings, write_clip
+from wanbatch.av.encode import write_clip
+from wanbatch.config.schema import EncodeConfig, StitchConfig
 from wanbatch.core.scene import Transition
 from wanbatch.film.clips import FilmClip
 from wanbatch.film.stitch import stitch_film
 from wanbatch.film.timeline import write_timeline
 
-FAST = EncodeSettings(preset="ultrafast", crf=23)
+FAST = EncodeConfig(preset="ultrafast", crf=23)
 SECONDS = [2.0, 1.5, 2.0, 1.0]
 TRANSITIONS = [None, {"type": "crossfade", "duration": 0.5}, {"type": "fade", "duration": 1.0}, "crossfade"]
 
@@ -77,7 +78,7 @@ def test_otio_cut_lasts_as_long_as_the_film(tmp_path):
     manifest = make_run(tmp_path)
     trs = [Transition(), Transition("crossfade", 0.5), Transition("fade", 1.0), Transition("crossfade", 0.5)]
     clips = [FilmClip(tmp_path / s["clip"], s["id"], t) for s, t in zip(manifest["scenes"], trs, strict=True)]
-    film = stitch_film(clips, tmp_path / "film.mp4", settings={}, encode=FAST)
+    film = stitch_film(clips, tmp_path / "film.mp4", settings=StitchConfig(), encode=FAST)
     timeline = otio.adapters.read_from_file(str(write_timeline(tmp_path, manifest)))
     assert timeline.duration().to_seconds() == pytest.approx(film.duration, abs=1 / 16)
 

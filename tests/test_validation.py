@@ -11,45 +11,52 @@ from typing import Any
 
 import pytest
 
+from wanbatch.config.schema import WanbatchConfig
+
 from conftest import REPO, tree
 
 
-def _scene(cfg: dict[str, Any], sid: str) -> dict[str, Any]:
-    return next(s for s in cfg["scenes"] if s["id"] == sid)
+def _scene(cfg: WanbatchConfig, sid: str) -> dict[str, Any]:
+    return next(s for s in cfg.scenes if s["id"] == sid)
 
 
 def _set(sid: str, **fields: Any):
-    def edit(cfg: dict[str, Any], tmp: Path) -> None:
+    def edit(cfg: WanbatchConfig, tmp: Path) -> None:
         _scene(cfg, sid).update(fields)
 
     return edit
 
 
-def _not_an_image(cfg: dict[str, Any], tmp: Path) -> None:
+def _not_an_image(cfg: WanbatchConfig, tmp: Path) -> None:
     bad = tmp / "notes.png"
     bad.write_text("this is not a picture")
     _scene(cfg, "sunrise")["image"] = str(bad)
 
 
-def _cycle(cfg: dict[str, Any], tmp: Path) -> None:
+def _cycle(cfg: WanbatchConfig, tmp: Path) -> None:
     _scene(cfg, "sunrise")["chain_from"] = "day_to_night"
     _scene(cfg, "sunrise").pop("image")
     _scene(cfg, "day_to_night")["chain_from"] = "sunrise"
     _scene(cfg, "day_to_night").pop("image")
 
 
-def _dup(cfg: dict[str, Any], tmp: Path) -> None:
-    cfg["scenes"].append(copy.deepcopy(_scene(cfg, "title")))
+def _dup(cfg: WanbatchConfig, tmp: Path) -> None:
+    cfg.scenes.append(copy.deepcopy(_scene(cfg, "title")))
 
 
 def _project(**fields: Any):
-    def edit(cfg: dict[str, Any], tmp: Path) -> None:
+    """Set `a__b__c` in the composed config: an attribute of a group, or a key of a mapping in it."""
+
+    def edit(cfg: WanbatchConfig, tmp: Path) -> None:
         for dotted, value in fields.items():
-            node = cfg
+            node: Any = cfg
             *parents, last = dotted.split("__")
             for p in parents:
-                node = node.setdefault(p, {})
-            node[last] = value
+                node = node[p] if isinstance(node, dict) else getattr(node, p)
+            if isinstance(node, dict):
+                node[last] = value
+            else:
+                setattr(node, last, value)
 
     return edit
 
@@ -127,7 +134,19 @@ CASES = [
     ("no scenes", _project(scenes=[]), ["`scenes`", "[]", "non-empty list"]),
     ("concurrency zero", _project(executor__concurrency=0), ["`executor.concurrency`", "0", "integer >= 1"]),
     ("unknown executor", _project(executor__name="celery"), ["`executor.name`", "'celery'", "local, ray"]),
-    ("unknown encode option", _project(encode__quality=3), ["`encode.quality`", "3", "unknown option"]),
+    (
+        "backend renamed, not chosen",
+        _project(backend__name="novita_wan21_t2v"),
+        ["`backend.name`", "'novita_wan21_t2v'", "`backend=novita_wan21_t2v`"],
+    ),
+    ("executor renamed, not chosen", _project(executor__name="ray"), ["`executor.name`", "'ray'", "`executor=ray`"]),
+    ("executor progress", _project(executor__progress="fancy"), ["`executor.progress`", "'fancy'", "auto, rich"]),
+    ("stitch mode", _project(stitch__mode="fast"), ["`stitch.mode`", "'fast'", "auto, copy, compose"]),
+    (
+        "preview resolution",
+        _project(backend__default_resolution="4K"),
+        ["`backend.default_resolution`", "'4K'", "480P"],
+    ),
 ]
 
 

@@ -18,7 +18,9 @@ from wanbatch.backends.local.pipelines import LoadSpec
 from wanbatch.backends.local.xdit import XditBackend
 from wanbatch.backends.local.xdit_launch import Degrees, LaunchPlan, launch_plan, plan_degrees
 from wanbatch.cache.store import Cache
-from wanbatch.errors import Cancelled, Issue, MissingExtraError, RenderError
+from wanbatch.config.backends import DiffusersConfig, XditConfig
+from wanbatch.config.load import backend_config
+from wanbatch.errors import Cancelled, ConfigError, Issue, MissingExtraError, RenderError
 
 from local_fixtures import context, images, job, render_cache, scene, tiny_models_dir
 
@@ -26,7 +28,7 @@ __all__ = ["images", "render_cache", "tiny_models_dir"]
 
 
 def xdit(models_dir: Path, **cfg: Any) -> XditBackend:
-    return XditBackend({"name": "xdit", "model": "tiny-t2v", "models_dir": str(models_dir), **cfg})
+    return XditBackend(XditConfig(**{"model": "tiny-t2v", "models_dir": str(models_dir), **cfg}))
 
 
 def planned_xdit(models_dir: Path, **cfg: Any) -> XditBackend:
@@ -85,7 +87,7 @@ def test_prepare_validates_degrees_against_the_scenes_model_once(tiny_models_dir
     params = xdit(tiny_models_dir, gpus=4).prepare(scene(), ok)
     assert ok == [] and params["parallel"] == {"ulysses": 2, "ring": 2}
     assert params["device_type"] == "cuda" and params["dtype"] == "bfloat16"
-    big = XditBackend({"name": "xdit", "model": "wan2.1-t2v-14b", "gpus": 8, "ring_degree": 3})
+    big = XditBackend(XditConfig(model="wan2.1-t2v-14b", gpus=8, ring_degree=3))
     assert [i.field for i in _issues(big, scene())] == ["backend.ring_degree"]
 
 
@@ -96,13 +98,18 @@ def _issues(b: XditBackend, sc: Any) -> list[Issue]:
 
 
 def test_bad_xdit_options(tiny_models_dir: Path) -> None:
-    b = xdit(tiny_models_dir, gpus=0, ulysses_degree="two", ring="2", timeout_s=-1)
+    b = xdit(tiny_models_dir, gpus=0, ulysses_degree="two", ring_degree=0, timeout_s=-1)
     assert sorted(i.field for i in b._config_issues) == [
         "backend.gpus",
-        "backend.ring",
+        "backend.ring_degree",
         "backend.timeout_s",
         "backend.ulysses_degree",
     ]
+    with pytest.raises(ConfigError) as err:  # a typo'd option is the schema's to name
+        backend_config("xdit", {"ring": 2})
+    assert [i.field for i in err.value.issues] == ["backends.xdit.ring"] and "ring_degree" in err.value.issues[
+        0
+    ].allowed
 
 
 # -- readiness on a machine without GPUs or xfuser -----------------------------------------------------
@@ -317,8 +324,6 @@ def test_the_worker_renders_what_the_diffusers_backend_renders(
     assert seen["args"] == {"model": str(tiny_models_dir / "tiny-t2v-v1"), "ulysses_degree": 1, "ring_degree": 1}
     assert seen["wrapped"] == ["transformer"] and seen["runtime"][1] == "engine-config"
     assert probe(out).width == 32
-    reference = DiffusersBackend(
-        {"name": "diffusers", "device": "cpu", "model": "tiny-t2v", "models_dir": str(tiny_models_dir)}
-    )
+    reference = DiffusersBackend(DiffusersConfig(device="cpu", model="tiny-t2v", models_dir=str(tiny_models_dir)))
     frames, _ = reference.render_frames(job(reference, scene(seed=5, width=32, height=32)))
     assert np.array_equal(np.load(tmp_path / "w" / "frames.npy"), frames)

@@ -19,6 +19,7 @@ every error message; `RedactingFilter` on log handlers (`guard_logging` puts it 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -63,7 +64,9 @@ def register_key_variables(names: Iterable[str]) -> None:
 
 def register_config(cfg: Any) -> None:
     """Every secret a composed config names: the value of each `api_key_env` variable, and every string
-    under a credential-looking name, at any depth."""
+    under a credential-looking name, at any depth (mappings, lists and dataclasses: the typed config)."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        cfg = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     if isinstance(cfg, Mapping):
         for key, value in cfg.items():
             if str(key) == "api_key_env" and isinstance(value, str):

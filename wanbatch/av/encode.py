@@ -1,12 +1,12 @@
 """Frames to an mp4 clip, with the encoding settings from the `encode` config group.
 
-The default is near-lossless H.264 (crf 12, yuv420p) so a clip is faithful to the frames the model
-made while still playing everywhere; every setting is config.
+The default (the schema's, `wanbatch.config.schema.EncodeConfig`) is near-lossless H.264, so a clip is faithful
+to the frames the model made while still playing everywhere; every setting is config.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -14,33 +14,29 @@ from typing import Any
 import numpy as np
 
 from wanbatch.av.ffmpeg import run_ffmpeg
-from wanbatch.errors import ConfigError, Issue
 
 
-@dataclass(frozen=True)
+@dataclass
 class EncodeSettings:
-    codec: str = "libx264"
-    crf: int | None = 12
-    bitrate: str | None = None  # e.g. "8M"; used instead of crf when set
-    preset: str = "medium"
-    pix_fmt: str = "yuv420p"
-    audio_codec: str = "aac"
-    audio_bitrate: str = "192k"
-    audio_rate: int = 48000
+    """How wanbatch encodes frames (clips, composed films). The `encode` config group's schema,
+    `wanbatch.config.schema.EncodeConfig`, is this with its defaults; build one from there."""
+
+    codec: str
+    crf: int | None
+    bitrate: str | None  # e.g. "8M"; used instead of crf when set
+    preset: str
+    pix_fmt: str
+    audio_codec: str
+    audio_bitrate: str
+    audio_rate: int
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | None) -> EncodeSettings:
-        cfg = dict(cfg or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise ConfigError(
-                [
-                    Issue(None, f"encode.{k}", cfg[k], f"unknown option; known: {', '.join(sorted(known))}")
-                    for k in unknown
-                ]
-            )
-        return cls(**cfg)
+    def from_config(cls, cfg: EncodeSettings) -> EncodeSettings:
+        """The `encode` group of a composed config (`load_config(...).encode`), typed and checked by its schema
+        already; kept for scripts written against wanbatch 0.1, whose configs were plain dicts."""
+        if not isinstance(cfg, EncodeSettings):
+            raise TypeError(f"the `encode` group of a composed config, not {type(cfg).__name__}")
+        return cfg
 
     def video_args(self) -> list[str]:
         args = ["-c:v", self.codec, "-pix_fmt", self.pix_fmt]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import Any
 
+from wanbatch.config.backends import BackendConfig
 from wanbatch.core.backend import Backend
 
 REGISTRY: dict[str, str] = {
@@ -27,7 +27,7 @@ def get_backend_class(name: str) -> type[Backend]:
 
 
 def build_backends(
-    configs: Mapping[str, Mapping[str, Any]], given: Mapping[str, Backend] | None = None
+    configs: Mapping[str, BackendConfig], given: Mapping[str, Backend] | None = None
 ) -> dict[str, Backend]:
     """A backend for every name in `configs` (a project's `backend_configs`), built from its config; a backend
     in `given` (tests, tools) is taken as it is."""

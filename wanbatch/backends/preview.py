@@ -16,6 +16,8 @@ import numpy as np
 from PIL import Image
 
 from wanbatch.av.ffmpeg import last_frame
+from wanbatch.config.backends import PreviewConfig
+from wanbatch.config.checks import choice, number
 from wanbatch.core.backend import Backend, BackendKind, RenderContext, RenderResult
 from wanbatch.core.job import Job
 from wanbatch.core.scene import Scene
@@ -33,12 +35,25 @@ PREVIEW_VERSION = "1"  # bump when the drawing changes, so cached animatics are 
 class PreviewBackend(Backend):
     name = "preview"
     kind = BackendKind.CPU
+    config_type = PreviewConfig
+    config: PreviewConfig
+
+    def check_ready(self, issues: list[Issue]) -> None:
+        c = self.config
+        choice(issues, "backend.default_resolution", c.default_resolution, SIZES)
+        number(issues, "backend.default_duration", c.default_duration, above=0)
+        number(issues, "backend.default_fps", c.default_fps, minimum=1, integer=True)
+        number(issues, "backend.max_in_flight", c.max_in_flight, minimum=1, integer=True)
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.config.max_in_flight
 
     def model_identity(self, scene: Scene) -> dict[str, Any]:
         return {"model": "preview", "revision": PREVIEW_VERSION}
 
     def prepare(self, scene: Scene, issues: list[Issue], *, chained: bool = False) -> dict[str, Any]:
-        fps = scene.fps or int(self.config.get("default_fps", 16))
+        fps = scene.fps or self.config.default_fps
         if scene.width or scene.height:
             if not (scene.width and scene.height):
                 issues.append(
@@ -52,7 +67,10 @@ class PreviewBackend(Backend):
                 return {}
             width, height = scene.width, scene.height
         else:
-            width, height = SIZES[scene.resolution or str(self.config.get("default_resolution", "480P"))]
+            resolution = scene.resolution or self.config.default_resolution
+            if resolution not in SIZES:  # a bad `default_resolution`: check_ready has said so
+                return {}
+            width, height = SIZES[resolution]
         for name, v in (("width", width), ("height", height)):
             if v % 2:
                 issues.append(Issue(scene.id, name, v, "an even number of pixels (H.264 4:2:0 needs it)"))
@@ -64,7 +82,7 @@ class PreviewBackend(Backend):
             issues.append(
                 Issue(scene.id, "num_frames", scene.num_frames, "either `duration` or `num_frames`, not both")
             )
-        duration = scene.duration or float(self.config.get("default_duration", 2.0))
+        duration = scene.duration or float(self.config.default_duration)
         num_frames = scene.num_frames or max(1, round(duration * fps))
         if num_frames > MAX_SECONDS * min(fps, MAX_FPS):
             field, value = ("num_frames", scene.num_frames) if scene.num_frames else ("duration", duration)

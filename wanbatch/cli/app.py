@@ -3,6 +3,7 @@ a Hydra app composed on wanbatch's config groups (`pkg://wanbatch.conf`)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from wanbatch.config.load import CONF_SEARCH_PATH, PROJECT_FILE, open_backends, recipe_dir, recipe_names
 
 if TYPE_CHECKING:
+    from wanbatch.config.schema import WanbatchConfig
     from wanbatch.errors import Issue
 
 _exit_codes: list[int] = []
@@ -20,6 +22,10 @@ def main(argv: list[str]) -> None:
     sys.argv = [sys.argv[0], *argv]
     try:
         _hydra_entry()
+    except _ComposeError as exc:
+        # The config did not compose (an unknown key, a value of the wrong type): one line naming it, exit 2.
+        print(_one_line(exc.error), file=sys.stderr)
+        sys.exit(2)
     except SystemExit as exc:
         # Hydra exits 1 when it cannot compose (a bad override, a missing group option). No task ran,
         # so nothing was sent or written: that is an invalid project, exit 2 by our contract.
@@ -78,30 +84,36 @@ def _project_root() -> Path:
     return Path.cwd()
 
 
-def _task(cfg: object) -> int:
+def _task(cfg: Any) -> int:
     from hydra.core.hydra_config import HydraConfig
 
-    from wanbatch.config.load import to_dict
+    from wanbatch.config.load import to_config
+    from wanbatch.errors import ConfigError
     from wanbatch.runs.run import run_project
     from wanbatch.secrets import register_config
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    plain = to_dict(cfg)
-    register_config(plain)
-    if (issue := _run_dir_issue(run_dir, plain)) is not None:
-        from wanbatch.errors import ConfigError
-
-        print(f"error: {ConfigError([issue])}", file=sys.stderr)
-        _remove_run_dir(run_dir, [])
-        _exit_codes.append(2)
-        return 2
-    dry_run = bool(plain.get("dry_run"))
-    written = [] if dry_run else _write_hydra_files(cfg, run_dir)
-    code = run_project(plain, run_dir, _project_root()).exit_code
-    if code == 2 or dry_run:  # no run folder for these (Hydra made it before the project was read)
+    try:
+        typed = to_config(cfg)
+    except ConfigError as exc:
+        print(_one_line(exc), file=sys.stderr)
+        return _refused(run_dir)
+    register_config(typed)
+    if (issue := _run_dir_issue(run_dir, typed)) is not None:
+        print(f"error: {issue}", file=sys.stderr)
+        return _refused(run_dir)
+    written = [] if typed.dry_run else _write_hydra_files(cfg, run_dir)
+    code = run_project(typed, run_dir, _project_root()).exit_code
+    if code == 2 or typed.dry_run:  # no run folder for these (Hydra made it before the project was read)
         _remove_run_dir(run_dir, written)
     _exit_codes.append(code)
     return code
+
+
+def _refused(run_dir: Path) -> int:
+    _remove_run_dir(run_dir, [])
+    _exit_codes.append(2)
+    return 2
 
 
 def _run_dir_as_written() -> Path:
@@ -115,7 +127,7 @@ def _run_dir_as_written() -> Path:
     return Path(str(hc.run.dir))
 
 
-def _run_dir_issue(run_dir: Path, cfg: dict[str, Any]) -> Issue | None:
+def _run_dir_issue(run_dir: Path, cfg: WanbatchConfig) -> Issue | None:
     """A run folder outside the working directory is the command line's to ask for (`hydra.run.dir=PATH`),
     never a project's: a shared project set it to another project's folder and overwrote its report. (A
     bad `project.name` is what usually put it there: that is the issue then.)"""
@@ -130,7 +142,7 @@ def _run_dir_issue(run_dir: Path, cfg: dict[str, Any]) -> Issue | None:
     cwd = Path.cwd().resolve()
     if cwd in run_dir.resolve().parents:
         return None
-    if (bad_name := project_name_issue(cfg.get("project") or {})) is not None:
+    if (bad_name := project_name_issue(cfg.project.name)) is not None:
         return bad_name
     return Issue(
         None,
@@ -193,7 +205,41 @@ def _remove_run_dir(run_dir: Path, written: list[Path]) -> None:
             folder.rmdir()  # only ever an empty folder
 
 
+def _one_line(error: Any) -> str:
+    """A schema error (OmegaConf stops at the first) as one line; several problems one a line."""
+    issues = error.issues
+    return f"error: {issues[0]}" if len(issues) == 1 else f"error: {error}"
+
+
+class _ComposeError(Exception):
+    def __init__(self, error: Any):
+        self.error = error
+
+
 def _hydra_entry() -> None:
     import hydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    hydra.main(config_path=CONF_SEARCH_PATH, config_name="wanbatch", version_base="1.3")(_task)()
+    from wanbatch.config.load import composition_error
+    from wanbatch.config.schema import register
+
+    register()
+    # Hydra prints a composition error its own way and exits 1; with HYDRA_FULL_ERROR it raises it instead, so
+    # it can be told in the project's words (the key, its value, what is allowed). Only for this call: a user
+    # who set it keeps Hydra's full traces.
+    full = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        hydra.main(config_path=CONF_SEARCH_PATH, config_name="wanbatch", version_base="1.3")(_task)()
+    except (HydraException, OmegaConfBaseException) as exc:
+        if full == "1":
+            raise
+        raise _ComposeError(
+            composition_error(exc, [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")])
+        ) from None
+    finally:
+        if full is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = full

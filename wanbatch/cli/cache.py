@@ -85,7 +85,6 @@ def main(argv: list[str]) -> int:
 
 
 def _why(args: argparse.Namespace) -> int:
-    from wanbatch.av.encode import EncodeSettings
     from wanbatch.backends import build_backends
     from wanbatch.cache.store import Cache
     from wanbatch.config.load import backend_configs
@@ -105,13 +104,11 @@ def _why(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(project_file, overrides)
         project = load_project(cfg, project_file.parent, backend_configs(cfg))
-        plan = make_plan(
-            project, build_backends(project.backend_configs), encode=EncodeSettings.from_config(cfg.get("encode"))
-        )
+        plan = make_plan(project, build_backends(project.backend_configs), encode=cfg.encode)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    cache = Cache(Path(str(cfg["cache"]["dir"])).expanduser())
+    cache = Cache(Path(cfg.cache.dir).expanduser())
     for job in plan.jobs:
         state = "cached" if cache.peek(job.key) else cache.explain_miss(job.id, job.material)
         print(f"{job.id}: {state}")

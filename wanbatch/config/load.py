@@ -2,20 +2,32 @@
 
 A project file is a Hydra primary config that starts with `defaults: [wanbatch, _self_]`, so every
 config group of `conf/` (backend, cache, executor, stitch, encode) can be swapped from the command line.
+What comes out is a `WanbatchConfig` (wanbatch/config/schema.py), every value typed and defaulted by the schema::
+
+    cfg = load_config("recipes/demo/project.yaml", ["backend.default_fps=24"])
+    cfg.backend.default_fps                          # 24
+    backend_config("gmi_wan21_i2v").poll.initial_s   # 20.0: conf/backend/gmi_wan21_i2v.yaml over GmiConfig
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.resources
-import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from wanbatch.config.backends import BACKEND_SCHEMAS, BackendConfig, DiffusersConfig
+from wanbatch.config.checks import choice, merge_issue, schema_issue, unknown_keys
+from wanbatch.config.schema import CacheConfig, WanbatchConfig, register
+from wanbatch.errors import ConfigError, Issue
 from wanbatch.secrets import register_overrides
 
 # conf/ and recipes/ sit at the top of the source tree and are installed as the packages `wanbatch.conf` and
@@ -30,10 +42,15 @@ BACKEND_NAMES = tuple(sorted(p.stem for p in (CONF_DIR / "backend").glob("*.yaml
 
 @functools.cache
 def key_variables() -> tuple[str, ...]:
-    """Every environment variable a built-in backend reads its API key from (`api_key_env` in conf/backend/):
-    their values are secrets in every run, whichever backends it uses (read as text: no YAML parse)."""
-    found = set()
-    for path in (CONF_DIR / "backend").glob("*.yaml"):
+    """Every environment variable a built-in backend reads its API key from: the schemas' `api_key_env`, and any
+    conf/backend/ option that sets its own. Their values are secrets in every run, whichever backends it uses."""
+    found = {
+        f.default
+        for schema in BACKEND_SCHEMAS.values()
+        for f in dataclasses.fields(schema)
+        if f.name == "api_key_env" and isinstance(f.default, str) and f.default != "???"
+    }
+    for path in (CONF_DIR / "backend").glob("*.yaml"):  # as text: no YAML parse on the way to the first output
         match = re.search(r"^api_key_env:\s*([A-Za-z_]\w*)", path.read_text(encoding="utf-8"), re.MULTILINE)
         if match:
             found.add(match.group(1))
@@ -56,21 +73,28 @@ def recipe_names(cwd: Path | None = None) -> list[str]:
     return sorted(found)
 
 
-def load_config(project_file: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Compose a project file with wanbatch's config groups and Hydra overrides, into a plain dict."""
+def load_config(project_file: str | Path | None = None, overrides: Sequence[str] = ()) -> WanbatchConfig:
+    """Compose a project file with wanbatch's config groups and Hydra overrides into a typed `WanbatchConfig`
+    (without a project file: conf/wanbatch.yaml alone, no scenes). An unknown key or a value of the wrong type,
+    in any group, in the project file or in an override, raises ConfigError naming it."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
 
     register_overrides(overrides)  # before Hydra can print one in an error
-    project_file = Path(project_file).resolve()
+    register()
+    path = Path(project_file).resolve() if project_file is not None else CONF_DIR / "wanbatch.yaml"
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(project_file.parent), version_base="1.3"):
-        cfg = hydra_compose(
-            config_name=project_file.stem,
-            overrides=[f"hydra.searchpath=[{CONF_SEARCH_PATH}]", *open_backends(overrides)],
-        )
-    return to_dict(cfg)
+    try:
+        with initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
+            cfg = hydra_compose(
+                config_name=path.stem,
+                overrides=[f"hydra.searchpath=[{CONF_SEARCH_PATH}]", *open_backends(overrides)],
+            )
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise composition_error(exc, overrides, path if project_file is not None else None) from None
+    return to_config(cfg)
 
 
 def open_backends(overrides: Sequence[str]) -> list[str]:
@@ -79,25 +103,134 @@ def open_backends(overrides: Sequence[str]) -> list[str]:
     return [f"++{o}" if o.startswith("backends.") else o for o in overrides]
 
 
-def to_dict(cfg: Any) -> dict[str, Any]:
-    out = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(out, dict)
-    out.pop("hydra", None)
-    return {str(k): v for k, v in out.items()}
+def to_config(cfg: DictConfig) -> WanbatchConfig:
+    """A composed config (Hydra's) as the typed `WanbatchConfig`. Raises ConfigError for a key added with
+    `+key=value` that the schema has no field for, for a value OmegaConf cannot resolve, and for a bad
+    `backends.<name>.<key>` (checked against that backend's schema)."""
+    issues = unknown_keys(cfg)
+    if issues:
+        raise ConfigError(issues)
+    try:
+        out = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as exc:
+        raise composition_error(exc) from None
+    assert isinstance(out, WanbatchConfig), type(out)
+    BackendConfigs(out)  # every `backends.<name>` through its schema now, used by a scene or not
+    return out
 
 
-class BackendConfigs(Mapping[str, dict[str, Any]]):
-    """The config of every known backend, built on first use (a project touches only a few, and each
-    YAML load costs milliseconds): conf/backend/<name>.yaml, then `backends.<name>` overrides. The
-    project's default backend takes the composed `backend` group instead (it carries CLI overrides)."""
+def composition_error(
+    exc: BaseException, overrides: Sequence[str] = (), project_file: Path | None = None
+) -> ConfigError:
+    """A ConfigError (exit 2) for an error Hydra or OmegaConf raised while composing: one Issue naming the key,
+    its value and what is allowed (OmegaConf stops at the first). The value of an unknown key, which OmegaConf
+    never stores, is looked up in `overrides`, then in the project file."""
+    from hydra.errors import MissingConfigException
 
-    def __init__(self, cfg: Mapping[str, Any]):
-        self._default = dict(cfg.get("backend") or {"name": "preview"})
-        self._per = cfg.get("backends") or {}
-        self._cache_dir = (cfg.get("cache") or {}).get("dir")
-        self._built: dict[str, dict[str, Any]] = {}
+    def value_of(key: str) -> Any:
+        for o in reversed(overrides):
+            k, eq, v = o.lstrip("~+").partition("=")
+            if eq and k == key:
+                try:
+                    return yaml.safe_load(v)
+                except yaml.YAMLError:
+                    return v
+        if project_file is not None and project_file.is_file():
+            return OmegaConf.select(OmegaConf.load(project_file), key, default=None)
+        return None
 
-    def __getitem__(self, name: str) -> dict[str, Any]:
+    issue = schema_issue(exc if isinstance(exc, Exception) else Exception(exc), value_of=value_of)
+    if issue is None and isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options:
+        group, _, option = str(exc.missing_cfg_file).rpartition("/")
+        options = [o for o in exc.options if not o.startswith("base_")]  # not the schemas stored beside them
+        issue = Issue(None, group or "config", option, f"one of {', '.join(options)}")
+    if issue is None:
+        issue = Issue(None, "config", None, " ".join(str(exc).split()))
+    return ConfigError([issue])
+
+
+def backend_schema(name: str) -> type[BackendConfig]:
+    """The schema of backend `name`: the one its conf/backend/<name>.yaml names in its `defaults` list."""
+    raw = _option_yaml(name)
+    defaults = list(raw.get("defaults") or [])
+    schema = BACKEND_SCHEMAS.get(str(defaults[0])) if len(defaults) == 1 else None
+    if schema is None:
+        raise ValueError(f"conf/backend/{name}.yaml must start with `defaults: [base_<kind>]`, not {defaults}")
+    return schema
+
+
+def _option_yaml(name: str) -> DictConfig:
+    raw = OmegaConf.load(CONF_DIR / "backend" / f"{name}.yaml")
+    assert isinstance(raw, DictConfig), name
+    return raw
+
+
+def backend_config(name: str, *overrides: Mapping[str, Any]) -> BackendConfig:
+    """The typed config of backend `name`: conf/backend/<name>.yaml over its schema, then each of `overrides` in
+    turn (e.g. a project's `backends.<name>`). Raises ConfigError naming `backends.<name>.<key>` for an unknown
+    key or a value of the wrong type; KeyError for an unknown backend."""
+    if name not in BACKEND_NAMES:
+        raise KeyError(name)
+    body = {str(k): v for k, v in _option_yaml(name).items() if k != "defaults"}
+    base = OmegaConf.merge(OmegaConf.structured(backend_schema(name)), body)
+    assert isinstance(base, DictConfig)
+    return _merged(base, overrides, f"backends.{name}.")
+
+
+def _merged(base: DictConfig, overrides: Sequence[Mapping[str, Any]], prefix: str) -> BackendConfig:
+    node: Any = base
+    for layer in overrides:
+        given = dict(layer)
+        try:
+            node = OmegaConf.merge(node, given)
+        except OmegaConfBaseException as exc:
+            issue = schema_issue(exc, prefix=prefix, value_of=partial(_value_in, given, prefix))
+            if issue is None or issue.field == prefix.rstrip("."):  # OmegaConf did not say which key
+                issue = merge_issue(OmegaConf.get_type(node), given, prefix) or issue  # type: ignore[arg-type]
+            raise ConfigError([issue] if issue else str(exc)) from None
+    issues = unknown_keys(node, prefix)
+    if issues:
+        raise ConfigError(issues)
+    try:
+        out = OmegaConf.to_object(node)
+    except OmegaConfBaseException as exc:
+        issue = schema_issue(exc, prefix=prefix)
+        raise ConfigError([issue] if issue else str(exc)) from None
+    assert isinstance(out, BackendConfig)
+    return out
+
+
+def _value_in(tree: Mapping[str, Any], prefix: str, key: str) -> Any:
+    """The value at `key` (which starts with `prefix`) in a nested mapping, or None."""
+    node: Any = tree
+    for part in key[len(prefix) :].split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+class BackendConfigs(Mapping[str, BackendConfig]):
+    """The typed config of every known backend, built on first use (a project touches only a few, and each
+    YAML load costs milliseconds): conf/backend/<name>.yaml over its schema, then `backends.<name>` overrides.
+    The project's default backend takes the composed `backend` group instead (it carries CLI overrides).
+    Every `backends.<name>` the config sets is checked at once, used by a scene or not."""
+
+    def __init__(self, cfg: WanbatchConfig):
+        self._default = cfg.backend
+        self._per: dict[str, Any] = dict(cfg.backends or {})
+        self._cache_dir = cfg.cache.dir if isinstance(cfg.cache, CacheConfig) else None
+        self._built: dict[str, BackendConfig] = {}
+        issues: list[Issue] = []
+        for name in sorted(self._per):
+            if choice(
+                issues, f"backends.{name}", name, BACKEND_NAMES, allowed=f"a backend: {', '.join(BACKEND_NAMES)}"
+            ):
+                self._built[name] = self._build(name)  # now, so a bad key fails before anything runs
+        if issues:
+            raise ConfigError(issues)
+
+    def __getitem__(self, name: str) -> BackendConfig:
         if name not in BACKEND_NAMES:
             raise KeyError(name)
         if name not in self._built:
@@ -110,23 +243,31 @@ class BackendConfigs(Mapping[str, dict[str, Any]]):
     def __len__(self) -> int:
         return len(BACKEND_NAMES)
 
-    def _build(self, name: str) -> dict[str, Any]:
-        if name == self._default.get("name"):
-            base: dict[str, Any] = self._default
+    def _build(self, name: str) -> BackendConfig:
+        per = self._per.get(name) or {}
+        if name == self._default.name:
+            schema = backend_schema(name)
+            if not isinstance(self._default, schema):  # `backend.name=X` renames the option; it does not pick X
+                chosen = f"the name of the chosen `backend` option (a {type(self._default).__name__})"
+                pick = f"choose another with `backend={name}` (`override backend: {name}` in a project file)"
+                raise ConfigError([Issue(None, "backend.name", name, f"{chosen}; {pick}")])
+            out = _merged(OmegaConf.structured(self._default), [per], f"backends.{name}.") if per else self._default
         else:
-            path = CONF_DIR / "backend" / f"{name}.yaml"
-            base = to_dict(OmegaConf.load(path)) if path.is_file() else {"name": name}
-        out = to_dict(OmegaConf.merge(base, self._per.get(name) or {}))
+            out = backend_config(name, per)
         # Tiny built-in models live beside the run's cache unless told otherwise (where they are built
         # does not change any cache key: their identity is a version string).
-        if name in ("diffusers", "xdit") and self._cache_dir and not out.get("models_dir"):
-            out["models_dir"] = str(Path(str(self._cache_dir)).expanduser() / "models")
+        if isinstance(out, DiffusersConfig) and self._cache_dir and not out.models_dir:
+            out = dataclasses.replace(out, models_dir=str(Path(str(self._cache_dir)).expanduser() / "models"))
         return out
 
 
-def backend_configs(cfg: Mapping[str, Any]) -> BackendConfigs:
+def backend_configs(cfg: WanbatchConfig) -> BackendConfigs:
     return BackendConfigs(cfg)
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("WANBATCH_CACHE_DIR", Path.home() / ".cache" / "wanbatch"))
+    """The cache folder when no project says otherwise: the `cache` group's default ($WANBATCH_CACHE_DIR, else
+    ~/.cache/wanbatch), resolved."""
+    out = OmegaConf.to_object(OmegaConf.structured(CacheConfig))
+    assert isinstance(out, CacheConfig)
+    return Path(out.dir).expanduser()

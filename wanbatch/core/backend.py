@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from wanbatch.av.encode import EncodeSettings
+from wanbatch.config.backends import BackendConfig
 from wanbatch.core.job import Job
 from wanbatch.core.scene import Scene
 from wanbatch.errors import Issue
@@ -71,18 +72,25 @@ class RenderResult:
 class Backend(ABC):
     """Base class of every backend. Subclasses live one per file in `wanbatch/backends/`.
 
-    Example::
+    A backend is built from its typed config (`config_type`, a schema of wanbatch/config/backends.py, where
+    its defaults live), which must pickle: Ray workers rebuild backends from it. Example::
 
-        backend = get_backend_class("preview")(config={"name": "preview"})
+        backend = get_backend_class("preview")(backend_config("preview"))
         params = backend.prepare(scene, issues)   # plan time: validate, apply defaults
         result = backend.render(job, ctx)         # run time: make the video
     """
 
     name: ClassVar[str]
     kind: ClassVar[BackendKind] = BackendKind.CPU
+    config_type: ClassVar[type[BackendConfig]] = BackendConfig
 
-    def __init__(self, config: Mapping[str, Any]):
-        self.config = dict(config)
+    def __init__(self, config: BackendConfig):
+        if not isinstance(config, self.config_type):
+            raise TypeError(
+                f"backend `{self.name}` is built from a {self.config_type.__name__} "
+                f"(wanbatch.config.load.backend_config({self.name!r})), not a {type(config).__name__}"
+            )
+        self.config = config
 
     # -- plan time ---------------------------------------------------------------------------------
     def check_ready(self, issues: list[Issue]) -> None:  # noqa: B027 - optional hook
@@ -113,8 +121,9 @@ class Backend(ABC):
         return None
 
     @property
+    @abstractmethod
     def max_in_flight(self) -> int:
-        return int(self.config.get("max_in_flight", 4))
+        """Jobs of this backend an executor lets run at once."""
 
     # -- run time ----------------------------------------------------------------------------------
     @abstractmethod

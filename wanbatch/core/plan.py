@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wanbatch.av.encode import EncodeSettings
+from wanbatch.config.schema import EncodeConfig
 from wanbatch.core.backend import Backend, BackendKind
 from wanbatch.core.job import Job
 from wanbatch.core.project import Project
@@ -81,7 +82,7 @@ def make_plan(project: Project, backends: Mapping[str, Backend], encode: EncodeS
     `backends` holds a built backend for every name in `project.backend_configs` (more are ignored).
     `encode` enters the key of every job whose backend encodes frames itself (all but remote ones,
     whose bytes come from the provider as they are)."""
-    encode = encode or EncodeSettings()
+    encode = encode or EncodeConfig()
     issues: list[Issue] = []
     made = {name: backends[name] for name in project.backend_configs}  # the backends this project uses
     for backend in made.values():

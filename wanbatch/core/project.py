@@ -7,18 +7,20 @@ together in one ConfigError (exit 2).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from wanbatch.config.backends import BackendConfig
+from wanbatch.config.checks import number
+from wanbatch.config.schema import SoundtrackConfig, WanbatchConfig
 from wanbatch.core.media import Media, inspect_local, is_url, remote
 from wanbatch.core.names import NAME_RULE, id_problem
 from wanbatch.core.scene import MEDIA_FIELDS, Scene, parse_fields
 from wanbatch.errors import ConfigError, Issue
 from wanbatch.secrets import holds_secret, redact
 
-PROJECT_KEYS = {"name", "defaults", "soundtrack"}
-SOUNDTRACK_KEYS = {"path", "volume", "duck"}
+SOUNDTRACK_KEYS = {f.name for f in fields(SoundtrackConfig)}
 
 
 @dataclass(frozen=True)
@@ -26,8 +28,8 @@ class Soundtrack:
     """Music laid under the whole film; `duck` is its volume while a scene has its own audio."""
 
     media: Media
-    volume: float = 0.4
-    duck: float = 0.15
+    volume: float
+    duck: float
 
 
 @dataclass
@@ -36,26 +38,23 @@ class Project:
     root: Path  # folder of the project file: media paths are relative to it
     scenes: list[Scene]
     default_backend: str
-    backend_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    backend_configs: dict[str, BackendConfig] = field(default_factory=dict)
     soundtrack: Soundtrack | None = None
 
     def scene(self, scene_id: str) -> Scene:
         return next(s for s in self.scenes if s.id == scene_id)
 
 
-def load_project(cfg: Mapping[str, Any], root: Path, backend_configs: Mapping[str, Mapping[str, Any]]) -> Project:
-    """Validate a composed config (a plain dict) into a Project. `backend_configs` holds the config of
-    every known backend by name (the default backend's already merged with CLI overrides); its names are
-    the backends a scene may ask for."""
+def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, BackendConfig]) -> Project:
+    """Validate a composed config into a Project: its keys and types are the schema's already, its scenes are
+    checked here. `backend_configs` holds the config of every known backend by name (the default backend's
+    already merged with CLI overrides); its names are the backends a scene may ask for."""
     issues: list[Issue] = []
-    proj = dict(cfg.get("project") or {})
-    for key in sorted(set(proj) - PROJECT_KEYS):
-        known = ", ".join(sorted(PROJECT_KEYS))
-        issues.append(Issue(None, f"project.{key}", proj[key], f"unknown key; known: {known}"))
-    name = str(proj.get("name") or root.name)
-    if (bad_name := project_name_issue(proj)) is not None:
+    proj = cfg.project
+    name = str(proj.name or root.name)
+    if (bad_name := project_name_issue(proj.name)) is not None:
         issues.append(bad_name)
-    defaults_raw = proj.get("defaults") or {}
+    defaults_raw = proj.defaults or {}
     if not isinstance(defaults_raw, dict):
         issues.append(Issue(None, "project.defaults", defaults_raw, "a mapping of scene fields"))
         defaults_raw = {}
@@ -63,13 +62,15 @@ def load_project(cfg: Mapping[str, Any], root: Path, backend_configs: Mapping[st
         issues.append(Issue(None, "project.defaults", defaults_raw, "scene defaults cannot set `id` or `chain_from`"))
     defaults = parse_fields(defaults_raw, None, issues, prefix="project.defaults.")
 
-    default_backend = str((cfg.get("backend") or {}).get("name", "preview"))
-    raw_scenes = cfg.get("scenes")
+    default_backend = cfg.backend.name
+    raw_scenes = cfg.scenes
     if not isinstance(raw_scenes, list) or not raw_scenes:
         issues.append(Issue(None, "scenes", raw_scenes, "a non-empty list of scenes"))
         raw_scenes = []
 
-    _refuse_secrets(proj, "project.", None, issues)
+    _refuse_secrets(
+        {"name": proj.name, "defaults": proj.defaults, "soundtrack": proj.soundtrack}, "project.", None, issues
+    )
     known_backends = frozenset(backend_configs)
     media_memo: dict[tuple[str, str], Media | str] = {}
     scenes: list[Scene] = []
@@ -106,10 +107,10 @@ def load_project(cfg: Mapping[str, Any], root: Path, backend_configs: Mapping[st
         scenes.append(Scene(index=i, **fields))
 
     _check_chains(scenes, issues)
-    soundtrack = _soundtrack(proj.get("soundtrack"), root, media_memo, issues)
+    soundtrack = _soundtrack(proj.soundtrack, root, media_memo, issues)
 
     used = sorted({s.backend for s in scenes if s.backend in known_backends} | {default_backend} & known_backends)
-    configs = {b: dict(backend_configs.get(b) or {"name": b}) for b in used}
+    configs = {b: backend_configs[b] for b in used}
     if issues:
         raise ConfigError(issues)
     return Project(
@@ -122,10 +123,9 @@ def load_project(cfg: Mapping[str, Any], root: Path, backend_configs: Mapping[st
     )
 
 
-def project_name_issue(project: Mapping[str, Any]) -> Issue | None:
+def project_name_issue(declared: Any) -> Issue | None:
     """The issue with a declared `project.name`, if any. It names the run's folder (outputs/<name>/...):
     `../..` put a run, and its index.html, in another folder."""
-    declared = project.get("name")
     if declared is None:
         return None
     rule = f"a project name is {NAME_RULE}"
@@ -245,16 +245,15 @@ def _soundtrack(
     if not isinstance(raw, dict) or "path" not in raw or set(raw) - SOUNDTRACK_KEYS:
         issues.append(Issue(None, "project.soundtrack", raw, "a path, or {path, volume (0-1), duck (0-1)}"))
         return None
+    given = {k: v for k, v in raw.items() if v is not None}
+    st = SoundtrackConfig(**{**given, "path": str(raw["path"])})
     ok = True
     for key in ("volume", "duck"):
-        v = raw.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1):
-            issues.append(Issue(None, f"project.soundtrack.{key}", v, "a number from 0 to 1"))
-            ok = False
-    media = _resolve_media(None, "audio", str(raw["path"]), root, memo, issues)
+        ok = number(issues, f"project.soundtrack.{key}", getattr(st, key), minimum=0, maximum=1) and ok
+    media = _resolve_media(None, "audio", st.path, root, memo, issues)
     if media is None or not ok:
         return None
     if not media.is_local:
         issues.append(Issue(None, "project.soundtrack.path", raw["path"], "a local audio file"))
         return None
-    return Soundtrack(media, float(raw.get("volume", 0.4)), float(raw.get("duck", 0.15)))
+    return Soundtrack(media, float(st.volume), float(st.duck))

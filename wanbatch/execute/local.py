@@ -22,6 +22,7 @@ from pathlib import Path
 
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.cache.store import Cache
+from wanbatch.config.schema import EncodeConfig
 from wanbatch.core.backend import BackendKind, RenderContext
 from wanbatch.core.job import Job
 from wanbatch.core.outcome import Outcome
@@ -36,14 +37,14 @@ class LocalExecutor:
         self,
         cache: Cache,
         *,
-        concurrency: int = 4,
+        concurrency: int,
         encode: EncodeSettings | None = None,
         progress: Reporter | None = None,
         cancel: threading.Event | None = None,
     ):
         self.cache = cache
         self.concurrency = max(1, concurrency)
-        self.encode = encode or EncodeSettings()
+        self.encode = encode or EncodeConfig()
         self.progress: Reporter = progress or Silent()
         self.cancel = cancel or threading.Event()
         self.abandon = threading.Event()  # a second Ctrl-C: leave even the downloads of paid renders

@@ -11,14 +11,16 @@ duration = sum of the clip durations - the crossfade durations.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wanbatch.av.ffmpeg import probe
 from wanbatch.av.mp4 import read_movie
+from wanbatch.config.checks import choice, flag, number
+from wanbatch.config.schema import StitchConfig
 from wanbatch.core.scene import Transition
 from wanbatch.errors import ConfigError, Issue, RenderError
 
@@ -27,8 +29,8 @@ __all__ = [
     "FilmClip",
     "Layout",
     "StitchResult",
-    "StitchSettings",
     "audio_words",
+    "check_stitch",
     "layout",
     "num",
     "overlap",
@@ -60,71 +62,27 @@ class StitchResult:
     reason: str  # why this method
 
 
-@dataclass(frozen=True)
-class StitchSettings:
-    """The `stitch` config group, checked. `enabled` is the caller's business and ignored here."""
+def check_stitch(st: StitchConfig) -> StitchConfig:
+    """The `stitch` group (StitchConfig: keys, types and defaults), checked for what a type cannot say; raises
+    ConfigError with every problem. `enabled` is the caller's business."""
+    issues: list[Issue] = []
+    choice(issues, "stitch.mode", st.mode, MODES)
+    choice(issues, "stitch.fit", st.fit, FITS)
+    for key in ("fade_in", "fade_out", "title_seconds", "duck_ramp"):
+        number(issues, f"stitch.{key}", getattr(st, key), minimum=0, allowed="a number of seconds >= 0")
+    number(issues, "stitch.fps", st.fps, above=0, nullable=True)
+    for key in ("width", "height"):
+        v = getattr(st, key)
+        if number(issues, f"stitch.{key}", v, above=0, integer=True, nullable=True, allowed=_EVEN) and (v or 0) % 2:
+            issues.append(Issue(None, f"stitch.{key}", v, _EVEN))
+    number(issues, "stitch.silence_db", st.silence_db, maximum=0, allowed="a level in dBFS <= 0, e.g. -60")
+    flag(issues, "stitch.loop_soundtrack", st.loop_soundtrack)
+    if issues:
+        raise ConfigError(issues)
+    return st
 
-    mode: str = "auto"
-    fade_in: float = 0.0
-    fade_out: float = 0.0
-    width: int | None = None
-    height: int | None = None
-    fps: float | None = None
-    fit: str = "letterbox"
-    title_seconds: float = 2.5
-    duck_ramp: float = 0.3
-    silence_db: float = -60.0
-    loop_soundtrack: bool = False
 
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | None) -> StitchSettings:
-        cfg = {k: v for k, v in dict(cfg or {}).items() if k != "enabled"}
-        known = {f.name for f in fields(cls)}
-        issues = [
-            Issue(None, f"stitch.{k}", cfg[k], f"unknown option; known: enabled, {', '.join(sorted(known))}")
-            for k in sorted(set(cfg) - known)
-        ]
-
-        def number(key: str, *, positive: bool, allow_none: bool = False) -> None:
-            v = cfg.get(key)
-            if v is None and (allow_none or key not in cfg):
-                return
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (v > 0 if positive else v >= 0)
-            if not ok:
-                what = "a number > 0" if positive else "a number of seconds >= 0"
-                issues.append(Issue(None, f"stitch.{key}", v, what + (", or null" if allow_none else "")))
-
-        if cfg.get("mode", "auto") not in MODES:
-            issues.append(Issue(None, "stitch.mode", cfg.get("mode"), f"one of {', '.join(MODES)}"))
-        if cfg.get("fit", "letterbox") not in FITS:
-            issues.append(Issue(None, "stitch.fit", cfg.get("fit"), f"one of {', '.join(FITS)}"))
-        for key in ("fade_in", "fade_out", "title_seconds", "duck_ramp"):
-            number(key, positive=False)
-        number("fps", positive=True, allow_none=True)
-        for key in ("width", "height"):
-            v = cfg.get(key)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0 or v % 2):
-                issues.append(
-                    Issue(
-                        None,
-                        f"stitch.{key}",
-                        v,
-                        "an even number of pixels > 0 (H.264 4:2:0 needs even sizes), or null for the first clip's",
-                    )
-                )
-        sd = cfg.get("silence_db", -60.0)
-        if isinstance(sd, bool) or not isinstance(sd, (int, float)) or sd > 0:
-            issues.append(Issue(None, "stitch.silence_db", sd, "a level in dBFS <= 0, e.g. -60"))
-        if not isinstance(cfg.get("loop_soundtrack", False), bool):
-            issues.append(Issue(None, "stitch.loop_soundtrack", cfg.get("loop_soundtrack"), "true or false"))
-        if issues:
-            raise ConfigError(issues)
-        for key in ("fade_in", "fade_out", "title_seconds", "duck_ramp", "silence_db"):
-            if key in cfg:
-                cfg[key] = float(cfg[key])
-        if cfg.get("fps") is not None:
-            cfg["fps"] = float(cfg["fps"])
-        return cls(**cfg)
+_EVEN = "an even number of pixels > 0 (H.264 4:2:0 needs even sizes), or null for the first clip's"
 
 
 # -- 1. What the clips are ------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ ahead, in two threads) and for the soundtrack, so mixing is exact indexing.
 Example (what `stitch_film` does when it composes)::
 
     lay = layout([i.duration for i in infos], [c.transition for c in clips], [c.scene_id for c in clips])
-    compose_film(clips, infos, lay, Path("film.mp4"), StitchSettings(), EncodeSettings(), soundtrack=None)
+    compose_film(clips, infos, lay, Path("film.mp4"), StitchConfig(), EncodeConfig(), soundtrack=None)
 """
 
 from __future__ import annotations
@@ -46,10 +46,11 @@ import numpy as np
 
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.av.ffmpeg import ffmpeg_exe
+from wanbatch.config.schema import StitchConfig
 from wanbatch.core.project import Soundtrack
 from wanbatch.core.scene import Transition
 from wanbatch.errors import ConfigError, Issue, RenderError
-from wanbatch.film.clips import ClipInfo, FilmClip, Layout, StitchSettings, share
+from wanbatch.film.clips import ClipInfo, FilmClip, Layout, share
 
 __all__ = ["compose_film"]
 
@@ -59,7 +60,7 @@ def compose_film(
     infos: Sequence[ClipInfo],
     lay: Layout,
     out: Path,
-    st: StitchSettings,
+    st: StitchConfig,
     encode: EncodeSettings,
     soundtrack: Soundtrack | None,
 ) -> None:
@@ -495,7 +496,7 @@ def _encode(
         raise RenderError(f"the film could not be encoded (ffmpeg exit {code}): {tail}")
 
 
-def _film_size(st: StitchSettings, first: ClipInfo) -> tuple[int, int]:
+def _film_size(st: StitchConfig, first: ClipInfo) -> tuple[int, int]:
     if st.width and st.height:
         return st.width, st.height
     if st.width:  # keep the first clip's aspect ratio, rounded to even

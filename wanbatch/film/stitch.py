@@ -15,7 +15,7 @@ and the timeline live in `wanbatch.film.clips`.
 Example::
 
     clips = [FilmClip(Path("a.mp4"), "a"), FilmClip(Path("b.mp4"), "b", Transition("crossfade", 0.5))]
-    result = stitch_film(clips, Path("film.mp4"), settings={"mode": "auto"}, encode=EncodeSettings())
+    result = stitch_film(clips, Path("film.mp4"), settings=StitchConfig(), encode=EncodeConfig())
     result.method, result.reason   # ("compose", "scene `b` joins with a crossfade (0.5 s)")
 """
 
@@ -25,12 +25,12 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.av.ffmpeg import run_ffmpeg
+from wanbatch.config.schema import StitchConfig
 from wanbatch.core.project import Soundtrack
 from wanbatch.errors import ConfigError, Issue
 from wanbatch.film import mix
@@ -38,8 +38,8 @@ from wanbatch.film.clips import (
     ClipInfo,
     FilmClip,
     StitchResult,
-    StitchSettings,
     audio_words,
+    check_stitch,
     layout,
     num,
     probe_clips,
@@ -51,7 +51,7 @@ __all__ = ["stitch_film"]
 
 
 def _reasons_against_copy(
-    clips: Sequence[FilmClip], infos: Sequence[ClipInfo], st: StitchSettings, soundtrack: Soundtrack | None
+    clips: Sequence[FilmClip], infos: Sequence[ClipInfo], st: StitchConfig, soundtrack: Soundtrack | None
 ) -> list[str]:
     reasons: list[str] = []
     if soundtrack is not None:
@@ -110,7 +110,7 @@ def stitch_film(
     clips: list[FilmClip],
     out: Path,
     *,
-    settings: Mapping[str, Any],
+    settings: StitchConfig,
     encode: EncodeSettings,
     soundtrack: Soundtrack | None = None,
 ) -> StitchResult:
@@ -122,7 +122,7 @@ def stitch_film(
     """
     t0 = time.perf_counter()
     # 1. Check the settings and read the clips' headers
-    st = StitchSettings.from_config(settings)
+    st = check_stitch(settings)
     if not clips:
         raise ValueError("stitch_film needs at least one clip")
     infos = probe_clips([c.path for c in clips])

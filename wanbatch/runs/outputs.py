@@ -3,6 +3,7 @@ then the film, index.html and the timeline export."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.av.files import link_or_copy
 from wanbatch.cache.store import Cache
+from wanbatch.config.schema import StitchConfig
 from wanbatch.core.names import file_stem
 from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan, key_of
@@ -56,7 +58,7 @@ class RunOutputs:
         )
 
     def stitch(
-        self, settings: dict[str, Any], encode: EncodeSettings, soundtrack: Soundtrack | None, cache: Cache
+        self, settings: StitchConfig, encode: EncodeSettings, soundtrack: Soundtrack | None, cache: Cache
     ) -> tuple[str, dict[str, Any]]:
         """film.mp4 from the clips. The film is cached too, keyed by its clips' keys and everything else
         that shapes it, so a fully cached rerun does not even re-join (a compose costs real seconds)."""
@@ -68,7 +70,7 @@ class RunOutputs:
             {
                 "film": FILM_VERSION,
                 "clips": [[j.key, j.scene.transition.type, j.scene.transition.duration] for j in self.plan.jobs],
-                "stitch": {k: v for k, v in sorted(settings.items()) if k != "enabled"},
+                "stitch": {k: v for k, v in sorted(dataclasses.asdict(settings).items()) if k != "enabled"},
                 "encode": encode.identity(),
                 "soundtrack": None
                 if soundtrack is None

@@ -28,9 +28,9 @@ class _Row:
 class Progress:
     """Thread-safe progress sink. `mode`: auto | rich | plain | none."""
 
-    mode: str = "auto"
+    mode: str
+    concurrency: int  # jobs at work at once (`executor.concurrency`)
     stream: Any = field(default_factory=lambda: sys.stderr)
-    concurrency: int = 1
     _rows: dict[str, _Row] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _live: Any = None

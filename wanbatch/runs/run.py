@@ -22,17 +22,21 @@ from typing import Any, TextIO
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.backends import build_backends
 from wanbatch.cache.store import Cache
+from wanbatch.config.checks import choice, number
 from wanbatch.config.load import backend_configs, key_variables
+from wanbatch.config.schema import ExecutorConfig, RayExecutorConfig, WanbatchConfig
 from wanbatch.core.backend import Backend
 from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan, make_plan
 from wanbatch.core.project import load_project
 from wanbatch.errors import ConfigError, Issue
+from wanbatch.film.clips import check_stitch
 from wanbatch.runs.manifest import Manifest
 from wanbatch.runs.progress import Progress
 from wanbatch.secrets import guard_logging, redacted_console, redacting, register_config, register_key_variables
 
 EXECUTORS = ("local", "ray")
+PROGRESS = ("auto", "rich", "plain", "none")
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class RunResult:
 
 
 def run_project(
-    cfg: Mapping[str, Any],
+    cfg: WanbatchConfig,
     run_dir: Path,
     project_root: Path,
     *,
@@ -78,7 +82,7 @@ def run_project(
 
 
 def _run(
-    cfg: Mapping[str, Any],
+    cfg: WanbatchConfig,
     run_dir: Path,
     project_root: Path,
     backends: Mapping[str, Backend] | None,
@@ -90,13 +94,15 @@ def _run(
     try:
         plan, encode = _plan(cfg, project_root, backends)
         _check_executor(cfg)
+        if cfg.stitch.enabled:
+            check_stitch(cfg.stitch)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return RunResult(2)
 
     # 2. Look up the cache. A dry run stops here, having written nothing.
-    cache_dir = Path(str(cfg["cache"]["dir"])).expanduser()
-    if cfg.get("dry_run"):
+    cache_dir = Path(cfg.cache.dir).expanduser()
+    if cfg.dry_run:
         cache = Cache(cache_dir) if (cache_dir / "index").is_dir() else None
         print_summary(plan, cache, out)
         _close(plan)
@@ -110,10 +116,9 @@ def _run(
     from wanbatch.runs.outputs import RunOutputs
 
     outputs = RunOutputs(run_dir, plan, started)
-    ex_cfg = dict(cfg.get("executor") or {})
-    progress = Progress(mode=str(ex_cfg.get("progress", "auto")), concurrency=int(ex_cfg.get("concurrency", 4)))
+    progress = Progress(mode=cfg.executor.progress, concurrency=cfg.executor.concurrency)
     progress.start([(j.id, j.backend) for j in plan.jobs])
-    executor = _executor(ex_cfg, cache, encode, progress, cancel)
+    executor = _executor(cfg.executor, cache, encode, progress, cancel)
     interrupted = False
     outcomes: dict[str, Outcome] = {}
     try:
@@ -129,9 +134,9 @@ def _run(
     failed = [o for o in outcomes.values() if not o.ok]
     film = None
     notes: dict[str, Any] = {}
-    if not failed and not interrupted and cfg.get("stitch", {}).get("enabled", True):
+    if not failed and not interrupted and cfg.stitch.enabled:
         try:
-            film, notes = outputs.stitch(dict(cfg.get("stitch") or {}), encode, plan.project.soundtrack, cache)
+            film, notes = outputs.stitch(cfg.stitch, encode, plan.project.soundtrack, cache)
         except Exception as exc:  # the clips are safe; say what went wrong with the film
             print(f"error: the clips are kept in {run_dir}/clips, but the film failed: {exc}", file=sys.stderr)
             failed.append(Outcome("film", "failed", "", error=str(exc)))
@@ -144,7 +149,7 @@ def _run(
             "executor": _summary(executor),
         },
     )
-    if cfg.get("report", True):
+    if cfg.report:
         outputs.report(data)
     manifest.write(run_dir, data)
     cache.close()
@@ -153,21 +158,22 @@ def _run(
     return RunResult(code, run_dir, run_dir / film if film else None, data)
 
 
-def _plan(cfg: Mapping[str, Any], root: Path, backends: Mapping[str, Backend] | None) -> tuple[Plan, EncodeSettings]:
-    encode = EncodeSettings.from_config(cfg.get("encode"))
+def _plan(cfg: WanbatchConfig, root: Path, backends: Mapping[str, Backend] | None) -> tuple[Plan, EncodeSettings]:
+    encode = cfg.encode
     project = load_project(cfg, root, backend_configs(cfg))
     return make_plan(project, build_backends(project.backend_configs, backends), encode=encode), encode
 
 
-def _check_executor(cfg: Mapping[str, Any]) -> None:
-    ex = dict(cfg.get("executor") or {})
-    issues = []
-    if ex.get("name", "local") not in EXECUTORS:
-        issues.append(Issue(None, "executor.name", ex.get("name"), f"one of {', '.join(EXECUTORS)}"))
-    conc = ex.get("concurrency", 4)
-    if isinstance(conc, bool) or not isinstance(conc, int) or conc < 1:
-        issues.append(Issue(None, "executor.concurrency", conc, "an integer >= 1"))
-    if ex.get("name") == "ray":  # every ray option, and the `ray` extra, before anything starts
+def _check_executor(cfg: WanbatchConfig) -> None:
+    ex = cfg.executor
+    issues: list[Issue] = []
+    if choice(issues, "executor.name", ex.name, EXECUTORS) and ex.name != type(ex)().name:
+        issues.append(
+            Issue(None, "executor.name", ex.name, f"`{type(ex)().name}`: choose executors with `executor={ex.name}`")
+        )
+    number(issues, "executor.concurrency", ex.concurrency, minimum=1, integer=True)
+    choice(issues, "executor.progress", ex.progress, PROGRESS)
+    if isinstance(ex, RayExecutorConfig):  # every ray option, and the `ray` extra, before anything starts
         from wanbatch.execute.ray.executor import check_config
 
         issues += [i for i in check_config(ex) if i not in issues]
@@ -176,16 +182,15 @@ def _check_executor(cfg: Mapping[str, Any]) -> None:
 
 
 def _executor(
-    ex_cfg: dict[str, Any], cache: Cache, encode: EncodeSettings, progress: Progress, cancel: threading.Event | None
+    ex: ExecutorConfig, cache: Cache, encode: EncodeSettings, progress: Progress, cancel: threading.Event | None
 ) -> Any:
-    conc = int(ex_cfg.get("concurrency", 4))
-    if ex_cfg.get("name", "local") == "ray":
+    if isinstance(ex, RayExecutorConfig):
         from wanbatch.execute.ray.executor import RayExecutor
 
-        return RayExecutor(cache, config=ex_cfg, encode=encode, progress=progress, cancel=cancel)
+        return RayExecutor(cache, config=ex, encode=encode, progress=progress, cancel=cancel)
     from wanbatch.execute.local import LocalExecutor
 
-    return LocalExecutor(cache, concurrency=conc, encode=encode, progress=progress, cancel=cancel)
+    return LocalExecutor(cache, concurrency=ex.concurrency, encode=encode, progress=progress, cancel=cancel)
 
 
 def _summary(executor: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ seed, so a render is reproducible and bit-identical to a direct diffusers call (
 
 Example::
 
-    backend = DiffusersBackend({"name": "diffusers", "model": "tiny-t2v"})
+    backend = DiffusersBackend(DiffusersConfig(model="tiny-t2v"))
     params = backend.prepare(scene, issues)          # plan time: no torch work, no download
     frames, info = backend.render_frames(job)        # (num_frames, H, W, 3) uint8
 """
@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -42,6 +42,8 @@ from wanbatch.backends.local.models.registry import (
 from wanbatch.backends.local.models.spec import TASK_NAMES, ModelSpec
 from wanbatch.backends.local.models.tiny import TINY_VERSION, ensure_tiny
 from wanbatch.backends.local.pipelines import DTYPES, OFFLOAD, LoadSpec, PipelinePool
+from wanbatch.config.backends import DiffusersConfig
+from wanbatch.config.checks import choice, flag, number, text
 from wanbatch.core.backend import Backend, BackendKind, RenderContext, RenderResult
 from wanbatch.errors import Cancelled, Issue, MissingExtraError, RenderError
 
@@ -54,73 +56,42 @@ if TYPE_CHECKING:
 LOCAL_MODULES = ("torch", "diffusers", "transformers")
 
 
-@dataclass(frozen=True)
-class LocalOptions:
-    """The backend config (conf/backend/diffusers.yaml), typed. Defaults here match the YAML."""
+def check_options(config: DiffusersConfig, issues: list[Issue]) -> DiffusersConfig:
+    """Append an Issue for each option of `config` outside what is allowed (the schema, DiffusersConfig, has
+    checked the keys and types). Returns the options with each bad one at its schema default, so planning goes
+    on and reports every problem at once."""
+    bad: list[str] = []
 
-    model: str = "wan2.1-t2v-1.3b"
-    revision: str | None = None
-    dtype: str = "auto"
-    vae_dtype: str = "float32"
-    device: Any = "auto"  # "auto" | "cpu" | "cuda:N" | a list of them
-    offload: str = "none"
-    vae_tiling: bool = False
-    warm_models: int = 1
-    models_dir: str | None = None
-    local_files_only: bool = False
+    def check(ok: bool, key: str) -> None:
+        if not ok:
+            bad.append(key)
 
-    @classmethod
-    def parse(cls, config: Mapping[str, Any], issues: list[Issue], extra: tuple[str, ...] = ()) -> LocalOptions:
-        """Options from a backend config, appending an Issue for each bad one (its default is kept)."""
-        name = str(config.get("name", "diffusers"))
-        known = {f.name for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in config.items():
-            if key in known:
-                values[key] = value
-            elif key not in ("name", "max_in_flight", *extra) and not str(key).startswith("_"):
-                issues.append(
-                    Issue(
-                        None,
-                        f"backend.{key}",
-                        value,
-                        f"a known option of the `{name}` backend: {', '.join(sorted(known | set(extra)))}",
-                    )
-                )
-
-        def bad(key: str, allowed: str) -> None:
-            issues.append(Issue(None, f"backend.{key}", values.pop(key), allowed))
-
-        if "model" in values and (not isinstance(values["model"], str) or not values["model"].strip()):
-            bad("model", f"a model name ({', '.join(known_names())}), a hub id or a local folder")
-        if values.get("revision") is not None and not isinstance(values["revision"], str):
-            bad("revision", "a branch, tag or commit of the model's hub repository, or null")
-        if "dtype" in values and values["dtype"] not in ("auto", *DTYPES):
-            bad("dtype", f"one of auto, {', '.join(DTYPES)}")
-        if "vae_dtype" in values and values["vae_dtype"] not in DTYPES:
-            bad("vae_dtype", f"one of {', '.join(DTYPES)}")
-        if "offload" in values:
-            if values["offload"] is None or values["offload"] is False:
-                values["offload"] = "none"
-            if values["offload"] not in OFFLOAD:
-                bad("offload", f"one of {', '.join(OFFLOAD)}")
-        for key in ("vae_tiling", "local_files_only"):
-            if key in values and not isinstance(values[key], bool):
-                bad(key, "true or false")
-        if "warm_models" in values and (
-            isinstance(values["warm_models"], bool)
-            or not isinstance(values["warm_models"], int)
-            or values["warm_models"] < 1
-        ):
-            bad("warm_models", "an integer >= 1 (pipelines kept loaded per device)")
-        if "device" in values:
-            dev = values["device"]
-            devs = list(dev) if isinstance(dev, (list, tuple)) else [dev]
-            if not devs or not all(isinstance(d, str) and _device_ok(d) for d in devs):
-                bad("device", "auto, cpu, cuda, cuda:N, or a list of cuda:N")
-        if values.get("models_dir") is not None and not isinstance(values["models_dir"], str):
-            bad("models_dir", "a folder path, or null")
-        return cls(**values)
+    c = config
+    blank = isinstance(c.model, str) and not c.model.strip()
+    models = f"a model name ({', '.join(known_names())}), a hub id or a local folder"
+    check(text(issues, "backend.model", "" if blank else c.model, allowed=models), "model")
+    check(choice(issues, "backend.dtype", c.dtype, ("auto", *DTYPES)), "dtype")
+    check(choice(issues, "backend.vae_dtype", c.vae_dtype, DTYPES), "vae_dtype")
+    check(choice(issues, "backend.offload", c.offload, OFFLOAD), "offload")
+    check(flag(issues, "backend.vae_tiling", c.vae_tiling), "vae_tiling")
+    check(flag(issues, "backend.local_files_only", c.local_files_only), "local_files_only")
+    check(
+        number(
+            issues,
+            "backend.warm_models",
+            c.warm_models,
+            minimum=1,
+            integer=True,
+            allowed="an integer >= 1 (pipelines kept loaded per device)",
+        ),
+        "warm_models",
+    )
+    devs = list(c.device) if isinstance(c.device, (list, tuple)) else [c.device]
+    if not devs or not all(isinstance(d, str) and _device_ok(d) for d in devs):
+        issues.append(Issue(None, "backend.device", c.device, "auto, cpu, cuda, cuda:N, or a list of cuda:N"))
+        bad.append("device")
+    defaults = type(config)()
+    return replace(config, **{key: getattr(defaults, key) for key in bad})
 
 
 def _device_ok(d: str) -> bool:
@@ -141,12 +112,13 @@ class DiffusersBackend(Backend):
     name: ClassVar[str] = "diffusers"
     kind: ClassVar[BackendKind] = BackendKind.LOCAL
     extra: ClassVar[str] = "local"
-    _option_extras: ClassVar[tuple[str, ...]] = ()
+    config_type: ClassVar[type[DiffusersConfig]] = DiffusersConfig
+    config: DiffusersConfig
 
-    def __init__(self, config: Mapping[str, Any], *, pool: PipelinePool | None = None):
+    def __init__(self, config: DiffusersConfig, *, pool: PipelinePool | None = None):
         super().__init__(config)
         self._config_issues: list[Issue] = []
-        self.options = LocalOptions.parse(self.config, self._config_issues, self._option_extras)
+        self.options = check_options(self.config, self._config_issues)  # the config, any bad option at its default
         self._pool_obj = pool
         self._lock = threading.Lock()
         self._specs: dict[str, _Resolved | str] = {}  # model ref -> resolved, or the reason it is not
@@ -649,4 +621,4 @@ def _is_oom(exc: BaseException) -> bool:
     return (bool(kinds) and isinstance(exc, kinds)) or "out of memory" in str(exc).lower()
 
 
-__all__ = ["DiffusersBackend", "LocalOptions"]
+__all__ = ["DiffusersBackend", "check_options"]

@@ -13,7 +13,8 @@ encode is what a direct diffusers call returns.
 Example::
 
     pool = PipelinePool(["cpu"])
-    with pool.lease(LoadSpec(source=str(folder), revision=None, pipeline="WanPipeline")) as lease:
+    spec = LoadSpec(str(folder), None, "WanPipeline", "float32", "float32", "none", False, False)
+    with pool.lease(spec) as lease:
         frames = call_pipeline(lease.pipe, params, {})
 """
 
@@ -44,11 +45,11 @@ class LoadSpec:
     source: str  # hub id or local folder
     revision: str | None
     pipeline: str  # "WanPipeline" | "WanImageToVideoPipeline"
-    dtype: str = "float32"  # transformer(s) and text encoder
-    vae_dtype: str = "float32"  # the Wan VAE is meant to run in float32
-    offload: str = "none"
-    vae_tiling: bool = False
-    local_files_only: bool = False
+    dtype: str  # transformer(s) and text encoder, resolved (never "auto")
+    vae_dtype: str
+    offload: str
+    vae_tiling: bool
+    local_files_only: bool
 
     @property
     def checkpoint(self) -> tuple[Any, ...]:

@@ -18,13 +18,14 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from wanbatch.backends.local.diffusers import DiffusersBackend, _find_spec
 from wanbatch.backends.local.xdit_launch import Degrees, LaunchPlan, launch_plan, plan_degrees, write_job
+from wanbatch.config.backends import DiffusersConfig, XditConfig
+from wanbatch.config.checks import number
 from wanbatch.core.backend import BackendKind, RenderContext, RenderResult
 from wanbatch.errors import Cancelled, Issue, MissingExtraError, RenderError
 
@@ -36,48 +37,55 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class XditOptions:
-    gpus: int | str = "auto"  # "auto" = every visible CUDA device
-    ulysses_degree: int | None = None  # None: the largest the heads allow
-    ring_degree: int | None = None  # None: the GPUs left over
-    timeout_s: float | None = None
+class Parallel:
+    """The xdit options (XditConfig), checked: `auto` degrees become None (plan_degrees picks them)."""
+
+    gpus: int | str  # "auto" = every visible CUDA device
+    ulysses_degree: int | None  # None: the largest the heads allow
+    ring_degree: int | None  # None: the GPUs left over
+    timeout_s: float | None
 
     @classmethod
-    def parse(cls, config: Mapping[str, Any], issues: list[Issue]) -> XditOptions:
-        values = {f.name: config[f.name] for f in fields(cls) if f.name in config}
-
-        def bad(key: str, allowed: str) -> None:
-            issues.append(Issue(None, f"backend.{key}", values.pop(key), allowed))
-
-        if "gpus" in values and values["gpus"] != "auto" and not _pos_int(values["gpus"]):
-            bad("gpus", "auto, or the number of GPUs one render uses")
-        for key in ("ulysses_degree", "ring_degree"):
-            if values.get(key) is not None and values[key] != "auto" and not _pos_int(values[key]):
-                bad(key, "a positive integer, or auto")
-            elif values.get(key) == "auto":
-                values[key] = None
-        if values.get("timeout_s") is not None and (
-            isinstance(values["timeout_s"], bool)
-            or not isinstance(values["timeout_s"], (int, float))
-            or values["timeout_s"] <= 0
+    def check(cls, config: XditConfig, issues: list[Issue]) -> Parallel:
+        """Append an Issue for each bad option; a bad one is taken at its schema default, so planning goes on."""
+        defaults = type(config)()
+        gpus = config.gpus
+        if gpus != "auto" and not number(
+            issues, "backend.gpus", gpus, minimum=1, integer=True, allowed="auto, or the number of GPUs one render uses"
         ):
-            bad("timeout_s", "a number of seconds > 0, or null")
-        return cls(**values)
-
-
-def _pos_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+            gpus = defaults.gpus
+        degrees = []
+        for key in ("ulysses_degree", "ring_degree"):
+            value = getattr(config, key)
+            if value != "auto" and not number(
+                issues,
+                f"backend.{key}",
+                value,
+                minimum=1,
+                integer=True,
+                nullable=True,
+                allowed="a positive integer, or auto",
+            ):
+                value = getattr(defaults, key)
+            degrees.append(None if value == "auto" else value)
+        timeout = config.timeout_s
+        if not number(
+            issues, "backend.timeout_s", timeout, above=0, nullable=True, allowed="a number of seconds > 0, or null"
+        ):
+            timeout = defaults.timeout_s
+        return cls(gpus, degrees[0], degrees[1], timeout)
 
 
 class XditBackend(DiffusersBackend):
     name: ClassVar[str] = "xdit"
     kind: ClassVar[BackendKind] = BackendKind.LOCAL
     extra: ClassVar[str] = "xdit"
-    _option_extras: ClassVar[tuple[str, ...]] = tuple(f.name for f in fields(XditOptions))
+    config_type: ClassVar[type[DiffusersConfig]] = XditConfig
+    config: XditConfig
 
-    def __init__(self, config: Mapping[str, Any], **kw: Any):
+    def __init__(self, config: XditConfig, **kw: Any):
         super().__init__(config, **kw)
-        self.xdit = XditOptions.parse(self.config, self._config_issues)
+        self.xdit = Parallel.check(self.config, self._config_issues)
         self._reported: set[Issue] = set()
 
     # -- plan time ---------------------------------------------------------------------------------
@@ -267,4 +275,4 @@ def _tail(path: Path, lines: int = 25) -> str:
         return "(no log)"
 
 
-__all__ = ["XditBackend", "XditOptions"]
+__all__ = ["Parallel", "XditBackend"]

@@ -24,6 +24,7 @@ from wanbatch.backends.remote.scene import (
     text,
     whole_seconds,
 )
+from wanbatch.config.backends import AimlConfig, RemoteConfig
 from wanbatch.errors import Issue, ProviderError
 
 if TYPE_CHECKING:
@@ -39,12 +40,7 @@ class AimlWan27I2V(RemoteBackend):
     name = "aiml_wan27_i2v"
     provider: ClassVar[str] = "aiml"
     provider_title: ClassVar[str] = "AI/ML API"
-    default_config: ClassVar[dict[str, Any]] = {
-        "model": "alibaba/wan-2-7-i2v",
-        "base_url": "https://api.aimlapi.com",
-        "path": "/v2/video/generations",
-        "api_key_env": "AIML_API_KEY",
-    }
+    config_type: ClassVar[type[RemoteConfig]] = AimlConfig
     takes: ClassVar[frozenset[str]] = frozenset(
         {"prompt", "negative_prompt", "image", "audio", "resolution", "duration", "prompt_extend", "watermark"}
     )

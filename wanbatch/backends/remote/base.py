@@ -12,7 +12,7 @@ A remote render is one procedure, `RemoteBackend.render`:
 A provider module (gmi.py, aiml.py, novita.py) adds only its protocol: URLs, request body, how to read
 the answers, and the plan-time mapping of scene fields. The rest lives one concern a module:
 
-    remote_settings.py   the backend's options, parsed and checked before anything is sent
+    remote_settings.py   the backend's options (typed by RemoteConfig) checked before anything is sent
     remote_scene.py      plan time: a scene's fields against what the model takes
     (wanbatch/secrets.py) the API key is redacted from every message, log line and written file
     remote_limits.py     jobs in flight and API calls per second, per provider account
@@ -44,8 +44,9 @@ from wanbatch.backends.remote.download import download
 from wanbatch.backends.remote.http import Api, _Ambiguous
 from wanbatch.backends.remote.limits import ProviderPool
 from wanbatch.backends.remote.run import Gone, Run
-from wanbatch.backends.remote.settings import RemoteSettings
+from wanbatch.backends.remote.settings import check_settings
 from wanbatch.backends.remote.uploader import Uploader
+from wanbatch.config.backends import RemoteConfig
 from wanbatch.core.backend import Backend, BackendKind, RenderContext, RenderResult
 from wanbatch.core.media import Media
 from wanbatch.errors import DownloadError, Issue, ProviderError, RenderError
@@ -84,31 +85,31 @@ class RemoteBackend(Backend):
     kind: ClassVar[BackendKind] = BackendKind.REMOTE
     provider: ClassVar[str]  # one pool of slots and one rate limit per provider account
     provider_title: ClassVar[str]
-    default_config: ClassVar[dict[str, Any]]  # model, base_url, path, api_key_env
-    extra_options: ClassVar[frozenset[str]] = frozenset()
+    config_type: ClassVar[type[RemoteConfig]] = RemoteConfig  # the provider's schema: endpoint, key, poll habits
+    config: RemoteConfig
     takes: ClassVar[frozenset[str]]  # the scene fields this model maps; others must be unset
     can_list: ClassVar[bool] = False  # the provider lists requests, so an ambiguous submit can be reconciled
 
-    def __init__(self, config: Mapping[str, Any], *, client: httpx.Client | None = None):
-        super().__init__({**self.default_config, **dict(config)})
+    def __init__(self, config: RemoteConfig, *, client: httpx.Client | None = None):
+        super().__init__(config)
         self._config_issues: list[Issue] = []
         where = f"backends.{self.name}"
-        self.settings = RemoteSettings.parse(self.config, where, self._config_issues, self.extra_options)
-        self.uploader = Uploader.from_config(self.settings.uploader, self._config_issues, f"{where}.uploader")
+        check_settings(self.config, where, self._config_issues)
+        self.uploader = Uploader.from_config(self.config.uploader, self._config_issues, f"{where}.uploader")
         self.pool = ProviderPool.join(
-            self.provider, self.settings.base_url, self, self.settings.max_in_flight, self.settings.requests_per_second
+            self.provider, self.config.base_url, self, self.config.max_in_flight, self.config.requests_per_second
         )
-        self.api = Api(self.settings, self.provider_title, self.pool, client)
-        if key := os.environ.get(self.settings.api_key_env):
+        self.api = Api(self.config, self.provider_title, self.pool, client)
+        if key := os.environ.get(self.config.api_key_env):
             register_secret(key)
 
     @property
     def model(self) -> str:
-        return self.settings.model
+        return self.config.model
 
     @property
     def max_in_flight(self) -> int:
-        return self.settings.max_in_flight
+        return self.config.max_in_flight
 
     @property
     def client(self) -> httpx.Client:
@@ -119,7 +120,7 @@ class RemoteBackend(Backend):
         self.api.close()
 
     def api_url(self, suffix: str = "") -> str:
-        return self.settings.base_url.rstrip("/") + "/" + self.settings.path.strip("/") + suffix
+        return self.config.base_url.rstrip("/") + "/" + self.config.path.strip("/") + suffix
 
     # -- protocol hooks (one set per provider module) ---------------------------------------------
     @abstractmethod
@@ -145,7 +146,7 @@ class RemoteBackend(Backend):
     # -- plan time (the scene mapping itself is in remote_scene.py) --------------------------------
     def check_ready(self, issues: list[Issue]) -> None:
         issues.extend(self._config_issues)
-        env = self.settings.api_key_env
+        env = self.config.api_key_env
         key = os.environ.get(env, "") if env else ""
         if not key.strip():
             issues.append(
@@ -162,9 +163,10 @@ class RemoteBackend(Backend):
 
     def model_identity(self, scene: Scene) -> dict[str, Any]:
         identity = {"provider": self.provider, "model": self.model}
-        # A render from another endpoint (a fake server, a proxy) must never pass for the real one.
-        if self.settings.base_url.rstrip("/") != self.default_config["base_url"].rstrip("/"):
-            identity["endpoint"] = self.settings.base_url.rstrip("/")
+        # A render from another endpoint (a fake server, a proxy) must never pass for the real one: any
+        # base_url but the provider's own (its schema's default).
+        if self.config.base_url.rstrip("/") != str(self.config_type.base_url).rstrip("/"):
+            identity["endpoint"] = self.config.base_url.rstrip("/")
         return identity
 
     # -- media at run time -------------------------------------------------------------------------
@@ -173,7 +175,7 @@ class RemoteBackend(Backend):
         if media.path is None:
             raise RenderError(f"`{media.field}` must be a local file to be sent as data; got {media.describe()}")
         encoded = base64.b64encode(media.path.read_bytes()).decode("ascii")
-        if self.settings.image_encoding == "base64":
+        if self.config.image_encoding == "base64":
             return encoded
         mime = mimetypes.guess_type(media.path.name)[0] or "image/png"
         return f"data:{mime};base64,{encoded}"
@@ -296,7 +298,7 @@ class RemoteBackend(Backend):
         if self.can_list:
             for attempt in range(2):
                 if attempt:
-                    run.wait(self.settings.retries.reconcile_wait_s)
+                    run.wait(self.config.retries.reconcile_wait_s)
                 found = self.find_submitted(run, body, since)
                 if found:
                     run.reconciled = True
@@ -329,7 +331,7 @@ class RemoteBackend(Backend):
         """Poll until a final state. The first poll is due `initial_s` after the provider took the job (at
         once for a journalled one, which may be long done); then at the provider's `eta` hint, else on a
         growing interval. Jitter only ever delays a poll: one before the job can be done is a wasted call."""
-        p = self.settings.poll
+        p = self.config.poll
         deadline = time.monotonic() + p.timeout_s
         due = time.monotonic() if submitted_at is None else submitted_at + _jittered(p.initial_s, p.jitter)
         interval = p.interval_s

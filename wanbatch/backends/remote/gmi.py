@@ -27,6 +27,7 @@ from wanbatch.backends.remote.scene import (
     text,
     whole_seconds,
 )
+from wanbatch.config.backends import GmiConfig, RemoteConfig
 from wanbatch.core.media import Media
 from wanbatch.errors import Issue, ProviderError
 
@@ -34,17 +35,13 @@ if TYPE_CHECKING:
     from wanbatch.core.job import Job
     from wanbatch.core.scene import Scene
 
-GMI = {
-    "base_url": "https://console.gmicloud.ai",
-    "path": "/api/v1/ie/requestqueue/apikey/requests",
-    "api_key_env": "GMI_API_KEY",
-}
 RUNNING = {"queued", "processing"}
 FAILED = {"failed", "cancelled"}
 
 
 class _Gmi(RemoteBackend):
     provider: ClassVar[str] = "gmi"
+    config_type: ClassVar[type[RemoteConfig]] = GmiConfig
     provider_title: ClassVar[str] = "GMI Cloud"
     can_list: ClassVar[bool] = True
 
@@ -126,7 +123,6 @@ class GmiWan21I2V(_Gmi):
     """Wan 2.1 image-to-video, 1280x720, 5 or 10 s; the first frame travels as image data."""
 
     name = "gmi_wan21_i2v"
-    default_config: ClassVar[dict[str, Any]] = {**GMI, "model": "Wan-AI_Wan2.1-I2V-14B-720P"}
     takes: ClassVar[frozenset[str]] = frozenset(
         {"prompt", "image", "resolution", "width", "height", "duration", "prompt_extend"}
     )
@@ -145,7 +141,6 @@ class GmiWan21Flf2v(_Gmi):
     """Wan 2.1 first-and-last-frame-to-video, 1280x720, 5 or 10 s; both frames travel as image data."""
 
     name = "gmi_wan21_flf2v"
-    default_config: ClassVar[dict[str, Any]] = {**GMI, "model": "Wan-AI_Wan2.1-FLF2V-14B-720P"}
     takes: ClassVar[frozenset[str]] = frozenset(
         {"prompt", "image", "last_image", "resolution", "width", "height", "duration", "prompt_extend"}
     )
@@ -172,7 +167,6 @@ class GmiWan27I2V(_Gmi):
     """wan2.7-i2v: every input optional and a URL (local files need `uploader`), 720P or 1080P, 2-15 s."""
 
     name = "gmi_wan27_i2v"
-    default_config: ClassVar[dict[str, Any]] = {**GMI, "model": "wan2.7-i2v"}
     takes: ClassVar[frozenset[str]] = frozenset(
         {
             "prompt",

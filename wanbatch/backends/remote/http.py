@@ -33,7 +33,7 @@ import tenacity
 
 from wanbatch.backends.remote.limits import ProviderPool
 from wanbatch.backends.remote.run import Run
-from wanbatch.backends.remote.settings import RemoteSettings
+from wanbatch.config.backends import RemoteConfig
 from wanbatch.errors import ProviderError, RenderError
 from wanbatch.secrets import redact, register_secret
 
@@ -99,7 +99,7 @@ class Api:
     """One backend's way to its provider: the HTTP client (injected, or its own), the key, the limits."""
 
     def __init__(
-        self, settings: RemoteSettings, provider_title: str, pool: ProviderPool, client: httpx.Client | None = None
+        self, settings: RemoteConfig, provider_title: str, pool: ProviderPool, client: httpx.Client | None = None
     ):
         self.settings, self.provider_title, self.pool = settings, provider_title, pool
         self._client = client

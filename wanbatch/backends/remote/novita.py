@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from wanbatch.backends.remote.base import RemoteBackend, Status
 from wanbatch.backends.remote.scene import check_scene, drop_none, in_range, text
+from wanbatch.config.backends import NovitaConfig, RemoteConfig
 from wanbatch.errors import Issue, ProviderError
 
 if TYPE_CHECKING:
@@ -33,15 +34,8 @@ class NovitaWan21T2V(RemoteBackend):
     name = "novita_wan21_t2v"
     provider: ClassVar[str] = "novita"
     provider_title: ClassVar[str] = "Novita AI"
-    default_config: ClassVar[dict[str, Any]] = {
-        "model": "wan2.1-t2v",
-        "base_url": "https://api.novita.ai",
-        "path": "/v3/async/wan-t2v",
-        "api_key_env": "NOVITA_API_KEY",
-        "result_path": "/v3/async/task-result",
-        "webhook_url": None,
-    }
-    extra_options: ClassVar[frozenset[str]] = frozenset({"result_path", "webhook_url"})
+    config_type: ClassVar[type[RemoteConfig]] = NovitaConfig
+    config: NovitaConfig
     takes: ClassVar[frozenset[str]] = frozenset(
         {
             "prompt",
@@ -108,8 +102,8 @@ class NovitaWan21T2V(RemoteBackend):
 
     def body(self, job: Job) -> dict[str, Any]:
         body: dict[str, Any] = {"model_name": self.model, **job.params}
-        if self.config.get("webhook_url"):
-            body["extra"] = {"webhook": {"url": self.config["webhook_url"]}}
+        if self.config.webhook_url:
+            body["extra"] = {"webhook": {"url": self.config.webhook_url}}
         return body
 
     def read_submit(self, data: Any) -> str:
@@ -118,8 +112,8 @@ class NovitaWan21T2V(RemoteBackend):
         return data["task_id"]
 
     def status_request(self, request_id: str) -> tuple[str, dict[str, str] | None]:
-        base = self.settings.base_url.rstrip("/")
-        return base + "/" + str(self.config["result_path"]).strip("/"), {"task_id": request_id}
+        base = self.config.base_url.rstrip("/")
+        return base + "/" + str(self.config.result_path).strip("/"), {"task_id": request_id}
 
     def read_status(self, data: Any, request_id: str) -> Status:
         task = data.get("task") if isinstance(data, dict) else None

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
+from wanbatch.config import checks
 from wanbatch.core.media import Media
 from wanbatch.errors import Issue
 
@@ -159,8 +160,9 @@ def whole_seconds(scene: Scene, issues: list[Issue], allowed: Iterable[int], def
 
 
 def in_range(scene: Scene, issues: list[Issue], name: str, value: Any, lo: float, hi: float) -> Any:
-    if value is not None and not lo <= value <= hi:
-        issues.append(Issue(scene.id, name, value, f"from {lo:g} to {hi:g}"))
+    checks.number(
+        issues, name, value, minimum=lo, maximum=hi, nullable=True, allowed=f"from {lo:g} to {hi:g}", scene=scene.id
+    )
     return value
 
 
@@ -176,8 +178,8 @@ def text(scene: Scene, issues: list[Issue], name: str, *, required: bool, max_le
 
 def choice(scene: Scene, issues: list[Issue], name: str, value: Any, allowed: Iterable[Any], why: str = "") -> Any:
     options = list(allowed)
-    if value is not None and value not in options:
-        issues.append(Issue(scene.id, name, value, f"one of {', '.join(map(str, options))}{why}"))
+    words = f"one of {', '.join(map(str, options))}{why}"
+    checks.choice(issues, name, value, options, nullable=True, allowed=words, scene=scene.id)
     return value
 
 

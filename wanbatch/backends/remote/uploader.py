@@ -5,7 +5,7 @@ A local file given there is a validation error unless the backend has an uploade
 whose files are served at a public URL. Example::
 
     # conf: backend.uploader = {target: "s3://bucket/wb", public_url: "https://bucket.s3.amazonaws.com/wb"}
-    up = Uploader.from_config({"target": "file:///srv/www/x", "public_url": "http://localhost/x"}, issues)
+    up = Uploader.from_config(UploaderConfig(target="file:///srv/www/x", public_url="http://localhost/x"), issues)
     url = up.upload(Path("frame.png"))   # -> "http://localhost/x/<sha256>.png"
 
 Files are named by their content hash, so a file is uploaded once and its URL never changes. S3, GCS or
@@ -23,9 +23,9 @@ from typing import Any
 import fsspec
 
 from wanbatch.av.files import sha256_file
+from wanbatch.config.backends import UploaderConfig
+from wanbatch.config.checks import mapping, text
 from wanbatch.errors import Issue
-
-KEYS = {"target", "public_url", "storage_options"}
 
 
 @dataclass(frozen=True)
@@ -35,34 +35,26 @@ class Uploader:
     storage_options: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, cfg: Any, issues: list[Issue], where: str = "backend.uploader") -> Uploader | None:
-        """The uploader a config asks for (None for `null`); problems are appended to `issues`."""
+    def from_config(
+        cls, cfg: UploaderConfig | None, issues: list[Issue], where: str = "backend.uploader"
+    ) -> Uploader | None:
+        """The uploader a config asks for (None for `null`); problems are appended to `issues`. The keys and
+        their types are the schema's (UploaderConfig); this checks that fsspec can open `target` and that
+        `public_url` is an http(s) URL."""
         if cfg is None:
             return None
-        allowed = "{target: fsspec URL, public_url: http(s) URL, storage_options: {...}} or null"
-        if not isinstance(cfg, Mapping):
-            issues.append(Issue(None, where, cfg, allowed))
-            return None
         n_before = len(issues)
-        for key in sorted(set(cfg) - KEYS):
-            issues.append(Issue(None, f"{where}.{key}", cfg[key], f"unknown option; known: {', '.join(sorted(KEYS))}"))
-        target, public_url = cfg.get("target"), cfg.get("public_url")
-        options = cfg.get("storage_options") or {}
-        if not isinstance(target, str) or not target:
-            issues.append(Issue(None, f"{where}.target", target, "an fsspec URL such as s3://bucket/prefix"))
-        else:
-            protocol = target.split("://", 1)[0] if "://" in target else "file"
+        if text(issues, f"{where}.target", cfg.target, allowed="an fsspec URL such as s3://bucket/prefix"):
+            protocol = cfg.target.split("://", 1)[0] if "://" in cfg.target else "file"
             try:
                 fsspec.get_filesystem_class(protocol)
             except (ImportError, ValueError) as exc:
-                issues.append(Issue(None, f"{where}.target", target, f"a target fsspec can open ({exc})"))
-        if not isinstance(public_url, str) or not public_url.startswith(("http://", "https://")):
-            issues.append(Issue(None, f"{where}.public_url", public_url, "the http(s) URL that serves `target`"))
-        if not isinstance(options, Mapping):
-            issues.append(Issue(None, f"{where}.storage_options", options, "a mapping passed to fsspec"))
+                issues.append(Issue(None, f"{where}.target", cfg.target, f"a target fsspec can open ({exc})"))
+        text(issues, f"{where}.public_url", cfg.public_url, url=True, allowed="the http(s) URL that serves `target`")
+        mapping(issues, f"{where}.storage_options", cfg.storage_options, allowed="a mapping passed to fsspec")
         if len(issues) > n_before:
             return None
-        return cls(str(target), str(public_url), dict(options))
+        return cls(cfg.target, cfg.public_url, dict(cfg.storage_options or {}))
 
     def upload(self, path: Path, sha256: str | None = None) -> str:
         """Copy `path` to the target (unless already there) and return its public URL."""

@@ -25,6 +25,7 @@ from typing import Any
 
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.cache.store import Journal
+from wanbatch.config.backends import BackendConfig
 from wanbatch.core.backend import Backend, RenderContext
 from wanbatch.core.job import Job
 from wanbatch.core.names import safe_suffix
@@ -141,9 +142,9 @@ class RenderWorker:
         self._cancel = threading.Event()
 
     def render(
-        self, backend_cls: type[Backend], config: Mapping[str, Any], job: Job, shipped: Shipped, encode: EncodeSettings
+        self, backend_cls: type[Backend], config: BackendConfig, job: Job, shipped: Shipped, encode: EncodeSettings
     ) -> WorkerResult:
-        config_json = json.dumps(config, sort_keys=True, default=str)
+        config_json = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
         ident = f"{backend_cls.__module__}.{backend_cls.__qualname__}:{config_json}"
         held = self.backends.get(job.backend)
         if held is None or held[0] != ident:
@@ -223,7 +224,7 @@ def _backend_stats(backend: Backend) -> dict[str, Any]:
 
 def render_task(
     backend_cls: type[Backend],
-    config: Mapping[str, Any],
+    config: BackendConfig,
     job: Job,
     shipped: Shipped,
     encode: EncodeSettings,

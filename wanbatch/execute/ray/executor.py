@@ -33,7 +33,7 @@ import importlib.util
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +43,8 @@ from filelock import Timeout
 
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.cache.store import Cache
+from wanbatch.config.checks import flag, mapping, number, text
+from wanbatch.config.schema import EncodeConfig, RayExecutorConfig
 from wanbatch.core.backend import BackendKind, RenderResult
 from wanbatch.core.job import Job
 from wanbatch.core.outcome import Outcome
@@ -53,23 +55,6 @@ from wanbatch.execute.frontier import Frontier
 from wanbatch.execute.ray.actors import RenderWorker, Shipped, WorkerResult, render_task
 from wanbatch.execute.reporter import Reporter, Silent
 
-DEFAULTS: dict[str, Any] = {
-    "name": "ray",
-    "address": None,
-    "num_gpus": None,
-    "num_cpus": None,
-    "num_actors": None,
-    "actor_num_cpus": 1,
-    "task_num_cpus": 1,
-    "actor_threads": None,
-    "concurrency": 8,
-    "cancel_grace_s": 30,
-    "keep_actors": True,
-    "progress": "auto",
-    "log_to_driver": False,
-    "runtime_env": None,
-    "init": {},
-}
 STATUS_EVERY_S = 1.0  # how often busy actors are asked for their render's status line
 
 
@@ -120,55 +105,70 @@ def _session() -> tuple[str, str]:
     return ctx.get_node_id(), ctx.get_job_id()
 
 
-def check_config(cfg: Mapping[str, Any]) -> list[Issue]:
-    """Every problem with an `executor=ray` config (nothing is started). Used by `run` before a run."""
+def check_config(cfg: RayExecutorConfig) -> list[Issue]:
+    """Every problem with an `executor=ray` config (nothing is started). Used by `run` before a run. The keys
+    and types are the schema's (RayExecutorConfig); this checks ranges, and that the `ray` extra is there."""
     issues: list[Issue] = []
-    for key in sorted(set(cfg) - set(DEFAULTS)):
-        issues.append(Issue(None, f"executor.{key}", cfg[key], f"unknown option; known: {', '.join(sorted(DEFAULTS))}"))
-
-    def number(key: str, allowed: str, *, minimum: float, integer: bool = False, nullable: bool = True) -> None:
-        v = cfg.get(key, DEFAULTS[key])
-        if v is None and nullable:
-            return
-        kinds = (int,) if integer else (int, float)
-        if isinstance(v, bool) or not isinstance(v, kinds) or v < minimum:
-            issues.append(Issue(None, f"executor.{key}", v, allowed))
-
-    number("num_gpus", "null (detect) or a number of GPUs >= 0", minimum=0)
-    number("num_cpus", "null (detect) or a number of CPUs >= 0", minimum=0)
-    number("num_actors", "null (one per GPU) or an integer >= 1", minimum=1, integer=True)
-    number("actor_num_cpus", "a number >= 0", minimum=0, nullable=False)
-    number("task_num_cpus", "a number >= 0", minimum=0, nullable=False)
-    number("actor_threads", "null (as a process started here) or an integer >= 1", minimum=1, integer=True)
-    number("concurrency", "an integer >= 1", minimum=1, integer=True, nullable=False)
-    number("cancel_grace_s", "a number of seconds >= 0", minimum=0, nullable=False)
-    if not isinstance(cfg.get("keep_actors", True), bool):
-        issues.append(Issue(None, "executor.keep_actors", cfg["keep_actors"], "true or false"))
-    address = cfg.get("address")
-    if address is not None and (not isinstance(address, str) or not address):
-        issues.append(
-            Issue(
-                None,
-                "executor.address",
-                address,
-                "null (start a local Ray), `auto` (the cluster this machine is in) or a URL such as ray://HOST:10001",
-            )
+    number(
+        issues,
+        "executor.num_gpus",
+        cfg.num_gpus,
+        minimum=0,
+        nullable=True,
+        allowed="null (detect) or a number of GPUs >= 0",
+    )
+    number(
+        issues,
+        "executor.num_cpus",
+        cfg.num_cpus,
+        minimum=0,
+        nullable=True,
+        allowed="null (detect) or a number of CPUs >= 0",
+    )
+    number(
+        issues,
+        "executor.num_actors",
+        cfg.num_actors,
+        minimum=1,
+        integer=True,
+        nullable=True,
+        allowed="null (one per GPU) or an integer >= 1",
+    )
+    number(issues, "executor.actor_num_cpus", cfg.actor_num_cpus, minimum=0)
+    number(issues, "executor.task_num_cpus", cfg.task_num_cpus, minimum=0)
+    number(
+        issues,
+        "executor.actor_threads",
+        cfg.actor_threads,
+        minimum=1,
+        integer=True,
+        nullable=True,
+        allowed="null (as a process started here) or an integer >= 1",
+    )
+    number(issues, "executor.concurrency", cfg.concurrency, minimum=1, integer=True)
+    number(issues, "executor.cancel_grace_s", cfg.cancel_grace_s, minimum=0, allowed="a number of seconds >= 0")
+    flag(issues, "executor.keep_actors", cfg.keep_actors)
+    if cfg.address is not None:
+        text(
+            issues,
+            "executor.address",
+            cfg.address,
+            allowed="null (start a local Ray), `auto` (the cluster this machine is in) or a URL such as ray://HOST:10001",
         )
-    if address:
+    if cfg.address:
         for key in ("num_gpus", "num_cpus"):
-            if cfg.get(key) is not None:
+            if getattr(cfg, key) is not None:
                 issues.append(
                     Issue(
                         None,
                         f"executor.{key}",
-                        cfg[key],
+                        getattr(cfg, key),
                         "null when joining a cluster (`executor.address` is set): a cluster has the "
                         "resources its nodes declare",
                     )
                 )
-    for key in ("runtime_env", "init"):
-        if cfg.get(key) is not None and not isinstance(cfg[key], Mapping):
-            issues.append(Issue(None, f"executor.{key}", cfg[key], "a mapping (or null)"))
+    mapping(issues, "executor.runtime_env", cfg.runtime_env)
+    mapping(issues, "executor.init", cfg.init)
     if importlib.util.find_spec("ray") is None:
         issues.append(Issue(None, "executor.name", "ray", "it needs the `ray` extra: pip install 'wanbatch[ray]'"))
     return issues
@@ -177,7 +177,7 @@ def check_config(cfg: Mapping[str, Any]) -> list[Issue]:
 class RayExecutor:
     """Runs a plan on Ray with the same contract as LocalExecutor. Example::
 
-    executor = RayExecutor(cache, config={"num_gpus": 2}, progress=Progress(mode="plain"))
+    executor = RayExecutor(cache, config=RayExecutorConfig(num_gpus=2), progress=Progress(mode="plain", concurrency=8))
     outcomes = executor.run(plan, on_done=print)    # {scene id: Outcome}
     executor.summary()                              # Ray start-up time, what each worker did
     """
@@ -186,17 +186,17 @@ class RayExecutor:
         self,
         cache: Cache,
         *,
-        config: Mapping[str, Any] | None = None,
+        config: RayExecutorConfig | None = None,
         encode: EncodeSettings | None = None,
         progress: Reporter | None = None,
         cancel: threading.Event | None = None,
     ):
-        issues = check_config(dict(config or {}))
+        self.config = config or RayExecutorConfig()
+        issues = check_config(self.config)
         if issues:
             raise ConfigError(issues)
         self.cache = cache
-        self.config = {**DEFAULTS, **dict(config or {})}
-        self.encode = encode or EncodeSettings()
+        self.encode = encode or EncodeConfig()
         self.progress: Reporter = progress or Silent()
         self.cancel = cancel or threading.Event()
         self.init_s: float | None = None  # seconds ray.init took here; None if Ray was already up
@@ -211,17 +211,17 @@ class RayExecutor:
         cfg = self.config
         kwargs: dict[str, Any] = {
             "include_dashboard": False,
-            "log_to_driver": bool(cfg["log_to_driver"]),
+            "log_to_driver": cfg.log_to_driver,
             "namespace": "wanbatch",
         }
-        if cfg["runtime_env"]:
-            kwargs["runtime_env"] = dict(cfg["runtime_env"])
-        kwargs.update(dict(cfg["init"] or {}))
+        if cfg.runtime_env:
+            kwargs["runtime_env"] = dict(cfg.runtime_env)
+        kwargs.update(dict(cfg.init or {}))
         t0 = time.perf_counter()
-        if cfg["address"]:
-            ray.init(address=cfg["address"], **kwargs)
+        if cfg.address:
+            ray.init(address=cfg.address, **kwargs)
         else:
-            ray.init(num_cpus=cfg["num_cpus"], num_gpus=cfg["num_gpus"], **kwargs)
+            ray.init(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, **kwargs)
         self.init_s = round(time.perf_counter() - t0, 3)
 
     def run(self, plan: Plan, on_done: Callable[[Outcome], None] = lambda _o: None) -> dict[str, Outcome]:
@@ -242,7 +242,7 @@ class RayExecutor:
             clean = not interrupted
         finally:
             # Actors go on to the next run only from a run that ended in order (nothing left rendering).
-            self.workers = run.stop_workers(keep=bool(self.config["keep_actors"]) and clean)
+            self.workers = run.stop_workers(keep=self.config.keep_actors and clean)
         if interrupted:
             raise KeyboardInterrupt
         return run.frontier.outcomes
@@ -254,7 +254,7 @@ class RayExecutor:
         resources = ray.cluster_resources() if ray.is_initialized() else {}
         return {
             "name": "ray",
-            "address": self.config["address"],
+            "address": self.config.address,
             "init_s": self.init_s,
             "cluster": {k: resources[k] for k in ("CPU", "GPU") if k in resources},
             "workers": self.workers,
@@ -290,7 +290,7 @@ class _Run:
         self.blobs: dict[str, Any] = {}  # sha256 -> ObjectRef of an input's bytes, put once per run
         self.retired: list[dict[str, Any]] = []
         self.next_status = 0.0
-        threads = ex.config["actor_threads"]
+        threads = ex.config.actor_threads
         self.omp_threads = str(threads) if threads else os.environ.get("OMP_NUM_THREADS")
         self.pool_key: tuple[Any, ...] = ()
         self.node_id = self.ray.get_runtime_context().get_node_id()
@@ -329,7 +329,7 @@ class _Run:
         tasks_out = sum(1 for f in self.flights.values() if f.worker is None)
         for job in ready:
             backend = self.plan.backends[job.backend]
-            if backend.kind == BackendKind.LOCAL or tasks_out >= self.ex.config["concurrency"]:
+            if backend.kind == BackendKind.LOCAL or tasks_out >= self.ex.config.concurrency:
                 continue
             if sum(1 for f in self.flights.values() if f.job.backend == job.backend) >= max(1, backend.max_in_flight):
                 continue
@@ -455,7 +455,7 @@ class _Run:
                 "retry_exceptions": False,
                 "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=self.node_id, soft=False),
             }
-        return {"num_cpus": self.ex.config["task_num_cpus"], "max_retries": 1, "retry_exceptions": False}
+        return {"num_cpus": self.ex.config.task_num_cpus, "max_retries": 1, "retry_exceptions": False}
 
     # -- results -----------------------------------------------------------------------------------
     def _land(self, ref: Any, flight: _Flight) -> None:
@@ -568,8 +568,8 @@ class _Run:
         cfg = self.ex.config
         gpus = int(self.ray.cluster_resources().get("GPU", 0))
         prefix = "gpu" if gpus else "cpu"
-        count = cfg["num_actors"] or max(1, gpus)
-        self.pool_key = (*_session(), prefix, count, cfg["actor_num_cpus"], self.omp_threads)
+        count = cfg.num_actors or max(1, gpus)
+        self.pool_key = (*_session(), prefix, count, cfg.actor_num_cpus, self.omp_threads)
         kept = _KEPT.pop(self.pool_key, None)
         release_actors()  # kept for another shape of pool (or another Ray session): not ours to reuse
         self.workers = kept or [_Worker(slot, prefix) for slot in range(count)]
@@ -587,7 +587,7 @@ class _Run:
     def _new_actor(self, w: _Worker) -> Any:
         return self.actor_class.options(
             num_gpus=1 if w.prefix == "gpu" else 0,
-            num_cpus=self.ex.config["actor_num_cpus"],
+            num_cpus=self.ex.config.actor_num_cpus,
             max_restarts=0,
             max_task_retries=0,
         ).remote(w.label, self.omp_threads)
@@ -642,7 +642,7 @@ class _Run:
                     flight.worker.handle.cancel.options(concurrency_group="control").remote()
                 else:
                     ray.cancel(ref)  # KeyboardInterrupt inside the task
-        deadline = time.monotonic() + float(self.ex.config["cancel_grace_s"])
+        deadline = time.monotonic() + float(self.ex.config.cancel_grace_s)
         while self.flights and time.monotonic() < deadline:
             left = max(0.01, deadline - time.monotonic())
             done, _ = ray.wait(list(self.flights), num_returns=1, timeout=min(0.5, left))
@@ -664,7 +664,7 @@ class _Run:
                     job.key,
                     model=job.model,
                     seconds=_since(flight.t0),
-                    error=f"did not stop within {self.ex.config['cancel_grace_s']} s of the interrupt",
+                    error=f"did not stop within {self.ex.config.cancel_grace_s:g} s of the interrupt",
                 )
             )
         self.flights.clear()

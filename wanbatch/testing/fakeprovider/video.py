@@ -76,7 +76,8 @@ def tagged(clip: bytes, tag: str) -> bytes:
 
 
 def _encode(w: int, h: int, seconds: int, colour: int, fps: int) -> bytes:
-    from wanbatch.av.encode import EncodeSettings, write_clip
+    from wanbatch.av.encode import write_clip
+    from wanbatch.config.schema import EncodeConfig
 
     base = np.array(PALETTE[colour], dtype=np.uint8)
     n = seconds * fps
@@ -90,7 +91,7 @@ def _encode(w: int, h: int, seconds: int, colour: int, fps: int) -> bytes:
             frame[:, x : x + bar] = 255
             yield frame
 
-    settings = EncodeSettings(preset="ultrafast", crf=30)
+    settings = EncodeConfig(preset="ultrafast", crf=30)
     with tempfile.TemporaryDirectory(prefix="wanbatch-fake-") as tmp:
         path = Path(tmp) / "clip.mp4"
         write_clip(frames(), path, fps=fps, settings=settings)  # type: ignore[arg-type]

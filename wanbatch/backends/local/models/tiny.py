@@ -27,6 +27,7 @@ from typing import Any
 
 from wanbatch.backends.local.models.construction import CONSTRUCTION_LOCK
 from wanbatch.backends.local.models.spec import ModelSpec
+from wanbatch.config.load import default_cache_dir
 
 TINY_VERSION = "1"
 MARKER = "wanbatch-tiny.json"
@@ -75,11 +76,10 @@ TINY_MODELS: dict[str, ModelSpec] = {
 
 
 def default_models_dir() -> Path:
-    """$WANBATCH_MODELS_DIR, else <cache dir>/models ($WANBATCH_CACHE_DIR or ~/.cache/wanbatch)."""
+    """$WANBATCH_MODELS_DIR, else <cache dir>/models (the `cache` group's default dir)."""
     if os.environ.get("WANBATCH_MODELS_DIR"):
         return Path(os.environ["WANBATCH_MODELS_DIR"]).expanduser()
-    cache = os.environ.get("WANBATCH_CACHE_DIR") or str(Path.home() / ".cache" / "wanbatch")
-    return Path(cache).expanduser() / "models"
+    return default_cache_dir() / "models"
 
 
 def tiny_folder(name: str, models_dir: Path | None = None) -> Path:
