@@ -62,7 +62,8 @@ def test_a_project_file_cannot_send_its_run_into_another_folder(tmp_path: Path) 
     proj = project(tmp_path / "proj", hydra={"run": {"dir": str(tmp_path / "other_project_run")}})
     proc = wanbatch(work, "--config-dir", str(proj))
     assert proc.returncode == 2, proc.stderr
-    assert "`hydra.run.dir`" in proc.stderr and "never by a project file" in proc.stderr
+    assert "`hydra.run.dir (in proj/project.yaml)`" in proc.stderr
+    assert "a run folder elsewhere is set on the command line (`hydra.run.dir=PATH`)" in proc.stderr
     assert tree(tmp_path / "other_project_run") == kept
     assert not (work / "outputs").exists()
 

@@ -141,7 +141,8 @@ def test_a_key_in_a_project_file_prompt_is_refused(fake: FakeProvider, project: 
     (project / "project.yaml").write_text(text.replace("Dawn over a quiet harbour.", "x ${oc.env:GMI_API_KEY}"))
     proc = wanbatch(tmp_path, "--config-dir", str(project), *remote_overrides(fake.url, tmp_path / "cache"))
     assert proc.returncode == 2
-    assert "scene `opening`: `prompt`" in proc.stderr and "x ***" in proc.stderr
+    # Refused as it is written (the project file reads no environment), so the key is never even read.
+    assert "`scenes.0.prompt (in proj/project.yaml)` = 'x ${oc.env:GMI_API_KEY}' is not allowed" in proc.stderr
     assert fake.stats()["total"].get("submit_attempts", 0) == 0
     assert leaks(proc.stdout, proc.stderr, root=tmp_path) == []
 

@@ -19,6 +19,7 @@ _exit_codes: list[int] = []
 
 def main(argv: list[str]) -> None:
     argv = open_backends(_expand_recipe(_default_config_name(argv)))
+    _check_project_files(argv)
     sys.argv = [sys.argv[0], *argv]
     try:
         _hydra_entry()
@@ -33,6 +34,35 @@ def main(argv: list[str]) -> None:
             sys.exit(2)
         raise
     sys.exit(max(_exit_codes, default=0))
+
+
+def _check_project_files(argv: list[str]) -> None:
+    """The project's own files are read as data before Hydra composes them: a `hydra:` callback, a `_target_`,
+    an `${oc.env:...}` or an alias bomb in a shared project exits 2 here, before Hydra can run, read or make
+    anything (it makes the run folder and calls callbacks while composing)."""
+    from wanbatch.config.project_files import check_project
+
+    config_dir = _option(argv, "--config-dir", "-cd")
+    config_name = _option(argv, "--config-name", "-cn")
+    if config_dir is None or config_name is None:
+        return
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    issues = check_project(Path(config_dir), config_name, overrides)
+    if issues:
+        for issue in issues:
+            print(f"error: {issue}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _option(argv: list[str], long: str, short: str) -> str | None:
+    """The value of `--opt VALUE` or `--opt=VALUE` (the last one given), as Hydra reads it."""
+    found = None
+    for i, a in enumerate(argv):
+        if a in (long, short) and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif a.startswith((f"{long}=", f"{short}=")):
+            found = a.split("=", 1)[1]
+    return found
 
 
 def _default_config_name(argv: list[str]) -> list[str]:

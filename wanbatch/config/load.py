@@ -26,6 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from wanbatch.config.backends import BACKEND_SCHEMAS, BackendConfig, DiffusersConfig
 from wanbatch.config.checks import choice, merge_issue, schema_issue, unknown_keys
+from wanbatch.config.project_files import check_project
 from wanbatch.config.schema import CacheConfig, WanbatchConfig, register
 from wanbatch.errors import ConfigError, Issue
 from wanbatch.secrets import register_overrides
@@ -85,6 +86,8 @@ def load_config(project_file: str | Path | None = None, overrides: Sequence[str]
     register_overrides(overrides)  # before Hydra can print one in an error
     register()
     path = Path(project_file).resolve() if project_file is not None else CONF_DIR / "wanbatch.yaml"
+    if project_file is not None and (issues := check_project(path.parent, path.stem, overrides)):
+        raise ConfigError(issues)  # read as data first: Hydra would run a callback while composing
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
