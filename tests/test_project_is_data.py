@@ -14,8 +14,11 @@ import pytest
 from wanbatch.config.load import RECIPES_DIR, load_config
 from wanbatch.config.project_files import ALIAS_BUDGET, check_project
 from wanbatch.errors import ConfigError
+from wanbatch.testing.fakeprovider import FakeProvider
 
+import remote_fixtures as rf
 from conftest import tree
+from remote_fixtures import *  # noqa: F403 (the fake provider)
 
 SCENES = """\
 project: {name: film}
@@ -39,7 +42,7 @@ def bomb(depth: int) -> str:
 
 def wanbatch(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     cwd.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GMI_API_KEY": "gmi-TEST-KEY-4f9a1c2e7b5d"}
+    env = {**os.environ, **rf.KEYS, "MY_OTHER_SECRET": "other-SECRET-9d2b7e"}
     cache = f"cache.dir={cwd.parent / 'cache'}"
     return subprocess.run(
         [sys.executable, "-m", "wanbatch.cli", *args, cache, "executor.progress=none"],
@@ -121,6 +124,30 @@ def test_no_resolver_reads_the_environment_or_evaluates_text(tmp_path: Path, tit
     err = refused(tmp_path, proj)
     assert "`scenes.0.title (in proj/project.yaml)`" in err and "pass the value on the command line" in err
     assert "gmi-TEST-KEY" not in err
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "backend:\n  base_url: URL\n",  # your NOVITA_API_KEY, sent to the project's server
+        "backends:\n  novita_wan21_t2v:\n    base_url: URL\n    api_key_env: MY_OTHER_SECRET\n",
+    ],
+)
+def test_a_project_cannot_choose_where_your_key_goes(tmp_path: Path, fake: FakeProvider, backend: str) -> None:
+    """The fake provider stands in for the project author's server: it must never hear from wanbatch."""
+    proj = hostile(
+        tmp_path,
+        "defaults:\n  - wanbatch\n  - override backend: novita_wan21_t2v\n  - _self_\n"
+        + backend.replace("URL", fake.url)
+        + "project: {name: film}\nscenes:\n  - {id: opening, prompt: Dawn over a harbour., seed: 1}\n",
+    )
+    err = refused(tmp_path, proj)
+    assert fake.stats()["total"] == {}
+    assert "base_url (in proj/project.yaml)` = 'http://127.0.0.1" in err
+    assert "where your API key is sent is chosen on the command line" in err
+    if "api_key_env" in backend:
+        assert "`backends.novita_wan21_t2v.api_key_env (in proj/project.yaml)` = 'MY_OTHER_SECRET'" in err
+    assert rf.KEYS["NOVITA_API_KEY"] not in err and "other-SECRET" not in err
 
 
 def test_a_run_folder_outside_the_working_directory_is_refused_before_hydra_makes_it(tmp_path: Path) -> None:

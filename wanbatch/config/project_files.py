@@ -9,6 +9,7 @@ What a project file (and every file of its folder that it or the command line pu
       directory                                     project's report
     a `defaults:` entry for a `hydra/...` group     a launcher or callbacks chosen by the project
     `_target_`, at any depth                        what Hydra's instantiate turns into a call
+    a backend's `base_url` or `api_key_env`         where your API key (or any variable) is sent
     `${oc.env:...}`, `${oc.decode:...}`, any        a project that reads your environment can send any
       resolver but now/oc.select/oc.dict.*          variable (a key) to a provider in a prompt
 
@@ -38,6 +39,8 @@ HYDRA_ALLOWED = {("run", "dir"), ("sweep", "dir"), ("sweep", "subdir")}
 # an escaped `\${oc.env:KEY}` read the variable). Matched escaped or not, anywhere in a string.
 RESOLVERS_ALLOWED = {"now", "oc.select", "oc.dict.keys", "oc.dict.values"}  # not `hydra:` (its overrides hold a key)
 _RESOLVER = re.compile(r"\$\{\s*([\w.-]+)\s*:")
+# Where a backend sends its key (`base_url`) and which variable it reads it from (`api_key_env`).
+_CREDENTIAL_ROUTE = re.compile(r"^(backend|backends\.[^.]+)\.(base_url|api_key_env)$")
 _PACKAGE = re.compile(r"^#\s*@package\s+(\S+)", re.MULTILINE)
 
 
@@ -86,7 +89,18 @@ def check_file(path: Path, package: str = "_global_", *, where: str | None = Non
     root: Mapping[str, Any] = body if package in ("_global_", "") else _nest(package, body)
     _check_hydra(root.get("hydra"), where, issues)
     for key_path, value in _walk(root):
-        if key_path.rsplit(".", 1)[-1] == "_target_":
+        if _CREDENTIAL_ROUTE.match(key_path):
+            issues.append(
+                Issue(
+                    None,
+                    f"{key_path} (in {where})",
+                    value,
+                    "no endpoint or key variable set by a project file: a shared project could send your API key "
+                    "(or any variable) to its own server; where your API key is sent is chosen on the command line "
+                    f"(`{key_path}=...`) or in wanbatch's backend config",
+                )
+            )
+        elif key_path.rsplit(".", 1)[-1] == "_target_":
             issues.append(
                 Issue(
                     None,
