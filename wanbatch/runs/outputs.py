@@ -24,10 +24,11 @@ FILM_VERSION = 1  # bump when stitching changes its output for the same inputs
 
 
 class RunOutputs:
-    def __init__(self, run_dir: Path, plan: Plan, started: float):
+    def __init__(self, run_dir: Path, plan: Plan, started: float, estimates: dict[str, float | None] | None = None):
         self.run_dir = run_dir
         self.plan = plan
         self.started = started
+        self.estimates = estimates or {}  # USD each scene was estimated to cost this run (None = unknown)
         self.outcomes: dict[str, Outcome] = {}
         self.clips: dict[str, str] = {}
         self.records: dict[str, SceneRecord] = {}
@@ -45,7 +46,7 @@ class RunOutputs:
             link_or_copy(outcome.clip, self.run_dir / rel)
             self.clips[outcome.scene] = rel
         self.records[outcome.scene] = manifest.scene_record(
-            self.plan, outcome.scene, outcome, self.clips.get(outcome.scene)
+            self.plan, outcome.scene, outcome, self.clips.get(outcome.scene), self.estimates.get(outcome.scene)
         )
         now = time.monotonic()
         if now - self._written >= MANIFEST_EVERY_S or len(self.outcomes) == len(self.plan.jobs):
@@ -54,7 +55,14 @@ class RunOutputs:
 
     def manifest(self, film: str | None = None, extra: RunNotes | None = None) -> Manifest:
         return manifest.build(
-            self.plan, self.outcomes, self.clips, started=self.started, film=film, extra=extra, records=self.records
+            self.plan,
+            self.outcomes,
+            self.clips,
+            started=self.started,
+            film=film,
+            extra=extra,
+            records=self.records,
+            estimates=self.estimates,
         )
 
     def stitch(

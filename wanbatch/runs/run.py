@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
@@ -31,6 +32,7 @@ from wanbatch.core.plan import Plan, make_plan
 from wanbatch.core.project import load_project
 from wanbatch.errors import ConfigError, Issue
 from wanbatch.film.clips import check_stitch
+from wanbatch.runs.estimate import Estimate, budget_issues, estimate
 from wanbatch.runs.manifest import Manifest
 from wanbatch.runs.progress import Progress
 from wanbatch.secrets import guard_logging, redacted_console, redacting, register_config, register_key_variables
@@ -100,22 +102,28 @@ def _run(
         print(f"error: {exc}", file=sys.stderr)
         return RunResult(2)
 
-    # 2. Look up the cache. A dry run stops here, having written nothing.
+    # 2. Look up the cache (read only: an invalid run writes nothing) and estimate the cost; a run over its
+    # budget stops here, before any request. A dry run stops here anyway.
     cache_dir = Path(cfg.cache.dir).expanduser()
-    if cfg.dry_run:
-        cache = Cache(cache_dir) if (cache_dir / "index").is_dir() else None
-        print_summary(plan, cache, out)
+    found = Cache(cache_dir) if (cache_dir / "index").is_dir() else None
+    est = estimate(plan, found)
+    print_summary(plan, found, est, out, brief=not cfg.dry_run, budget=cfg.budget)
+    over = budget_issues(est, cfg.budget)
+    if over or cfg.dry_run:
         _close(plan)
-        return RunResult(0)
-    cache = Cache(cache_dir)
-    print_summary(plan, cache, out, brief=True)
+        if found is not None:
+            found.close()
+        if over:
+            print(f"error: {ConfigError(over)}", file=sys.stderr)
+        return RunResult(2 if over else 0)
+    cache = found or Cache(cache_dir)
 
     # 3. Execute. Each finished clip is cached at once and recorded in the manifest as it lands.
     run_dir.mkdir(parents=True, exist_ok=True)
     from wanbatch.runs import manifest
     from wanbatch.runs.outputs import RunOutputs
 
-    outputs = RunOutputs(run_dir, plan, started)
+    outputs = RunOutputs(run_dir, plan, started, estimates=est.per_scene)
     progress = Progress(mode=cfg.executor.progress, concurrency=cfg.executor.concurrency)
     progress.start([(j.id, j.backend) for j in plan.jobs])
     executor = _executor(cfg.executor, cache, encode, progress, cancel)
@@ -147,6 +155,7 @@ def _run(
             "cache_dir": str(cache.dir),
             "repaired": cache.repaired,
             "executor": _summary(executor),
+            "cost": est.as_dict(cfg.budget),
         },
     )
     if cfg.report:
@@ -161,7 +170,35 @@ def _run(
 def _plan(cfg: WanbatchConfig, root: Path, backends: Mapping[str, Backend] | None) -> tuple[Plan, EncodeSettings]:
     encode = cfg.encode
     project = load_project(cfg, root, backend_configs(cfg))
-    return make_plan(project, build_backends(project.backend_configs, backends), encode=encode), encode
+    plan = make_plan(project, build_backends(project.backend_configs, backends), encode=encode)
+    issues: list[Issue] = []
+    # its range here; the amount is held to the estimate once the cache has been looked up
+    number(
+        issues, "budget", cfg.budget, minimum=0, nullable=True, allowed="a number of USD >= 0, or null for no budget"
+    )
+    try:
+        plan = _mark_resubmits(plan, cfg.resubmit_ambiguous)
+    except ConfigError as exc:
+        issues += exc.issues
+    if issues:
+        _close(plan)
+        raise ConfigError(issues)
+    return plan, encode
+
+
+def _mark_resubmits(plan: Plan, ids: list[str]) -> Plan:
+    """`resubmit_ambiguous=[a, b]`: the user checked that earlier ambiguous submits of these scenes were not
+    accepted; their jobs may be sent again. Every id must name a scene of this project."""
+    if not ids:
+        return plan
+    known = [j.id for j in plan.jobs]
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise ConfigError(
+            [Issue(None, "resubmit_ambiguous", unknown, f"ids of this project's scenes: {', '.join(known)}")]
+        )
+    jobs = [dataclasses.replace(j, resubmit_ambiguous=True) if j.id in ids else j for j in plan.jobs]
+    return dataclasses.replace(plan, jobs=jobs)
 
 
 def _check_executor(cfg: WanbatchConfig) -> None:
@@ -204,29 +241,33 @@ def _close(plan: Plan) -> None:
         b.close()
 
 
-def print_summary(plan: Plan, cache: Cache | None, out: TextIO, *, brief: bool = False) -> dict[str, Any]:
-    """The dry-run table: scene, backend, cached or why it missed, seconds of video; then totals."""
+def print_summary(
+    plan: Plan,
+    cache: Cache | None,
+    est: Estimate,
+    out: TextIO,
+    *,
+    brief: bool = False,
+    budget: float | None = None,
+) -> None:
+    """The dry-run table (scene, backend, model, seed, cached or why it missed, seconds of video, estimated
+    cost), the notes, then what would render and what it would cost, per backend and in total."""
     from rich.console import Console
     from rich.table import Table
 
     rows = []
-    totals = {"jobs": len(plan.jobs), "cached": 0, "to_render": 0, "seconds_to_render": 0.0, "cost": 0.0}
     for job in plan.jobs:
-        hit = cache.peek(job.key) if cache is not None else None
-        if hit is not None:
-            state = "cached"
-            totals["cached"] += 1
-        else:
+        state = est.why_free.get(job.id)  # cached, or not sent again (the estimate looked each job up once)
+        if state is None:
             state = cache.explain_miss(job.id, job.material) if cache is not None else "new: empty cache"
-            totals["to_render"] += 1
-            totals["seconds_to_render"] += job.seconds
-            totals["cost"] += job.cost or 0.0
+        cost = est.per_scene.get(job.id)
         seed = f"{job.scene.seed}{' (random)' if job.seed_was_random else ''}"
-        rows.append((job.id, job.backend, job.model, seed, f"{job.seconds:.2f}", state))
-    console = Console(file=out, width=max(100, int(os.environ.get("COLUMNS", "0") or 0)), soft_wrap=True)
+        shown = "unknown" if cost is None else f"${cost:.2f}"
+        rows.append((job.id, job.backend, job.model, seed, f"{job.seconds:.2f}", shown, state))
+    console = Console(file=out, width=max(110, int(os.environ.get("COLUMNS", "0") or 0)), soft_wrap=True)
     if not brief:
         table = Table(title=f"plan for {plan.project.name}")
-        for col in ("scene", "backend", "model", "seed", "video s", "cache"):
+        for col in ("scene", "backend", "model", "seed", "video s", "est. cost", "cache"):
             table.add_column(col, overflow="fold")
         for row in rows:
             table.add_row(*row)
@@ -234,13 +275,22 @@ def print_summary(plan: Plan, cache: Cache | None, out: TextIO, *, brief: bool =
     for job in plan.jobs:  # decisions the user did not spell out (e.g. frames rounded to 4k+1): never silent
         for note in plan.backends[job.backend].notes(job.scene, job.params):
             console.print(f"note: scene `{job.id}`: {note}", highlight=False)
-    cost = f", est. cost ${totals['cost']:.2f}" if totals["cost"] else ""
+    to_render = sum(c.to_render for c in est.by_backend.values())
+    seconds = sum(c.seconds for c in est.by_backend.values())
+    if not brief:
+        for name, c in sorted(est.by_backend.items()):
+            console.print(
+                f"cost: {name}: {c.to_render} to render, {c.seconds:.1f} s of video, {c.describe()}",
+                highlight=False,
+            )
+    limit = f" (budget ${budget:.2f})" if budget is not None else ""
+    cached = sum(1 for why in est.why_free.values() if why == "cached")
+    held = len(est.why_free) - cached  # paid already (re-attached) or ambiguous: not sent again
     console.print(
-        f"{totals['jobs']} scenes: {totals['cached']} cached, {totals['to_render']} to render "
-        f"({totals['seconds_to_render']:.1f} s of video{cost})",
+        f"{len(plan.jobs)} scenes: {cached} cached, {f'{held} not sent again, ' if held else ''}{to_render} to render "
+        f"({seconds:.1f} s of video, est. cost {est.describe()}{limit})",
         highlight=False,
     )
-    return totals
 
 
 def _print_result(data: Manifest, run_dir: Path, out: TextIO, interrupted: bool) -> None:
@@ -251,4 +301,5 @@ def _print_result(data: Manifest, run_dir: Path, out: TextIO, interrupted: bool)
         print(f"film: {run_dir / data['film']}", file=out)
     for s in data["scenes"]:
         if s["status"] == "failed":
-            print(f"failed: scene `{s['id']}`: {s['error']}", file=out)
+            error = str(s["error"]).removeprefix(f"scene `{s['id']}`: ")  # most errors name their scene already
+            print(f"failed: scene `{s['id']}`: {error}", file=out)

@@ -325,7 +325,7 @@ def test_a_second_ctrl_c_leaves_the_download_with_its_request_id_kept(remote: rf
         executor.run(plan, on_done=lambda o: done.__setitem__(o.scene, o))
     interrupter.join(5)
     # (A server that has not answered at all yet is left when its headers come, or at the read timeout;
-    # a body that stalls is cut at once: tests/test_remote_hostile.py.)
+    # a body that stalls is cut at once: tests/backends/remote/test_remote_hostile.py.)
     assert done["first"].status == "cancelled" and "abandoned" in (done["first"].error or "")
     kept = remote.cache.journal.get(plan.job("first").key)
     assert kept is not None and kept["state"] == "succeeded" and kept["video_url"]  # a rerun fetches it
