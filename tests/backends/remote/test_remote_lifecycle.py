@@ -94,7 +94,10 @@ def test_the_info_of_a_render_says_where_its_time_went(remote: rf.Remote) -> Non
     result = remote.render(job, backend)
     t = result.info["timings"]
     assert set(t) == {"submit", "provider", "download"}
-    assert t["provider"] >= 0.3  # the fake is done 0.3 s after it took the job, and it cannot be seen earlier
+    # The fake is done 0.3 s after it took the job, which it did after the submit was sent: the job cannot be
+    # seen done sooner than 0.3 s after sending (the provider's part alone is shorter by the submit's answer in
+    # transit, which a loaded machine stretches: 0.299 was seen). Each timing is rounded to 1 ms.
+    assert t["submit"] + t["provider"] >= 0.3 - 0.002
     assert 0 < t["submit"] < t["provider"] and 0 < t["download"] < t["provider"]
     assert t["submit"] + t["provider"] + t["download"] <= result.info["seconds"]
 
