@@ -99,7 +99,7 @@ def test_the_info_of_a_render_says_where_its_time_went(remote: rf.Remote) -> Non
     # transit, which a loaded machine stretches: 0.299 was seen). Each timing is rounded to 1 ms.
     assert t["submit"] + t["provider"] >= 0.3 - 0.002
     assert 0 < t["submit"] < t["provider"] and 0 < t["download"] < t["provider"]
-    assert t["submit"] + t["provider"] + t["download"] <= result.info["seconds"]
+    assert t["submit"] + t["provider"] + t["download"] <= result.info["seconds"] + 0.002  # four roundings
 
 
 def test_reattaching_after_the_url_expired_reports_it_then_renders_again(remote: rf.Remote) -> None:
