@@ -38,6 +38,7 @@ BENCHMARKS = [
     ("stitch", "bench_stitch", "stream-copy and composed films"),
     ("gpu", "bench_gpu", "full-size Wan2.1 1.3B architecture on a GPU"),
     ("ray", "bench_ray", "Ray executor"),
+    ("cache", "bench_cache", "verified dry runs, opening a cache, rebuilding its index"),
     ("hostile", "bench_hostile", "hostile input: an alias bomb, long titles, media proved whole"),
 ]
 TIMEOUT_S = 1200

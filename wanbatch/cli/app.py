@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from wanbatch.config.schema import WanbatchConfig
     from wanbatch.errors import Issue
 
+CRASHED = 3  # as runs.run.CRASHED: wanbatch itself failed (see `_task`)
 _exit_codes: list[int] = []
+_tasks_started: list[bool] = []
 
 
 def main(argv: list[str]) -> None:
@@ -28,11 +30,15 @@ def main(argv: list[str]) -> None:
         print(_one_line(exc.error), file=sys.stderr)
         sys.exit(2)
     except SystemExit as exc:
-        # Hydra exits 1 when it cannot compose (a bad override, a missing group option). No task ran,
-        # so nothing was sent or written: that is an invalid project, exit 2 by our contract.
-        if exc.code == 1 and not _exit_codes:
-            sys.exit(2)
+        # Hydra exits 1 when it cannot compose (a bad override, a missing group option) before any task ran:
+        # nothing was sent or written, an invalid project, exit 2 by our contract. After a task began, a 1
+        # from Hydra is a failure of wanbatch's, not of the project: never "nothing ran".
+        if exc.code == 1:
+            sys.exit(CRASHED if _tasks_started else 2)
         raise
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(max([130, *_exit_codes]))
     sys.exit(max(_exit_codes, default=0))
 
 
@@ -132,8 +138,21 @@ def _task(cfg: Any) -> int:
     if (issue := _run_dir_issue(run_dir, typed)) is not None:
         print(f"error: {issue}", file=sys.stderr)
         return _refused(run_dir)
+    _tasks_started.append(True)
     written = [] if typed.dry_run else _write_hydra_files(cfg, run_dir)
-    code = run_project(typed, run_dir, _project_root()).exit_code
+    try:
+        code = run_project(typed, run_dir, _project_root()).exit_code
+    except Exception as exc:
+        # run_project answers for everything once work has begun (it keeps the clips and says where); what
+        # gets here broke before anything ran. A sweep's other members still run.
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        print(
+            f"error: wanbatch failed before anything ran ({type(exc).__name__}: {exc}); nothing was sent or cached",
+            file=sys.stderr,
+        )
+        code = CRASHED
     if code == 2 or typed.dry_run:  # no run folder for these (Hydra made it before the project was read)
         _remove_run_dir(run_dir, written)
     _exit_codes.append(code)

@@ -10,6 +10,7 @@ from typing import Any
 
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.av.files import link_or_copy
+from wanbatch.cache.live import Registration
 from wanbatch.cache.store import Cache
 from wanbatch.config.schema import StitchConfig
 from wanbatch.core.names import file_stem
@@ -24,11 +25,20 @@ FILM_VERSION = 1  # bump when stitching changes its output for the same inputs
 
 
 class RunOutputs:
-    def __init__(self, run_dir: Path, plan: Plan, started: float, estimates: dict[str, float | None] | None = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        plan: Plan,
+        started: float,
+        estimates: dict[str, float | None] | None = None,
+        *,
+        cache: Cache | None = None,
+    ):
         self.run_dir = run_dir
         self.plan = plan
         self.started = started
         self.estimates = estimates or {}  # USD each scene was estimated to cost this run (None = unknown)
+        self.cache = cache  # told where each clip was linked, so a repaired blob repairs the link too
         self.outcomes: dict[str, Outcome] = {}
         self.clips: dict[str, str] = {}
         self.records: dict[str, SceneRecord] = {}
@@ -39,12 +49,21 @@ class RunOutputs:
         """Record one finished job: link its clip into clips/ and rewrite the manifest. Rewrites are at
         most twice a second (the clip itself is already safe in the cache; the run ends with a full
         write), so thousands of quick jobs do not spend their time re-serialising the manifest."""
-        self.outcomes[outcome.scene] = outcome
-        if outcome.ok and outcome.clip is not None:
+        clip = outcome.clip
+        if outcome.ok and clip is not None:
             job = self.plan.job(outcome.scene)
             rel = f"clips/{job.scene.index + 1:03d}-{file_stem(job.id, job.key)}.mp4"
-            link_or_copy(outcome.clip, self.run_dir / rel)
-            self.clips[outcome.scene] = rel
+            try:
+                link_or_copy(clip, self.run_dir / rel)
+            except FileNotFoundError:
+                # The blob went between the lookup and here (deleted from outside the cache's locks): this scene
+                # is not done, but the run goes on, and the next run renders it.
+                outcome = _vanished(outcome)
+            else:
+                self.clips[outcome.scene] = rel
+                if self.cache is not None:
+                    self.cache.record_link(job.key, clip.stem, self.run_dir / rel)
+        self.outcomes[outcome.scene] = outcome
         self.records[outcome.scene] = manifest.scene_record(
             self.plan, outcome.scene, outcome, self.clips.get(outcome.scene), self.estimates.get(outcome.scene)
         )
@@ -66,7 +85,12 @@ class RunOutputs:
         )
 
     def stitch(
-        self, settings: StitchConfig, encode: EncodeSettings, soundtrack: Soundtrack | None, cache: Cache
+        self,
+        settings: StitchConfig,
+        encode: EncodeSettings,
+        soundtrack: Soundtrack | None,
+        cache: Cache,
+        registration: Registration | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """film.mp4 from the clips. The film is cached too, keyed by its clips' keys and everything else
         that shapes it, so a fully cached rerun does not even re-join (a compose costs real seconds)."""
@@ -85,10 +109,13 @@ class RunOutputs:
                 else {"sha256": soundtrack.media.sha256, "volume": soundtrack.volume, "duck": soundtrack.duck},
             }
         )
+        if registration is not None:
+            registration.add([key])  # the film is this run's too: prune keeps it (and its poster)
         with cache.lock(key):
             hit = cache.fetch(key)
             if hit is not None:
                 link_or_copy(hit.path, film)
+                cache.record_link(key, hit.path.stem, film)
                 return film.name, {**hit.entry["film"], "cached": True, "cache_key": key}
             clips = [
                 FilmClip(path=self.run_dir / self.clips[j.id], scene_id=j.id, transition=j.scene.transition)
@@ -101,7 +128,9 @@ class RunOutputs:
                 "duration": round(result.duration, 3),
                 "seconds": round(result.seconds, 3),
             }
-            cache.put(key, film, material={"film": key}, meta={"backend": "stitch", "film": notes})
+            if not cache.readonly:  # a read-only cache serves hits; a film made here is only this run's
+                stored = cache.put(key, film, material={"film": key}, meta={"backend": "stitch", "film": notes})
+                cache.record_link(key, stored.path.stem, film)
         return film.name, {**notes, "cached": False, "cache_key": key}
 
     def report(self, data: Manifest) -> None:
@@ -120,3 +149,13 @@ class RunOutputs:
             data["report"] = write_report(self.run_dir, data, poster_cache=posters).name
         except Exception as exc:
             data["report_error"] = f"{type(exc).__name__}: {exc}"
+
+
+def _vanished(outcome: Outcome) -> Outcome:
+    return dataclasses.replace(
+        outcome,
+        status="failed",
+        clip=None,
+        error="its clip vanished from the cache before it was linked into the run (deleted from outside "
+        "wanbatch?); the next run renders it again",
+    )
