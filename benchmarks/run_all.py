@@ -40,6 +40,7 @@ BENCHMARKS = [
     ("ray", "bench_ray", "Ray executor"),
     ("cache", "bench_cache", "verified dry runs, opening a cache, rebuilding its index"),
     ("sweep", "bench_sweep", "seed experiments: a sweep's comparison page, takes, reproduce"),
+    ("hostile", "bench_hostile", "hostile input: an alias bomb, long titles, media proved whole"),
 ]
 TIMEOUT_S = 1200
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from wanbatch.secrets import redact
+
 
 @dataclass(frozen=True)
 class Issue:
@@ -29,7 +31,8 @@ class Issue:
 
     def __str__(self) -> str:
         where = f"scene `{self.scene}`" if self.scene is not None else "project"
-        return f"{where}: `{self.field}` = {self.value!r} is not allowed; {self.allowed}"
+        # An override such as `+backend.token=sk-...` is an unknown option, shown here: never its value.
+        return redact(f"{where}: `{self.field}` = {self.value!r} is not allowed; {self.allowed}")
 
 
 class WanbatchError(Exception):

@@ -152,9 +152,10 @@ def test_only_relative_links_that_exist_and_no_network(report):
 def test_posters_and_film_at_the_top(report):
     run_dir, _, page = report
     posters = sorted(p.name for p in (run_dir / "posters").glob("*.png"))
-    assert posters == ["001-s0.png", "002-s1.png", "003-s2.png", "film.png"]
+    # named by the scene's sanitised id and the start of its cache key (these test keys start with zeros)
+    assert posters == ["001-s0-00000000.png", "002-s1-00000000.png", "003-s2-00000000.png", "film.png"]
     assert page.index('id="film"') < page.index("<article")
-    assert 'poster="posters/001-s0.png"' in page
+    assert 'poster="posters/001-s0-00000000.png"' in page
 
 
 def test_minimal_and_odd_manifests_are_tolerated(tmp_path):
@@ -177,7 +178,7 @@ def test_minimal_and_odd_manifests_are_tolerated(tmp_path):
 def test_rewriting_replaces_stale_posters(tmp_path):
     manifest = make_run(tmp_path)
     write_report(tmp_path, manifest)
-    first = (tmp_path / "posters" / "001-s0.png").read_bytes()
+    first = (tmp_path / "posters" / "001-s0-00000000.png").read_bytes()
     write_clip(
         [np.full((96, 160, 3), (255, 255, 255), np.uint8)] * 16,
         tmp_path / "clips" / "001-s0.mp4",
@@ -185,7 +186,7 @@ def test_rewriting_replaces_stale_posters(tmp_path):
         settings=FAST,
     )
     write_report(tmp_path, manifest)
-    assert (tmp_path / "posters" / "001-s0.png").read_bytes() != first
+    assert (tmp_path / "posters" / "001-s0-00000000.png").read_bytes() != first
 
 
 def test_a_rerun_links_its_posters_from_the_cache_and_cuts_none(tmp_path, monkeypatch):
@@ -209,7 +210,7 @@ def test_a_rerun_links_its_posters_from_the_cache_and_cuts_none(tmp_path, monkey
     cuts.clear()
     write_report(again, manifest, poster_cache=cache)
     assert cuts == []
-    for name in ("001-s0.png", "002-s1.png", "003-s2.png", "film.png"):
+    for name in ("001-s0-00000000.png", "002-s1-00000000.png", "003-s2-00000000.png", "film.png"):
         assert (again / "posters" / name).read_bytes() == (first / "posters" / name).read_bytes()
 
     # Another file under the same key (a re-render, an edit in place) gets a poster of its own.
@@ -218,5 +219,6 @@ def test_a_rerun_links_its_posters_from_the_cache_and_cuts_none(tmp_path, monkey
         [np.full((96, 160, 3), (255, 255, 255), np.uint8)] * 16, again / "clips" / "001-s0.mp4", fps=16, settings=FAST
     )
     write_report(again, manifest, poster_cache=cache)
-    assert cuts == [str(again / "posters" / "001-s0.png")]
-    assert (again / "posters" / "001-s0.png").read_bytes() != (first / "posters" / "001-s0.png").read_bytes()
+    assert cuts == [str(again / "posters" / "001-s0-00000000.png")]
+    poster = "posters/001-s0-00000000.png"
+    assert (again / poster).read_bytes() != (first / poster).read_bytes()

@@ -36,6 +36,7 @@ from filelock import FileLock
 from wanbatch.av.files import sha256_file, sha256_fresh
 from wanbatch.cache import index, links, live, prune, sidecar
 from wanbatch.errors import ReadOnlyCacheError
+from wanbatch.secrets import redact_data
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class Journal:
     def record(self, key: str, **fields: Any) -> None:
         with self._writing:
             current = self._db.get(key) or {}
-            self._db.set(key, {**current, **fields, "updated": time.time()})
+            self._db.set(key, {**current, **redact_data(fields), "updated": time.time()})
 
     def get(self, key: str) -> dict[str, Any] | None:
         got = self._db.get(key)
@@ -267,10 +268,10 @@ class Cache:
             "key": key,
             "blob": digest,
             "size": size,
-            "material": dict(material),
+            "material": redact_data(dict(material)),
             "created": time.time(),
             **({"project": self.project} if self.project else {}),
-            **dict(meta),
+            **redact_data(dict(meta)),
         }
         car = sidecar.write(dest, entry)
         try:

@@ -41,6 +41,15 @@ def _dispatch(argv: list[str]) -> None:
         from wanbatch.cli.init import main as init_main
 
         sys.exit(init_main(argv[1:]))
+    # From here on the console never shows a secret: the key variables' values and any credential-named
+    # override (`+backend.token=sk-...`) are masked in everything printed, Hydra's own errors included.
+    from wanbatch.config.load import key_variables
+    from wanbatch.secrets import redacting, register_key_variables, register_overrides
+
+    register_overrides(argv)
+    register_key_variables(key_variables())
+    sys.stdout, sys.stderr = redacting(sys.stdout), redacting(sys.stderr)
+
     if any(a in ("-sc", "--shell-completion") or a.startswith(("-sc=", "--shell-completion=")) for a in argv):
         from wanbatch.cli.complete import main as complete_main
 

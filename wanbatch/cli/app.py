@@ -12,9 +12,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wanbatch.config.load import CONF_SEARCH_PATH, PROJECT_FILE, open_overrides, recipe_dir, recipe_names
+
+if TYPE_CHECKING:
+    from wanbatch.config.schema import WanbatchConfig
+    from wanbatch.errors import Issue
 
 CRASHED = 3  # as runs.run.CRASHED: wanbatch itself failed (see `_task`)
 _exit_codes: list[int] = []
@@ -41,6 +45,7 @@ def main(argv: list[str]) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     argv = _open(_info_takes_all(argv))
+    _check_project_files(argv)
     sys.argv = [sys.argv[0], *argv]
     try:
         hydra_main(_task, project)
@@ -59,6 +64,35 @@ def main(argv: list[str]) -> None:
         print("interrupted", file=sys.stderr)
         sys.exit(max([130, *_exit_codes]))
     sys.exit(max(_exit_codes, default=0))
+
+
+def _check_project_files(argv: list[str]) -> None:
+    """The project's own files are read as data before Hydra composes them: a `hydra:` callback, a `_target_`,
+    an `${oc.env:...}` or an alias bomb in a shared project exits 2 here, before Hydra can run, read or make
+    anything (it makes the run folder and calls callbacks while composing)."""
+    from wanbatch.config.project_files import check_project
+
+    config_dir = _option(argv, "--config-dir", "-cd")
+    config_name = _option(argv, "--config-name", "-cn")
+    if config_dir is None or config_name is None:
+        return
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    issues = check_project(Path(config_dir), config_name, overrides)
+    if issues:
+        for issue in issues:
+            print(f"error: {issue}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _option(argv: list[str], long: str, short: str) -> str | None:
+    """The value of `--opt VALUE` or `--opt=VALUE` (the last one given), as Hydra reads it."""
+    found = None
+    for i, a in enumerate(argv):
+        if a in (long, short) and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif a.startswith((f"{long}=", f"{short}=")):
+            found = a.split("=", 1)[1]
+    return found
 
 
 def _default_config_name(argv: list[str]) -> list[str]:
@@ -169,16 +203,21 @@ def _task(cfg: Any) -> int:
     from wanbatch.config.load import to_config
     from wanbatch.errors import ConfigError
     from wanbatch.runs.run import run_project
+    from wanbatch.secrets import register_config
 
     capture_warnings()
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         typed = to_config(cfg)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        _exit_codes.append(2)
-        return 2
+        return _refused(run_dir)
+    register_config(typed)
+    if (issue := _run_dir_issue(run_dir, typed)) is not None:
+        print(f"error: {issue}", file=sys.stderr)
+        return _refused(run_dir)
     _tasks_started.append(True)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    written = [] if typed.dry_run else _write_hydra_files(cfg, run_dir)
     try:
         code = run_project(typed, run_dir, _project_root()).exit_code
     except Exception as exc:
@@ -192,8 +231,105 @@ def _task(cfg: Any) -> int:
             file=sys.stderr,
         )
         code = CRASHED
+    if code == 2 or typed.dry_run:  # no run folder for these (Hydra made it before the project was read)
+        _remove_run_dir(run_dir, written)
     _exit_codes.append(code)
     return code
+
+
+def _refused(run_dir: Path) -> int:
+    _remove_run_dir(run_dir, [])
+    _exit_codes.append(2)
+    return 2
+
+
+def _run_dir_as_written() -> Path:
+    """The run folder as the config spells it, `..` and all (Hydra's `output_dir` is normalised)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN:
+        return Path(str(hc.sweep.dir)) / str(hc.sweep.subdir)
+    return Path(str(hc.run.dir))
+
+
+def _run_dir_issue(run_dir: Path, cfg: WanbatchConfig) -> Issue | None:
+    """A run folder outside the working directory is the command line's to ask for (`hydra.run.dir=PATH`),
+    never a project's: a shared project set it to another project's folder and overwrote its report. (A
+    bad `project.name` is what usually put it there: that is the issue then.)"""
+    from hydra.core.hydra_config import HydraConfig
+
+    from wanbatch.core.project import project_name_issue
+    from wanbatch.errors import Issue
+
+    asked = {str(o).split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.hydra}
+    if asked & {"hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir"}:
+        return None
+    cwd = Path.cwd().resolve()
+    if cwd in run_dir.resolve().parents:
+        return None
+    if (bad_name := project_name_issue(cfg.project.name)) is not None:
+        return bad_name
+    return Issue(
+        None,
+        "hydra.run.dir",
+        str(run_dir),
+        f"a folder inside the working directory {cwd} (outputs/<project>/<time> unless set); a run folder "
+        "elsewhere is chosen on the command line (`hydra.run.dir=PATH`), never by a project file",
+    )
+
+
+def _write_hydra_files(cfg: object, run_dir: Path) -> list[Path]:
+    """Hydra's record of the run (`.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`), written here with
+    every secret masked: conf/wanbatch.yaml turns Hydra's own copy off (`hydra.output_subdir: null`); where
+    a user turned it back on, Hydra's files are overwritten with masked ones."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from wanbatch.secrets import redact, redact_data
+
+    hydra_cfg: Any = HydraConfig.instance().cfg  # {hydra: ...}, as Hydra saves it
+    folder = run_dir / str(hydra_cfg.hydra.output_subdir or ".hydra")
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "config.yaml": cfg,
+        "hydra.yaml": hydra_cfg,
+        "overrides.yaml": hydra_cfg.hydra.overrides.task,
+    }
+    written = []
+    for name, node in files.items():
+        # Masked as data, then dumped: the file stays YAML that Hydra and OmegaConf read back.
+        masked = OmegaConf.create(redact_data(OmegaConf.to_container(node, resolve=False)))
+        path = folder / name
+        path.write_text(redact(OmegaConf.to_yaml(masked)), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def _remove_run_dir(run_dir: Path, written: list[Path]) -> None:
+    """Remove what this process put in `run_dir` (the Hydra record, Hydra's job log), then the folder if
+    that left it empty; anything else in it stays."""
+    import contextlib
+    import logging
+    import os
+
+    logs = [Path(h.baseFilename) for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    for path in [*written, *logs]:
+        if path.parent in (run_dir, *(w.parent for w in written)):
+            with contextlib.suppress(OSError):
+                path.unlink()
+    # The run folder last, then the folders Hydra made on the way to it (outputs/<name>/, and each folder a
+    # `..` in the path passed through) while they are empty: below the folder shared with the working
+    # directory, never above.
+    cwd = Path.cwd().resolve()
+    shared = {cwd, *cwd.parents}
+    parts = (cwd / _run_dir_as_written()).parts
+    on_the_way = {Path(os.path.normpath(Path(*parts[:i]))) for i in range(2, len(parts))}
+    made = sorted((p for p in on_the_way if p not in shared), key=lambda p: len(p.parts), reverse=True)
+    for folder in [*sorted({w.parent for w in written} - {run_dir}), run_dir, *made]:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only ever an empty folder
 
 
 class _ComposeError(Exception):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.resources
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -26,6 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from wanbatch.config.backends import BACKEND_SCHEMAS, BackendConfig, DiffusersConfig
 from wanbatch.config.checks import choice, did_you_mean, merge_issue, schema_issue, unknown_keys
+from wanbatch.config.project_files import check_project
 from wanbatch.config.schema import (
     CacheConfig,
     EncodeConfig,
@@ -36,6 +38,7 @@ from wanbatch.config.schema import (
     register,
 )
 from wanbatch.errors import ConfigError, Issue, ProjectFileError
+from wanbatch.secrets import register_overrides
 
 # conf/ and recipes/ sit at the top of the source tree and are installed as the packages `wanbatch.conf` and
 # `wanbatch.recipes` (pyproject's package-dir), so an editable checkout and a wheel find them the same way.
@@ -45,6 +48,23 @@ PROJECT_FILE = "project.yaml"
 CONF_SEARCH_PATH = "pkg://wanbatch.conf"  # how Hydra finds conf/: through the installed package
 #: every backend name: the options of the `backend` config group
 BACKEND_NAMES = tuple(sorted(p.stem for p in (CONF_DIR / "backend").glob("*.yaml")))
+
+
+@functools.cache
+def key_variables() -> tuple[str, ...]:
+    """Every environment variable a built-in backend reads its API key from: the schemas' `api_key_env`, and any
+    conf/backend/ option that sets its own. Their values are secrets in every run, whichever backends it uses."""
+    found = {
+        f.default
+        for schema in BACKEND_SCHEMAS.values()
+        for f in dataclasses.fields(schema)
+        if f.name == "api_key_env" and isinstance(f.default, str) and f.default != "???"
+    }
+    for path in (CONF_DIR / "backend").glob("*.yaml"):  # as text: no YAML parse on the way to the first output
+        match = re.search(r"^api_key_env:\s*([A-Za-z_]\w*)", path.read_text(encoding="utf-8"), re.MULTILINE)
+        if match:
+            found.add(match.group(1))
+    return tuple(sorted(found))
 
 
 def recipe_dir(name: str, cwd: Path | None = None) -> Path | None:
@@ -72,10 +92,13 @@ def load_config(project_file: str | Path | None = None, overrides: Sequence[str]
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
 
+    register_overrides(overrides)  # before Hydra can print one in an error
     register()
     path = Path(project_file).resolve() if project_file is not None else CONF_DIR / "wanbatch.yaml"
     if project_file is not None:
         check_project_file(path, str(project_file))
+        if issues := check_project(path.parent, path.stem, overrides):
+            raise ConfigError(issues)  # read as data first: Hydra would run a callback while composing
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):

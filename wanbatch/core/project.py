@@ -15,8 +15,10 @@ from wanbatch.config.backends import BackendConfig
 from wanbatch.config.checks import number
 from wanbatch.config.schema import SoundtrackConfig, WanbatchConfig
 from wanbatch.core.media import Media, inspect_local, is_url, remote
+from wanbatch.core.names import NAME_RULE, id_problem
 from wanbatch.core.scene import MEDIA_FIELDS, Scene, parse_fields
 from wanbatch.errors import ConfigError, Issue
+from wanbatch.secrets import holds_secret, redact
 
 SOUNDTRACK_KEYS = {f.name for f in fields(SoundtrackConfig)}
 
@@ -50,6 +52,8 @@ def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, 
     issues: list[Issue] = []
     proj = cfg.project
     name = str(proj.name or root.name)
+    if (bad_name := project_name_issue(proj.name)) is not None:
+        issues.append(bad_name)
     defaults_raw = proj.defaults or {}
     if not isinstance(defaults_raw, dict):
         issues.append(Issue(None, "project.defaults", defaults_raw, "a mapping of scene fields"))
@@ -64,6 +68,9 @@ def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, 
         issues.append(Issue(None, "scenes", raw_scenes, "a non-empty list of scenes"))
         raw_scenes = []
 
+    _refuse_secrets(
+        {"name": proj.name, "defaults": proj.defaults, "soundtrack": proj.soundtrack}, "project.", None, issues
+    )
     known_backends = frozenset(backend_configs)
     media_memo: dict[tuple[str, str], Media | str] = {}
     scenes: list[Scene] = []
@@ -74,12 +81,18 @@ def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, 
             issues.append(Issue(f"#{i}", f"scenes.{i}", raw, "a mapping of scene fields"))
             continue
         sid = raw.get("id")
-        sid = str(sid) if isinstance(sid, str) and sid.strip() else f"scene{i + 1:02d}"
+        if not isinstance(sid, str) or not sid.strip():
+            sid = f"scene{i + 1:02d}"
+        elif problem := id_problem(sid):
+            # The id is not shown as the scene's name: it may hold a newline or a terminal escape.
+            issues.append(Issue(f"#{i}", "id", sid, problem))
+            sid = f"#{i}"
         if sid in seen:
             duplicates.add(sid)
             issues.append(Issue(sid, f"scenes.{i}.id", sid, f"a unique id: it duplicates the id of scenes.{seen[sid]}"))
         else:
             seen[sid] = i
+        _refuse_secrets(raw, "", sid, issues)
         own = parse_fields(raw, sid, issues)
         fields = {**_defaults_for(own, defaults), **own}
         fields["id"] = sid
@@ -114,6 +127,37 @@ def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, 
         backend_configs=configs,
         soundtrack=soundtrack,
     )
+
+
+def project_name_issue(declared: Any) -> Issue | None:
+    """The issue with a declared `project.name`, if any. It names the run's folder (outputs/<name>/...):
+    `../..` put a run, and its index.html, in another folder."""
+    if declared is None:
+        return None
+    rule = f"a project name is {NAME_RULE}"
+    problem = id_problem(declared, rule) if isinstance(declared, str) else rule
+    return Issue(None, "project.name", declared, problem) if problem else None
+
+
+def _refuse_secrets(fields: Mapping[str, Any], prefix: str, sid: str | None, issues: list[Issue]) -> None:
+    """A scene's text is sent to the provider and written into the manifest, the report and the cache: one
+    holding an API key or another credential (`${oc.env:GMI_API_KEY}` in a prompt) is refused, not sent."""
+    for key, value in fields.items():
+        if isinstance(value, Mapping):
+            _refuse_secrets(value, f"{prefix}{key}.", sid, issues)
+        elif isinstance(value, (list, tuple)):
+            _refuse_secrets({str(i): v for i, v in enumerate(value)}, f"{prefix}{key}.", sid, issues)
+        elif isinstance(value, str) and holds_secret(value):
+            issues.append(
+                Issue(
+                    sid,
+                    f"{prefix}{key}",
+                    redact(value),
+                    "text without an API key or credential: scene fields are sent to the provider and written "
+                    "into the manifest, the report and the cache; a backend reads its key only from the "
+                    "environment variable it names",
+                )
+            )
 
 
 # Fields that say the same thing two ways: a scene that sets one side overrides the defaults' other side,

@@ -13,6 +13,7 @@ from typing import Any
 
 from wanbatch.config.checks import did_you_mean
 from wanbatch.core.media import Media
+from wanbatch.core.names import ID_RULE
 from wanbatch.errors import Issue
 
 RESOLUTIONS = ("480P", "720P", "1080P")
@@ -79,7 +80,7 @@ class Scene:
 
 # name -> (python type(s), short description of what is allowed)
 _SCALARS: dict[str, tuple[tuple[type, ...], str]] = {
-    "id": ((str,), "a non-empty string"),
+    "id": ((str,), ID_RULE),
     "prompt": ((str,), "a string"),
     "negative_prompt": ((str,), "a string"),
     "seed": ((int,), "an integer >= 0, or -1 for a random seed resolved once at plan time"),

@@ -16,6 +16,7 @@ from wanbatch.cache.live import Registration
 from wanbatch.cache.store import Cache
 from wanbatch.config.schema import StitchConfig
 from wanbatch.core.job import Job
+from wanbatch.core.names import file_stem
 from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan, key_of
 from wanbatch.core.project import Soundtrack
@@ -170,7 +171,7 @@ class RunOutputs:
 
         like = probe_clips([self.run_dir / next(iter(self.clips.values()))])[0] if self.clips else None
         job = self.plan.job(scene_id)
-        path = self.run_dir / "clips" / f"{job.scene.index + 1:03d}-{_safe(job.id)}.slate.mp4"
+        path = self.run_dir / "clips" / f"{job.scene.index + 1:03d}-{file_stem(job.id, None)}.slate.mp4"
         return write_slate(
             path,
             job.id,
@@ -202,7 +203,7 @@ class RunOutputs:
 def clip_name(job: Job) -> str:
     """A clip's file name in a run folder: scene number and id, and the take where there are several."""
     take = f"-take{job.take}" if job.takes > 1 else ""
-    return f"{job.scene.index + 1:03d}-{_safe(job.scene.id)}{take}.mp4"
+    return f"{job.scene.index + 1:03d}-{file_stem(job.scene.id, None)}{take}.mp4"
 
 
 def link_latest(run_dir: Path, project: str) -> Path | None:
@@ -235,7 +236,3 @@ def _vanished(outcome: Outcome) -> Outcome:
         error="its clip vanished from the cache before it was linked into the run (deleted from outside "
         "wanbatch?); the next run renders it again",
     )
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from wanbatch.core.names import file_stem
 from wanbatch.runs.manifest import Manifest
 from wanbatch.runs.page import (
     BASE_CSS,
@@ -36,6 +37,7 @@ from wanbatch.runs.page import (
     write_page,
 )
 from wanbatch.runs.posters import cut_posters
+from wanbatch.secrets import redact
 
 __all__ = ["write_report"]
 
@@ -70,12 +72,12 @@ def write_report(run_dir: Path, manifest: Manifest, *, poster_cache: Path | None
     timeline = manifest.get("timeline") if isinstance(manifest.get("timeline"), str) else None
     timeline = timeline or next((n for n in ("film.otio", "film.edl") if (run_dir / n).is_file()), None)
     page = _page(run_dir, manifest, scenes, clips, film, posters, timeline)
-    return write_page(run_dir / "index.html", page)
+    return write_page(run_dir / "index.html", redact(page))
 
 
 def _poster_name(index: int, scene: Mapping[str, Any], take: Any = None) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(scene.get("id") or "scene"))
-    return f"{index + 1:03d}-{safe}" + (f"-take{int(take)}" if isinstance(take, int) else "")
+    stem = file_stem(str(scene.get("id") or "scene"), None)
+    return f"{index + 1:03d}-{stem}" + (f"-take{int(take)}" if isinstance(take, int) else "")
 
 
 def _takes(scene: Mapping[str, Any]) -> list[Mapping[str, Any]]:

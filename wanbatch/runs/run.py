@@ -30,7 +30,7 @@ from wanbatch.backends import build_backends
 from wanbatch.cache.live import Registration
 from wanbatch.cache.store import Cache
 from wanbatch.config.checks import choice, number
-from wanbatch.config.load import backend_configs
+from wanbatch.config.load import backend_configs, key_variables
 from wanbatch.config.schema import ExecutorConfig, RayExecutorConfig, WanbatchConfig
 from wanbatch.core.backend import Backend
 from wanbatch.core.outcome import Outcome
@@ -42,6 +42,7 @@ from wanbatch.film.clips import check_stitch
 from wanbatch.runs.estimate import Estimate, budget_issues, estimate
 from wanbatch.runs.manifest import Manifest
 from wanbatch.runs.progress import Progress
+from wanbatch.secrets import guard_logging, redacted_console, redacting, register_config, register_key_variables
 
 EXECUTORS = ("local", "ray")
 PROGRESS = ("auto", "rich", "plain", "none")
@@ -81,7 +82,23 @@ def run_project(
         result = run_project(cfg, Path("outputs/demo"), Path("recipes/demo"))
         result.exit_code, result.film      # (0, PosixPath('outputs/demo/film.mp4'))
     """
-    out = out or sys.stdout
+    # Every secret this run could meet is known before anything is printed, sent or written: the key
+    # variables' values, and whatever the config holds under a credential-looking name.
+    register_config(cfg)
+    register_key_variables(key_variables())
+    guard_logging()
+    with redacted_console():
+        return _run(cfg, run_dir, project_root, backends, redacting(out or sys.stdout), cancel)
+
+
+def _run(
+    cfg: WanbatchConfig,
+    run_dir: Path,
+    project_root: Path,
+    backends: Mapping[str, Backend] | None,
+    out: TextIO,
+    cancel: threading.Event | None,
+) -> RunResult:
     started = time.time()
     # 1. Validate and plan. Nothing outside this process is touched until both have passed.
     try:
