@@ -5,14 +5,16 @@ the one that names the fake provider (`$U`) renders against the bundled `wanbatc
 errors (`$ wanbatch ...` followed by its output) must print that output.
 
 The README's own substitutions, made here: `recipe=myfilm` (the Ray and sweep sections) is a project of yours
-under ./recipes, written by `wanbatch init`; an absolute `cache.dir` is this test's cache. Commands that need a
-launcher plugin that is not installed, and its cluster, are only checked to say what to install."""
+under ./recipes, written by `wanbatch init`; an absolute `cache.dir` is this test's cache; `RUN_DIR` is the newest
+run folder so far. Commands that need a launcher plugin that is not installed, and its cluster, are only checked
+to say what to install."""
 
 from __future__ import annotations
 
 import importlib.util
 import re
 import shlex
+from pathlib import Path
 
 import pytest
 
@@ -74,7 +76,8 @@ def test_every_readme_command_runs(tmp_path):
         for words, expected in readme_commands():
             if needs_a_cluster(words) or any(w.startswith("resubmit_ambiguous=") for w in words):
                 continue  # resubmit_ambiguous names the scenes a `cache ambiguous` listed: only after one
-            args = [w.replace("$U", fake.url) for w in words[1:]]
+            # RUN_DIR: the run folder a user would paste, that of the newest run so far
+            args = [str(newest_run(home)) if w == "RUN_DIR" else w.replace("$U", fake.url) for w in words[1:]]
             args = [f"cache.dir={cache}" if a.startswith("cache.dir=/") else a for a in args]
             line = " ".join(words)
             renders_elsewhere = (REMOTE.search(line) and "$U" not in line) or "executor.address=" in line
@@ -89,6 +92,12 @@ def test_every_readme_command_runs(tmp_path):
             for noise in ("HTTP Request", "Writing model shards", "%|"):  # library chatter stays in the log
                 assert noise not in got.stderr, (line, noise)
         assert sum(fake.stats()["submissions"].values()) >= 5  # the $U line rendered against the fake
+
+
+def newest_run(home: Path) -> Path:
+    runs = [m.parent for m in (home / "outputs").glob("*/*/manifest.json") if not m.parent.is_symlink()]
+    assert runs, "a README command names RUN_DIR before any run was made"
+    return max(runs, key=lambda d: d.stat().st_mtime)
 
 
 @pytest.mark.parametrize("words", [w for w, _ in readme_commands() if needs_a_cluster(w)], ids=" ".join)

@@ -68,7 +68,7 @@ def complete(line: str, tmp_path, shell: str = "bash") -> list[str]:
         ("wanbatch recipe=demo exec", ["executor.", "executor="]),
         ("wanbatch recipe=demo executor=", ["executor=local", "executor=ray"]),
         ("wanbatch recipe=demo executor.con", ["executor.concurrency="]),
-        ("wanbatch recipe=demo scenes.1.se", ["scenes.1.seed="]),
+        ("wanbatch recipe=demo scenes.1.se", ["scenes.1.seed=", "scenes.1.seeds="]),
         ("wanbatch recipe=demo scenes.", [f"scenes.{i}." for i in range(8)]),  # the demo's eight scenes
     ],
 )

@@ -209,7 +209,7 @@ def test_bad_backend_options_are_issues(remote: rf.Remote) -> None:
         (
             {"max_in_fligth": 3},
             "max_in_fligth",
-            "unknown option (did you mean max_in_flight?); known: api_key_env, base_url",
+            "unknown option (did you mean max_in_flight or max_download_mb?); known: api_key_env, base_url",
         ),
         (
             {"poll": {"initial": 1}},
