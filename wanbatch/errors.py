@@ -24,10 +24,13 @@ class Issue:
     field: str
     value: Any
     allowed: str
+    where: str | None = None  # where the scene was written, when not in the project file: `scenes.csv line 12`
 
     def __str__(self) -> str:
-        where = f"scene `{self.scene}`" if self.scene is not None else "project"
-        return f"{where}: `{self.field}` = {self.value!r} is not allowed; {self.allowed}"
+        who = f"scene `{self.scene}`" if self.scene is not None else "project"
+        if self.where:
+            who = f"{who} ({self.where})"
+        return f"{who}: `{self.field}` = {self.value!r} is not allowed; {self.allowed}"
 
 
 class WanbatchError(Exception):

@@ -142,6 +142,12 @@ class WanbatchConfig:
     backends: dict[str, Any] = field(default_factory=dict)
     project: ProjectConfig = field(default_factory=ProjectConfig)
     scenes: list[Any] = field(default_factory=list)
+    # more scenes, read from a data file (relative to the project file): .jsonl, .csv (a header row of scene
+    # fields) or .yaml (a list); appended after `scenes`, checked the same way, never loaded into OmegaConf
+    scenes_file: str | None = None
+    # write the whole plan here, one JSON line per scene (relative to the working directory); a dry run of
+    # more than a screenful of scenes prints a summary, and this holds every row
+    plan_out: str | None = None
 
 
 #: the schema of each group option that is not a backend, by the name its YAML's `defaults` list gives it
