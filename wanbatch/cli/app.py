@@ -3,21 +3,26 @@ a Hydra app composed on wanbatch's config groups (`pkg://wanbatch.conf`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from wanbatch.config.load import CONF_SEARCH_PATH, PROJECT_FILE, open_backends, recipe_dir, recipe_names
 
 _exit_codes: list[int] = []
+_scenes: list[Any] = []  # the ScenesApart of this run's project file (wanbatch.config.apart), when it has one
+_NOT_A_RUN = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc")
 
 
 def main(argv: list[str]) -> None:
     argv = open_backends(_expand_recipe(_default_config_name(argv)))
     sys.argv = [sys.argv[0], *argv]
     try:
-        _hydra_entry()
+        with _scenes_apart(argv):
+            _hydra_entry()
     except _ComposeError as exc:
         # The config did not compose (an unknown key, a value of the wrong type): one line naming it, exit 2.
         print(_one_line(exc.error), file=sys.stderr)
@@ -70,6 +75,43 @@ def _expand_recipe(argv: list[str]) -> list[str]:
     return ["--config-dir", str(folder), "--config-name", Path(PROJECT_FILE).stem, *argv]
 
 
+@contextlib.contextmanager
+def _scenes_apart(argv: list[str]) -> Iterator[None]:
+    """For a run (not --cfg, --help, --info): Hydra composes the project once, its scenes kept apart (see
+    wanbatch.config.apart); `_task` puts them back."""
+    project = _project_file(argv)
+    if project is None or any(a.split("=", 1)[0] in _NOT_A_RUN for a in argv):
+        yield
+        return
+    from wanbatch.config.apart import apart
+
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    with apart(project, overrides, compose_once=True) as scenes:
+        _scenes[:] = [scenes]
+        try:
+            yield
+        finally:
+            _scenes.clear()
+
+
+def _project_file(argv: list[str]) -> Path | None:
+    """The project file `--config-dir DIR --config-name NAME` names, if it is one."""
+
+    def value(*names: str) -> str | None:
+        for i, a in enumerate(argv):
+            if a in names and i + 1 < len(argv):
+                return argv[i + 1]
+            if a.startswith(tuple(f"{n}=" for n in names)):
+                return a.split("=", 1)[1]
+        return None
+
+    folder, name = value("--config-dir", "-cd"), value("--config-name", "-cn")
+    if folder is None or name is None:
+        return None
+    path = Path(folder) / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+    return path if path.is_file() else None
+
+
 def _project_root() -> Path:
     """The folder of the project file: the `--config-dir` Hydra was given."""
     from hydra.core.hydra_config import HydraConfig
@@ -87,16 +129,41 @@ def _task(cfg: Any) -> int:
     from wanbatch.errors import ConfigError
     from wanbatch.runs.run import run_project
 
+    scenes = _scenes[0] if _scenes else None
     try:
-        typed = to_config(cfg)
+        typed = to_config(cfg, scenes)
     except ConfigError as exc:
         print(_one_line(exc), file=sys.stderr)
         _exit_codes.append(2)
         return 2
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if scenes is not None and scenes.active and not typed.dry_run:  # a dry run leaves no record to complete
+        _record_scenes(cfg, typed.scenes, run_dir)
     code = run_project(typed, run_dir, _project_root()).exit_code
     _exit_codes.append(code)
     return code
+
+
+def _record_scenes(cfg: Any, scenes: list[Any], run_dir: Path) -> None:
+    """Hydra's record of the run (`.hydra/config.yaml`) with the whole scene list, as if Hydra had composed it
+    (it saw only the scenes overrides name). The scenes are written one a line as JSON, which is YAML too: a
+    YAML dump costs per scene about what keeping the scenes apart saved."""
+    import json
+
+    import yaml
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    subdir = HydraConfig.get().output_subdir
+    path = run_dir / str(subdir) / "config.yaml" if subdir else None
+    if path is None or not path.is_file():
+        return
+    data = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(data, dict)
+    data.pop("scenes", None)
+    lines = [yaml.safe_dump(data, sort_keys=False, allow_unicode=True), "scenes:\n" if scenes else "scenes: []\n"]
+    lines += [f"- {json.dumps(scene, ensure_ascii=False, default=str)}\n" for scene in scenes]
+    path.write_text("".join(lines), encoding="utf-8")
 
 
 def _one_line(error: Any) -> str:

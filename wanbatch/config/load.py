@@ -22,6 +22,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from wanbatch.config.apart import ScenesApart, apart
 from wanbatch.config.backends import BACKEND_SCHEMAS, BackendConfig, DiffusersConfig
 from wanbatch.config.checks import choice, merge_issue, schema_issue, unknown_keys
 from wanbatch.config.schema import CacheConfig, WanbatchConfig, register
@@ -66,14 +67,14 @@ def load_config(project_file: str | Path | None = None, overrides: Sequence[str]
     path = Path(project_file).resolve() if project_file is not None else CONF_DIR / "wanbatch.yaml"
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
+        with apart(path, overrides) as scenes, initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
             cfg = hydra_compose(
                 config_name=path.stem,
                 overrides=[f"hydra.searchpath=[{CONF_SEARCH_PATH}]", *open_backends(overrides)],
             )
     except (HydraException, OmegaConfBaseException) as exc:
         raise composition_error(exc, overrides, path if project_file is not None else None) from None
-    return to_config(cfg)
+    return to_config(cfg, scenes)
 
 
 def open_backends(overrides: Sequence[str]) -> list[str]:
@@ -82,10 +83,11 @@ def open_backends(overrides: Sequence[str]) -> list[str]:
     return [f"++{o}" if o.startswith("backends.") else o for o in overrides]
 
 
-def to_config(cfg: DictConfig) -> WanbatchConfig:
-    """A composed config (Hydra's) as the typed `WanbatchConfig`. Raises ConfigError for a key added with
-    `+key=value` that the schema has no field for, for a value OmegaConf cannot resolve, and for a bad
-    `backends.<name>.<key>` (checked against that backend's schema)."""
+def to_config(cfg: DictConfig, scenes: ScenesApart | None = None) -> WanbatchConfig:
+    """A composed config (Hydra's) as the typed `WanbatchConfig`; `scenes` puts back the scenes composition
+    kept apart. Raises ConfigError for a key added with `+key=value` that the schema has no field for, for a
+    value OmegaConf cannot resolve, and for a bad `backends.<name>.<key>` (checked against that backend's
+    schema)."""
     issues = unknown_keys(cfg)
     if issues:
         raise ConfigError(issues)
@@ -94,6 +96,10 @@ def to_config(cfg: DictConfig) -> WanbatchConfig:
     except OmegaConfBaseException as exc:
         raise composition_error(exc) from None
     assert isinstance(out, WanbatchConfig), type(out)
+    if scenes is not None:
+        out.scenes = scenes.merged(out.scenes)
+    if out.scenes is None:
+        out.scenes = []
     BackendConfigs(out)  # every `backends.<name>` through its schema now, used by a scene or not
     return out
 

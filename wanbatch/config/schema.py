@@ -141,7 +141,10 @@ class WanbatchConfig:
     # each is checked against that backend's schema
     backends: dict[str, Any] = field(default_factory=dict)
     project: ProjectConfig = field(default_factory=ProjectConfig)
-    scenes: list[Any] = field(default_factory=list)
+    # the list of scenes, as written; wanbatch.core.project checks them. (Typed Any, null until a project gives
+    # some: while Hydra composes, the scenes it need not see are kept apart and this holds the others by index,
+    # see wanbatch.config.apart; a composed WanbatchConfig always holds the list.)
+    scenes: Any = None
     # more scenes, read from a data file (relative to the project file): .jsonl, .csv (a header row of scene
     # fields) or .yaml (a list); appended after `scenes`, checked the same way, never loaded into OmegaConf
     scenes_file: str | None = None

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -85,13 +84,14 @@ def run_project(
 
     # 2. Look up the cache. A dry run stops here, having written nothing.
     cache_dir = Path(cfg.cache.dir).expanduser()
+    plan_out = Path(cfg.plan_out).expanduser() if cfg.plan_out else None
     if cfg.dry_run:
         cache = Cache(cache_dir) if (cache_dir / "index").is_dir() else None
-        print_summary(plan, cache, out)
+        print_summary(plan, cache, out, plan_out=plan_out)
         _close(plan)
         return RunResult(0)
     cache = Cache(cache_dir)
-    print_summary(plan, cache, out, brief=True)
+    print_summary(plan, cache, out, brief=True, plan_out=plan_out)
 
     # 3. Execute. Each finished clip is cached at once and recorded in the manifest as it lands.
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -187,41 +187,36 @@ def _close(plan: Plan) -> None:
         b.close()
 
 
-def print_summary(plan: Plan, cache: Cache | None, out: TextIO, *, brief: bool = False) -> dict[str, Any]:
-    """The dry-run table: scene, backend, cached or why it missed, seconds of video; then totals."""
-    from rich.console import Console
-    from rich.table import Table
+def print_summary(
+    plan: Plan, cache: Cache | None, out: TextIO, *, brief: bool = False, plan_out: Path | None = None
+) -> dict[str, Any]:
+    """The dry-run plan (a table up to TABLE_MAX scenes, a summary per backend and cache state beyond; see
+    wanbatch.runs.plan_view), its notes, then totals; `plan_out` gets every row as a JSON line."""
+    from wanbatch.runs.plan_view import plan_rows, show, write_plan
 
-    rows = []
-    totals = {"jobs": len(plan.jobs), "cached": 0, "to_render": 0, "seconds_to_render": 0.0, "cost": 0.0}
-    for job in plan.jobs:
-        hit = cache.peek(job.key) if cache is not None else None
-        if hit is not None:
-            state = "cached"
+    def state_of(job: Any) -> str:
+        if cache is None:
+            return "new: empty cache"
+        return "cached" if cache.peek(job.key) is not None else cache.explain_miss(job.id, job.material)
+
+    rows = plan_rows(plan, state_of, lambda job: job.cost)
+    totals = {"jobs": len(rows), "cached": 0, "to_render": 0, "seconds_to_render": 0.0, "cost": 0.0}
+    for row in rows:
+        if row.cache == "cached":
             totals["cached"] += 1
         else:
-            state = cache.explain_miss(job.id, job.material) if cache is not None else "new: empty cache"
             totals["to_render"] += 1
-            totals["seconds_to_render"] += job.seconds
-            totals["cost"] += job.cost or 0.0
-        seed = f"{job.scene.seed}{' (random)' if job.seed_was_random else ''}"
-        rows.append((job.id, job.backend, job.model, seed, f"{job.seconds:.2f}", state))
-    console = Console(file=out, width=max(100, int(os.environ.get("COLUMNS", "0") or 0)), soft_wrap=True)
-    if not brief:
-        table = Table(title=f"plan for {plan.project.name}")
-        for col in ("scene", "backend", "model", "seed", "video s", "cache"):
-            table.add_column(col, overflow="fold")
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
-    for job in plan.jobs:  # decisions the user did not spell out (e.g. frames rounded to 4k+1): never silent
-        for note in plan.backends[job.backend].notes(job.scene, job.params):
-            console.print(f"note: scene `{job.id}`: {note}", highlight=False)
+            totals["seconds_to_render"] += row.seconds
+            totals["cost"] += row.cost or 0.0
+    if plan_out is not None:
+        write_plan(plan_out, rows)
+    show(rows, plan.project.name, out, table=not brief, written=plan_out is not None)
     cost = f", est. cost ${totals['cost']:.2f}" if totals["cost"] else ""
-    console.print(
+    written = f"; the plan is in {plan_out}" if plan_out is not None else ""
+    print(
         f"{totals['jobs']} scenes: {totals['cached']} cached, {totals['to_render']} to render "
-        f"({totals['seconds_to_render']:.1f} s of video{cost})",
-        highlight=False,
+        f"({totals['seconds_to_render']:.1f} s of video{cost}){written}",
+        file=out,
     )
     return totals
 
