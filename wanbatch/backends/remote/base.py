@@ -27,6 +27,7 @@ The API key is read from the environment when used, sent only in the Authorizati
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import mimetypes
 import os
@@ -88,6 +89,7 @@ class RemoteBackend(Backend):
     config_type: ClassVar[type[RemoteConfig]] = RemoteConfig  # the provider's schema: endpoint, key, poll habits
     config: RemoteConfig
     takes: ClassVar[frozenset[str]]  # the scene fields this model maps; others must be unset
+    gives_eta: ClassVar[bool] = False  # a status answer says when the job will be done (Novita's `eta`)
     can_list: ClassVar[bool] = False  # the provider lists requests, so an ambiguous submit can be reconciled
 
     def __init__(self, config: RemoteConfig, *, client: httpx.Client | None = None):
@@ -328,14 +330,22 @@ class RemoteBackend(Backend):
 
     # 3. Poll --------------------------------------------------------------------------------------
     def _poll(self, run: Run, request_id: str, submitted_at: float | None) -> Status:
-        """Poll until a final state. The first poll is due `initial_s` after the provider took the job (at
-        once for a journalled one, which may be long done); then at the provider's `eta` hint, else on a
-        growing interval. Jitter only ever delays a poll: one before the job can be done is a wasted call."""
+        """Poll until a final state. The first poll is due when such a job is expected to be done (see
+        `_first_poll`; at once for a journalled one, which may be long done); then at the provider's `eta` hint,
+        else on a growing interval. Jitter only ever delays a poll: one before the job can be done is a wasted
+        call. A job seen done teaches the journal how long such jobs take."""
         p = self.config.poll
+        kind = self.render_kind(run.job)
         deadline = time.monotonic() + p.timeout_s
-        due = time.monotonic() if submitted_at is None else submitted_at + _jittered(p.initial_s, p.jitter)
-        interval = p.interval_s
+        if submitted_at is None:
+            due, interval = time.monotonic(), p.interval_s
+            run.first_poll = {"based_on": "journal: re-attached to a request sent earlier"}
+        else:
+            after, interval, run.first_poll = self._first_poll(run.ctx.journal, kind)
+            due = submitted_at + _jittered(after, p.jitter)
         first = True
+        running_at: float | None = None  # when a poll last found the job running, and its eta then
+        eta: float | None = None
         while True:
             run.wait(due - time.monotonic())
             url, params = self.status_request(request_id)
@@ -346,9 +356,15 @@ class RemoteBackend(Backend):
                     raise Gone(f"{self.provider_title} no longer knows journalled request {request_id}") from None
                 raise
             first = False
+            answered = time.monotonic()
             status = self.read_status(data, request_id)
             if status.state != "running":
+                if status.state == "succeeded" and submitted_at is not None:
+                    took = _render_time(answered - submitted_at, running_at, eta, submitted_at)
+                    with contextlib.suppress(Exception):  # a lesson for next time; never a reason to fail
+                        run.ctx.journal.observe(kind, took)
                 return status
+            running_at, eta = answered, status.eta_s
             run.ctx.status(f"{status.raw} ({request_id})")
             if time.monotonic() > deadline:
                 raise RenderError(
@@ -356,10 +372,41 @@ class RemoteBackend(Backend):
                     f"{p.timeout_s:g}s; its id stays in the journal, so a rerun re-attaches to it"
                 )
             if status.eta_s is not None:
-                delay = min(max(status.eta_s, p.min_interval_s), p.max_interval_s)
+                # a little past the hint: a poll a moment early would wait min_interval_s for the next
+                delay = min(max(status.eta_s * 1.02 + 0.05, p.min_interval_s), p.max_interval_s)
             else:
                 delay, interval = interval, min(interval * p.backoff, p.max_interval_s)
             due = time.monotonic() + _jittered(delay, p.jitter)
+
+    def render_kind(self, job: Job) -> str:
+        """What makes jobs take alike long at a provider: backend, model, seconds of video and the parameters
+        that shape the work (size, steps, ...), not the prompt or the seed."""
+        shape = [
+            f"{k}={v}"
+            for k, v in sorted(job.params.items())
+            if "prompt" not in k and k != "seed" and isinstance(v, (int, float, str)) and len(str(v)) <= 16
+        ]
+        return "/".join([self.name, self.model, f"{job.seconds:g}s", *shape])
+
+    def _first_poll(self, journal: Any, kind: str) -> tuple[float, float, dict[str, Any]]:
+        """When to poll first (seconds after the provider took the job), the interval to grow from if the job
+        is still running then, and what the choice was based on (for the manifest). In order: the median render
+        time wanbatch has observed for such jobs; else, for a provider that gives an `eta`, an early poll
+        (`min_interval_s`) to read it; else the user's `poll.initial_s`. `poll.learn: false` keeps initial_s."""
+        p = self.config.poll
+        if p.learn:
+            with contextlib.suppress(Exception):
+                expected = journal.expected(kind)
+                if expected is not None:
+                    after = min(max(expected, p.min_interval_s), p.timeout_s)
+                    # still running then: it is close, so look again soon, backing off from a tenth of it
+                    interval = min(max(expected / 10, p.min_interval_s), p.interval_s)
+                    basis = {"based_on": "observed render times", "kind": kind, "expected_s": expected}
+                    return after, interval, {**basis, "after_s": round(after, 3)}
+            if self.gives_eta:
+                after = min(p.min_interval_s, p.initial_s)
+                return after, p.interval_s, {"based_on": "provider eta, asked early", "after_s": after}
+        return p.initial_s, p.interval_s, {"based_on": "poll.initial_s", "after_s": p.initial_s}
 
     # -- the journal and notes -----------------------------------------------------------------------
     def _record(self, run: Run, **fields: Any) -> None:
@@ -372,6 +419,17 @@ class RemoteBackend(Backend):
         log.warning("%s", message)
         run.notes.append(message)
         run.ctx.status(message)
+
+
+def _render_time(done_after: float, running_at: float | None, eta: float | None, submitted_at: float) -> float:
+    """Best estimate of how long the provider took, from what the polls saw: the last `eta` hint where one was
+    given, else midway between the last poll that found the job running and the one that found it done."""
+    if running_at is None:
+        return done_after  # done at the first poll: no later than that
+    since = running_at - submitted_at
+    if eta is not None:
+        return min(since + eta, done_after)
+    return (since + done_after) / 2
 
 
 def _jittered(seconds: float, jitter: float) -> float:
