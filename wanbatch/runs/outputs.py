@@ -17,16 +17,20 @@ from wanbatch.core.plan import Plan, key_of
 from wanbatch.core.project import Soundtrack
 from wanbatch.runs import manifest
 from wanbatch.runs.manifest import Manifest, RunNotes, SceneRecord
+from wanbatch.runs.posters import EarlyPosters, poster_name
 
 MANIFEST_EVERY_S = 0.5
 FILM_VERSION = 1  # bump when stitching changes its output for the same inputs
 
 
 class RunOutputs:
-    def __init__(self, run_dir: Path, plan: Plan, started: float):
+    def __init__(self, run_dir: Path, plan: Plan, started: float, *, posters: EarlyPosters | None = None):
+        """`posters`: cut each clip's poster for the report as the clip lands (see wanbatch.runs.posters)."""
         self.run_dir = run_dir
         self.plan = plan
         self.started = started
+        self.posters = posters
+        self._index = {j.id: i for i, j in enumerate(plan.jobs)}  # the scene's place in the manifest and report
         self.outcomes: dict[str, Outcome] = {}
         self.clips: dict[str, str] = {}
         self.records: dict[str, SceneRecord] = {}
@@ -43,9 +47,17 @@ class RunOutputs:
             rel = f"clips/{job.scene.index + 1:03d}-{_safe(job.id)}.mp4"
             link_or_copy(outcome.clip, self.run_dir / rel)
             self.clips[outcome.scene] = rel
-        self.records[outcome.scene] = manifest.scene_record(
-            self.plan, outcome.scene, outcome, self.clips.get(outcome.scene)
-        )
+        record = manifest.scene_record(self.plan, outcome.scene, outcome, self.clips.get(outcome.scene))
+        self.records[outcome.scene] = record
+        clip = self.clips.get(outcome.scene)
+        if self.posters is not None and clip is not None:
+            duration = record.get("duration")
+            self.posters.add(
+                poster_name(self._index[outcome.scene], record),
+                self.run_dir / clip,
+                float(duration) if isinstance(duration, (int, float)) else None,
+                record.get("cache_key"),
+            )
         now = time.monotonic()
         if now - self._written >= MANIFEST_EVERY_S or len(self.outcomes) == len(self.plan.jobs):
             manifest.write(self.run_dir, self.manifest())
@@ -108,9 +120,16 @@ class RunOutputs:
             from wanbatch.runs.report import write_report
 
             posters = Path(data["cache_dir"]) / "posters" if data.get("cache_dir") else None
-            data["report"] = write_report(self.run_dir, data, poster_cache=posters).name
+            data["report"] = write_report(self.run_dir, data, poster_cache=posters, early=self.posters).name
         except Exception as exc:
             data["report_error"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the poster workers (a run that writes no report leaves no thread behind)."""
+        if self.posters is not None:
+            self.posters.close()
 
 
 def _safe(name: str) -> str:

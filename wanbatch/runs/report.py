@@ -14,31 +14,26 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import html
 import os
-import shutil
-import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from wanbatch.av.ffmpeg import run_ffmpeg
-from wanbatch.av.files import link_or_copy
 from wanbatch.runs.manifest import Manifest, SceneRecord
+from wanbatch.runs.posters import EarlyPosters, cut_poster, poster_name
 
 __all__ = ["write_report"]
 
-POSTER_WIDTH = 480  # posters are thumbnails: the <video> shows the full frame
-POSTER_VERSION = 1  # bump when the way a poster is cut changes: cached posters are then cut again
 
-
-def write_report(run_dir: Path, manifest: Manifest, *, poster_cache: Path | None = None) -> Path:
+def write_report(
+    run_dir: Path, manifest: Manifest, *, poster_cache: Path | None = None, early: EarlyPosters | None = None
+) -> Path:
     """Write `run_dir/index.html` (and `run_dir/posters/*.png`) for `manifest`; return the page's path.
-    With `poster_cache` (the cache's `posters/`), a clip whose poster was cut before gets that one.
+    With `poster_cache` (the cache's `posters/`), a clip whose poster was cut before gets that one; with
+    `early`, a clip whose poster was cut while the run rendered (see wanbatch.runs.posters) gets that one.
     A manifest read back from disk may be from another version or edited: every field is checked as read."""
     run_dir = Path(run_dir)
     scenes = [s for s in manifest.get("scenes") or [] if isinstance(s, Mapping)]
@@ -53,17 +48,24 @@ def write_report(run_dir: Path, manifest: Manifest, *, poster_cache: Path | None
     clips = [_local(run_dir, s.get("clip")) for s in scenes]  # only clips that are there are shown
     for i, (s, clip) in enumerate(zip(scenes, clips, strict=True)):
         if clip:
-            jobs[_poster_name(i, s)] = (run_dir / clip, _number(s.get("duration")), s.get("cache_key"))
+            jobs[poster_name(i, s)] = (run_dir / clip, _number(s.get("duration")), s.get("cache_key"))
     posters: dict[str, str | None] = {}
     if jobs:
         (run_dir / "posters").mkdir(exist_ok=True)
 
         def cut(name: str) -> tuple[str, str | None]:
             video, duration, key = jobs[name]
-            return name, _poster(run_dir, name, video, duration, key, poster_cache)
+            return name, cut_poster(run_dir, name, video, duration, key, poster_cache)
 
-        with ThreadPoolExecutor(max_workers=min(4, len(jobs))) as pool:
-            posters = dict(pool.map(cut, jobs))
+        # Those cut while the run rendered are done, or nearly: cut the others (the film's) meanwhile.
+        todo = [n for n in jobs if early is None or not early.has(n, jobs[n][0])]
+        with ThreadPoolExecutor(max_workers=min(4, max(1, len(todo)))) as pool:
+            cutting = pool.map(cut, todo)
+            for name in jobs:
+                if early is not None and name not in todo:
+                    got = early.get(name, jobs[name][0])
+                    posters[name] = cut(name)[1] if got is ... else got
+            posters.update(cutting)
 
     # 2. The page
     # The timeline export is linked when the manifest names it or it is already there.
@@ -75,65 +77,6 @@ def write_report(run_dir: Path, manifest: Manifest, *, poster_cache: Path | None
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, out)
     return out
-
-
-# -- posters ---------------------------------------------------------------------------------------------
-
-
-def _poster_name(index: int, scene: SceneRecord) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(scene.get("id") or "scene"))
-    return f"{index + 1:03d}-{safe}"
-
-
-def _poster(
-    run_dir: Path, name: str, video: Path, duration: float | None, key: Any, poster_cache: Path | None
-) -> str | None:
-    """Cut one frame (a third of the way in: past a fade-in, before any fade-out) into posters/NAME.png,
-    or link the one cut before from the same clip. Returns its path relative to run_dir, or None if no
-    frame could be read."""
-    rel = f"posters/{name}.png"
-    out = run_dir / rel
-    at = (duration / 3) if duration else 0.0
-    out.unlink(missing_ok=True)  # never show a stale poster from an earlier report
-    cached = _cached_poster(poster_cache, key, video, at)
-    if cached is not None and cached.is_file():
-        link_or_copy(cached, out)
-        return rel
-    scale = f"scale='min({POSTER_WIDTH},iw)':-2"
-    for seek in (at, 0.0) if at else (0.0,):
-        try:
-            run_ffmpeg(
-                ["-ss", f"{seek:.3f}", "-i", str(video), "-frames:v", "1", "-vf", scale, "-update", "1", str(out)],
-                timeout=60,
-            )
-        except (RuntimeError, OSError):
-            continue
-        if out.is_file():
-            if cached is not None:
-                with contextlib.suppress(OSError):  # a poster cache that cannot be written only costs time
-                    cached.parent.mkdir(parents=True, exist_ok=True)
-                    staged = cached.with_name(f".{cached.name}.{os.getpid()}.{threading.get_ident()}")
-                    shutil.copyfile(out, staged)
-                    os.replace(staged, cached)
-            return rel
-    return None
-
-
-def _cached_poster(poster_cache: Path | None, key: Any, video: Path, at: float) -> Path | None:
-    """Where the cache keeps this clip's poster: named by the clip's cache key (so `cache prune` can tell
-    whose it is) and by what else makes the picture: the file itself as it is now (size and modification
-    time: a re-render or an edit in place is another file) and where and how the frame is cut."""
-    if poster_cache is None or not isinstance(key, str) or not key.isalnum():
-        return None
-    try:
-        st = video.stat()
-    except OSError:
-        return None
-    how = hashlib.sha256(f"{st.st_size}|{st.st_mtime_ns}|{at:.3f}|{POSTER_WIDTH}|{POSTER_VERSION}".encode())
-    return poster_cache / f"{key}-{how.hexdigest()[:16]}.png"
-
-
-# -- the page ---------------------------------------------------------------------------------------------
 
 
 def _page(
@@ -162,7 +105,7 @@ def _page(
         '<h2>Scenes</h2><main class="sheet">',
     ]
     for i, (s, clip) in enumerate(zip(scenes, clips, strict=True)):
-        parts.append(_card(i, s, clip, posters.get(_poster_name(i, s))))
+        parts.append(_card(i, s, clip, posters.get(poster_name(i, s))))
     parts.append("</main>")
     parts.append(f"<footer>made by wanbatch · {_e(_when(manifest))}</footer></body></html>")
     return "\n".join(parts) + "\n"

@@ -97,8 +97,11 @@ def run_project(
     run_dir.mkdir(parents=True, exist_ok=True)
     from wanbatch.runs import manifest
     from wanbatch.runs.outputs import RunOutputs
+    from wanbatch.runs.posters import EarlyPosters
 
-    outputs = RunOutputs(run_dir, plan, started)
+    # The report's posters are cut as the clips land, alongside the renders (not after the last one)
+    early = EarlyPosters(run_dir, cache.dir / "posters") if cfg.report else None
+    outputs = RunOutputs(run_dir, plan, started, posters=early)
     progress = Progress(mode=cfg.executor.progress, concurrency=cfg.executor.concurrency)
     progress.start([(j.id, j.backend) for j in plan.jobs])
     executor = _executor(cfg.executor, cache, encode, progress, cancel)
@@ -134,6 +137,7 @@ def run_project(
     )
     if cfg.report:
         outputs.report(data)
+    outputs.close()
     manifest.write(run_dir, data)
     cache.close()
     _print_result(data, run_dir, out, interrupted)
