@@ -108,7 +108,7 @@ def test_editing_a_scene_re_renders_it_and_its_chain_only(compose_demo, run_cfg)
     cfg = compose_demo("stitch.enabled=false")
     assert run_cfg(cfg)[0] == 0
     edited = compose_demo("stitch.enabled=false")
-    next(s for s in edited["scenes"] if s["id"] == "harbour_voice")["prompt"] = "A narrator over a grey harbour."
+    next(s for s in edited.scenes if s["id"] == "harbour_voice")["prompt"] = "A narrator over a grey harbour."
     preview = CountingPreview(edited.backend)
     assert run_cfg(edited, backends={"preview": preview})[0] == 0
     assert sorted(preview.rendered) == ["harbour_after", "harbour_voice"]  # the parent and its chained child
