@@ -24,12 +24,17 @@ FILM_VERSION = 1  # bump when stitching changes its output for the same inputs
 
 
 class RunOutputs:
-    def __init__(self, run_dir: Path, plan: Plan, started: float, *, posters: EarlyPosters | None = None):
-        """`posters`: cut each clip's poster for the report as the clip lands (see wanbatch.runs.posters)."""
+    def __init__(
+        self, run_dir: Path, plan: Plan, started: float, *, posters: EarlyPosters | None = None, probe: bool = False
+    ):
+        """`posters`: cut each clip's poster for the report as the clip lands (see wanbatch.runs.posters);
+        `probe`: read each clip's header for the film as it lands."""
         self.run_dir = run_dir
         self.plan = plan
         self.started = started
         self.posters = posters
+        self.probe = probe  # describe clips for the film as they land
+        self.probed: dict[Path, Any] = {}  # clip path -> wanbatch.film.clips.ClipInfo
         self._index = {j.id: i for i, j in enumerate(plan.jobs)}  # the scene's place in the manifest and report
         self.outcomes: dict[str, Outcome] = {}
         self.clips: dict[str, str] = {}
@@ -47,6 +52,14 @@ class RunOutputs:
             rel = f"clips/{job.scene.index + 1:03d}-{_safe(job.id)}.mp4"
             link_or_copy(outcome.clip, self.run_dir / rel)
             self.clips[outcome.scene] = rel
+        if self.probe and outcome.ok and outcome.clip is not None:
+            # the film's copy-path checks read each clip's header as it lands, not all after the last one
+            from wanbatch.film.clips import mp4_header
+
+            path = self.run_dir / self.clips[outcome.scene]
+            info = mp4_header(path)
+            if info is not None:
+                self.probed[path] = info
         record = manifest.scene_record(self.plan, outcome.scene, outcome, self.clips.get(outcome.scene))
         self.records[outcome.scene] = record
         clip = self.clips.get(outcome.scene)
@@ -97,7 +110,9 @@ class RunOutputs:
                 FilmClip(path=self.run_dir / self.clips[j.id], scene_id=j.id, transition=j.scene.transition)
                 for j in self.plan.jobs
             ]
-            result = stitch_film(clips, film, settings=settings, encode=encode, soundtrack=soundtrack)
+            result = stitch_film(
+                clips, film, settings=settings, encode=encode, soundtrack=soundtrack, probed=self.probed
+            )
             notes = {
                 "method": result.method,
                 "reason": result.reason,

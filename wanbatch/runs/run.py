@@ -101,7 +101,7 @@ def run_project(
 
     # The report's posters are cut as the clips land, alongside the renders (not after the last one)
     early = EarlyPosters(run_dir, cache.dir / "posters") if cfg.report else None
-    outputs = RunOutputs(run_dir, plan, started, posters=early)
+    outputs = RunOutputs(run_dir, plan, started, posters=early, probe=cfg.stitch.enabled)
     progress = Progress(mode=cfg.executor.progress, concurrency=cfg.executor.concurrency)
     progress.start([(j.id, j.backend) for j in plan.jobs])
     executor = _executor(cfg.executor, cache, encode, progress, cancel)
