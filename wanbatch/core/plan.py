@@ -88,6 +88,7 @@ def make_plan(project: Project, backends: Mapping[str, Backend], encode: EncodeS
     for backend in made.values():
         backend.check_ready(issues)
 
+    encode_identity = encode.identity()  # the same for every job
     jobs: dict[str, Job] = {}
     for scene in topo_order(project):
         backend = made[scene.backend or project.default_backend]
@@ -116,7 +117,7 @@ def make_plan(project: Project, backends: Mapping[str, Backend], encode: EncodeS
         if parent_key:
             material["media"]["image"] = {"chain": parent_key}
         if backend.kind != BackendKind.REMOTE:
-            material["encode"] = encode.identity()
+            material["encode"] = dict(encode_identity)
         jobs[scene.id] = Job(
             scene=scene,
             backend=backend.name,

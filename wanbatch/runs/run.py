@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -74,7 +76,8 @@ def run_project(
     started = time.time()
     # 1. Validate and plan. Nothing outside this process is touched until both have passed.
     try:
-        plan, encode = _plan(cfg, project_root, backends)
+        with _no_cyclic_gc():
+            plan, encode = _plan(cfg, project_root, backends)
         _check_executor(cfg)
         if cfg.stitch.enabled:
             check_stitch(cfg.stitch)
@@ -87,7 +90,8 @@ def run_project(
     plan_out = Path(cfg.plan_out).expanduser() if cfg.plan_out else None
     if cfg.dry_run:
         cache = Cache(cache_dir) if (cache_dir / "index").is_dir() else None
-        print_summary(plan, cache, out, plan_out=plan_out)
+        with _no_cyclic_gc():
+            print_summary(plan, cache, out, plan_out=plan_out)
         _close(plan)
         return RunResult(0)
     cache = Cache(cache_dir)
@@ -143,6 +147,20 @@ def run_project(
     _print_result(data, run_dir, out, interrupted)
     code = 130 if interrupted else 1 if failed else 0
     return RunResult(code, run_dir, run_dir / film if film else None, data)
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Planning makes several objects per scene and frees few: Python's cyclic collector would walk them all
+    over and over as they pile up (a quarter of a 100k-scene dry run). Reference counting still frees what
+    is dropped; the collector runs again afterwards."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _plan(cfg: WanbatchConfig, root: Path, backends: Mapping[str, Backend] | None) -> tuple[Plan, EncodeSettings]:
