@@ -112,3 +112,16 @@ def test_an_override_on_a_scene_past_the_end_is_an_error_naming_it(tmp_path):
     got = cli(project.parent, "dry_run=true", "+scenes.9.seed=1")
     assert got.returncode == 2, got.stdout + got.stderr
     assert "`scenes.9`" in got.stderr and "a scene index below 4" in got.stderr
+
+
+def test_a_run_records_the_whole_scene_list_in_hydras_config(tmp_path):
+    project = _project(tmp_path / "p", 5)
+    doc = yaml.safe_load(project.read_text())  # a cheap render: every scene on the preview backend
+    doc["scenes"] = [{k: v for k, v in s.items() if k not in TINY} for s in doc["scenes"]]
+    project.write_text(yaml.safe_dump(doc, sort_keys=False))
+    got = cli(project.parent, "scenes.2.seed=9", "hydra.run.dir=out", "report=false", "stitch.enabled=false")
+    assert got.returncode == 0, got.stdout + got.stderr
+    recorded = yaml.safe_load((project.parent / "out" / ".hydra" / "config.yaml").read_text())
+    assert [s["id"] for s in recorded["scenes"]] == ["s0", "s1", "s2", "s3", "s4"]
+    assert recorded["scenes"][2]["seed"] == 9 and recorded["scenes"][1]["prompt"] == "big at dawn"
+    assert recorded["project"]["name"] == "big"
