@@ -4,7 +4,8 @@ Layout of `cache.dir`::
 
     index/           diskcache (SQLite): cache key -> entry (blob hash, size, what was hashed, provenance)
     blobs/ab/<sha256>.mp4   video bytes, named by their own hash, written by atomic rename
-    journal/         diskcache: cache key -> remote request id and state, written before polling starts
+    journal/         diskcache: cache key -> remote request id and state, written before polling starts; and
+                     "render-time:<kind>" -> the last render times observed for that kind of remote job
     locks/<key>.lock one file lock per key: two processes never render the same key at once
     tmp/             scratch folders on the same filesystem, so finished files move in atomically
     posters/<key>-<how>.png  the report's poster of a cached clip (or film), so a rerun cuts none again
