@@ -158,6 +158,7 @@ def run_once(server: FakeServer, tmp: Path, jobs: int, concurrency: int) -> dict
         "server_polls": stats["total"].get("polls", 0),
         "server_submissions": stats["total"].get("submissions", 0),
         "server_max_active": max(stats.get("max_active", {}).values(), default=0),
+        "server_connections": stats.get("connections", 0),
         "job_s_median": median(job_s) if job_s else float("nan"),
         "job_s_max": max(job_s, default=0.0),
         "stragglers": stragglers,
@@ -201,8 +202,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         figure("  at the provider (taken -> seen final; incl. poll jitter)", _phase(r["phases"]["provider"], 1, "s")),
         figure("  download + check (the next job is already submitted)", _phase(r["phases"]["download"], 1e3, "ms")),
         figure(
-            "submissions seen by the server; most jobs active at once",
-            f"{r['server_submissions']}; {r['server_max_active']}",
+            "submissions seen by the server; most jobs active at once; connections opened",
+            f"{r['server_submissions']}; {r['server_max_active']}; {r['server_connections']}",
         ),
     ]
     walls = ", ".join(f"{x['wall_s']:.2f}" for x in runs)

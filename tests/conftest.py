@@ -21,9 +21,12 @@ from wanbatch.core.job import Job
 from wanbatch.runs.run import run_project
 
 REPO = RECIPES_DIR.parent
+TESTS = Path(__file__).resolve().parent  # the test tree mirrors wanbatch/; shared data and helpers live at its top
+DATA = TESTS / "data"
+CHECKOUT = TESTS.parent
 # The foundation tests run on a preview-only copy of the demo, so they need no torch and never change
 # when the demo recipe grows. tests/test_demo.py runs the real recipe.
-PROJECT = Path(__file__).parent / "data" / "preview" / "project.yaml"
+PROJECT = DATA / "preview" / "project.yaml"
 
 
 class CountingPreview(PreviewBackend):

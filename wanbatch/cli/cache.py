@@ -1,6 +1,7 @@
 """`wanbatch cache list | why | prune`: look into the render cache.
 
 wanbatch cache list [--dir D] [--json]
+wanbatch cache ambiguous [--dir D] [--json]             submits that may have been accepted: check, then resubmit
 wanbatch cache why recipe=demo [HYDRA OVERRIDES...]     which field changed, per scene that misses
 wanbatch cache why --config-dir DIR --config-name NAME [OVERRIDES...]
 wanbatch cache prune [--dir D] (--older-than 30d | --all)
@@ -14,6 +15,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from wanbatch.config.load import PROJECT_FILE, default_cache_dir, load_config, recipe_dir
 
@@ -37,6 +39,13 @@ def main(argv: list[str]) -> int:
     p_list = sub.add_parser("list", help="list cached renders")
     p_list.add_argument("--dir", type=Path, default=None)
     p_list.add_argument("--json", action="store_true")
+    p_amb = sub.add_parser(
+        "ambiguous",
+        help="remote submits that may have been accepted (their answer was lost): check them with the provider, "
+        "then rerun with resubmit_ambiguous=[ids] for those it does not have",
+    )
+    p_amb.add_argument("--dir", type=Path, default=None)
+    p_amb.add_argument("--json", action="store_true")
     p_why = sub.add_parser("why", help="say why each scene of a project misses the cache")
     p_why.add_argument("--config-dir", type=Path)
     p_why.add_argument("--config-name")
@@ -53,6 +62,8 @@ def main(argv: list[str]) -> int:
     if args.cmd == "why":
         return _why(args)
     cache = Cache(args.dir or default_cache_dir())
+    if args.cmd == "ambiguous":
+        return _ambiguous(cache, as_json=args.json)
     if args.cmd == "list":
         entries = sorted(cache.entries(), key=lambda e: e["created"])
         if args.json:
@@ -81,6 +92,30 @@ def main(argv: list[str]) -> int:
     print(
         f"pruned {stats['entries']} entries and {stats['blobs']} blobs ({stats['bytes'] / 1e6:.1f} MB) in {cache.dir}"
     )
+    return 0
+
+
+def _ambiguous(cache: Any, *, as_json: bool) -> int:
+    held = [
+        {
+            "key": key,
+            **{k: e.get(k) for k in ("scene", "backend", "model", "submitted_at_utc", "reason", "payload_summary")},
+        }
+        for key, e in cache.journal.items()
+        if not e.get("request_id") and e.get("state") in ("submitting", "ambiguous")
+    ]
+    if as_json:
+        print(json.dumps(held, indent=2, ensure_ascii=False))
+        return 0
+    for h in held:
+        print(
+            f"{h['scene']}  {h['backend']}  {h['model']}  sent {h['submitted_at_utc']}  "
+            f"({h['reason'] or 'the process ended before its answer came'})\n"
+            f"    sent: {json.dumps(h['payload_summary'], ensure_ascii=False, sort_keys=True)}"
+        )
+    scenes = ",".join(sorted({str(h["scene"]) for h in held}))
+    hint = f"; for those the provider does not have: resubmit_ambiguous=[{scenes}]" if held else ""
+    print(f"{len(held)} ambiguous submits in {cache.dir}{hint}")
     return 0
 
 

@@ -26,9 +26,13 @@ from omegaconf import MISSING
 
 @dataclass
 class BackendConfig:
-    """What every backend option has: its name, the name scenes give as `backend:`."""
+    """What every backend option has: its name, the name scenes give as `backend:`, and its price."""
 
     name: str = MISSING
+    # USD per second of video made, for the dry run's estimate and `budget`: a number, or a mapping by resolution
+    # such as {720P: 0.05, 1080P: 0.08} (checked by wanbatch.core.price). null = unknown: the provider documents
+    # give no prices, so none is assumed. On a local backend it may stand for what a second of GPU time costs.
+    price_per_second: Any = None
 
 
 @dataclass
@@ -41,6 +45,7 @@ class PreviewConfig(BackendConfig):
     default_duration: float = 2.0  # seconds, for a scene that sets neither `duration` nor `num_frames`
     default_fps: int = 16  # for a scene without `fps`
     max_in_flight: int = 2  # animatics drawn at once
+    price_per_second: Any = 0.0  # an animatic costs nothing
 
 
 # -- local models ---------------------------------------------------------------------------------------------
@@ -81,7 +86,11 @@ class XditConfig(DiffusersConfig):
     gpus: Any = "auto"  # GPUs per render (an integer); auto = every visible GPU
     # auto = the largest the attention heads allow; it must divide them (40 for 14B/A14B, 24 for TI2V-5B, 12 for 1.3B)
     ulysses_degree: Any = "auto"
-    ring_degree: Any = "auto"  # auto = the GPUs left over; ulysses_degree x ring_degree must equal gpus
+    ring_degree: Any = "auto"  # auto = the GPUs left over; cfg x ulysses_degree x ring_degree must equal gpus
+    # the conditional and unconditional passes on two halves of the GPUs: xDiT's I2V pipeline only (Wan2.1
+    # I2V-720P, Wan2.2 I2V-A14B). auto = there, when guidance is on and gpus is even | true | false
+    cfg_parallel: Any = "auto"
+    parallel_vae: bool = False  # split the VAE decode over the GPUs with DistVAE (pip install it; xDiT's own feature)
     timeout_s: float | None = None  # stop a render that takes longer; null = no limit
 
 
@@ -153,6 +162,10 @@ class RemoteConfig(BackendConfig):
     requests_per_second: float | None = (
         5.0  # API calls (submit, poll, list) per second to the provider; null = no limit
     )
+    # API calls at once when a client starts, one more per answer, so connections open gradually (fifty submits
+    # at once do not open fifty connections in one instant, which a front end may answer with resets); null = all
+    # at once
+    connection_ramp: int | None = 2
     poll: PollConfig = field(default_factory=PollConfig)
     timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     retries: RetriesConfig = field(default_factory=RetriesConfig)
@@ -167,6 +180,10 @@ class GmiConfig(RemoteConfig):
     base_url: str = "https://console.gmicloud.ai"
     path: str = "/api/v1/ie/requestqueue/apikey/requests"  # docs 1-2 show /api/v1/apikey/requests on a placeholder host
     api_key_env: str = "GMI_API_KEY"
+    # Frames as plain base64: the FLF2V document says "Base64 image for the first frame" (and the last;
+    # seeds/gmi-wan2.1-flf2v-14b-720p.txt L59-60); the I2V one does not say how `path_to_image` is encoded
+    # (seeds/gmi-wan2.1-i2v-14b-720p.txt L64), so it follows its sibling. wan2.7-i2v takes URLs only.
+    image_encoding: str = "base64"
 
 
 @dataclass
@@ -177,8 +194,13 @@ class AimlConfig(RemoteConfig):
     base_url: str = "https://api.aimlapi.com"
     path: str = "/v2/video/generations"
     api_key_env: str = "AIML_API_KEY"
-    # A render takes about a minute; the provider's example polls every 15 s.
-    poll: PollConfig = field(default_factory=lambda: PollConfig(initial_s=30.0, interval_s=15.0, backoff=1.25))
+    # `image_url` is a "string · uri": "a direct link to an online image or a Base64-encoded local image"
+    # (seeds/aimlapi-wan-2-7-i2v.txt L38-40): a data URI is both
+    image_encoding: str = "data_uri"
+    # The document polls "every 15 seconds" (seeds/aimlapi-wan-2-7-i2v.txt L103); a render takes about a minute
+    poll: PollConfig = field(
+        default_factory=lambda: PollConfig(initial_s=15.0, interval_s=15.0, backoff=1.0, max_interval_s=15.0)
+    )
 
 
 @dataclass

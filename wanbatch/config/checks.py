@@ -98,11 +98,12 @@ def choice(
     return False
 
 
-def flag(issues: list[Issue], field: str, value: Any, *, scene: str | None = None) -> bool:
-    """True if `value` is a bool."""
+def flag(issues: list[Issue], field: str, value: Any, *, allowed: str | None = None, scene: str | None = None) -> bool:
+    """True if `value` is a bool (`choice` takes no bools: True == 1 would pass for a choice of 1). `allowed`
+    words an option that takes a word beside true and false (`auto, true or false`), checked before."""
     if isinstance(value, bool):
         return True
-    issues.append(Issue(scene, field, value, "true or false"))
+    issues.append(Issue(scene, field, value, allowed or "true or false"))
     return False
 
 

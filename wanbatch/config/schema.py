@@ -137,6 +137,12 @@ class WanbatchConfig:
     recipe: str | None = None  # set by `wanbatch recipe=NAME` (renders recipes/NAME/project.yaml)
     dry_run: bool = False  # plan, validate, print the cost/cache summary; touch nothing
     report: bool = True  # write index.html (and the timeline export) into the run directory
+    # USD; a run whose estimated cost (the backends' price_per_second) exceeds it stops before any request (exit 2);
+    # null = no budget
+    budget: float | None = None
+    # scene ids whose ambiguous submit you checked was not accepted: wanbatch sends them again
+    # (`wanbatch cache ambiguous` lists them); a submit that may have been accepted is never resent otherwise
+    resubmit_ambiguous: list[str] = field(default_factory=list)
     # per-backend overrides for scenes using a non-default backend, e.g. backends.novita_wan21_t2v.base_url;
     # each is checked against that backend's schema
     backends: dict[str, Any] = field(default_factory=dict)

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.config.backends import BackendConfig
 from wanbatch.core.job import Job
+from wanbatch.core.price import tier_of
 from wanbatch.core.scene import Scene
 from wanbatch.errors import Issue
 
@@ -120,8 +121,13 @@ class Backend(ABC):
             return float(params["num_frames"]) / float(params["fps"])
         return float(params.get("duration", 0.0))
 
-    def estimated_cost(self, params: Mapping[str, Any]) -> float | None:
-        """Money one render costs (USD) where the provider prices per video; None if unknown or free."""
+    def resolution_of(self, params: Mapping[str, Any]) -> str | None:
+        """The resolution tier (480P, 720P, 1080P) a job renders at: what a `price_per_second` mapping is
+        looked up by. From `resolution` in the params, else from their `width` and `height`."""
+        if isinstance(params.get("resolution"), str):
+            return str(params["resolution"]).upper()
+        if isinstance(params.get("width"), int) and isinstance(params.get("height"), int):
+            return tier_of(params["width"], params["height"])
         return None
 
     @property

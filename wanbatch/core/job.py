@@ -21,7 +21,10 @@ class Job:
     parent: str | None = None  # scene id whose last frame is this job's first frame
     seed_was_random: bool = False
     seconds: float = 0.0  # seconds of video this job makes
-    cost: float | None = None
+    cost: float | None = None  # estimated USD to render it (price_per_second x seconds); None = unknown
+    # The user says an earlier ambiguous submit of this job was not accepted (`resubmit_ambiguous`): send it
+    # again. Never part of the key.
+    resubmit_ambiguous: bool = False
 
     @property
     def id(self) -> str:

@@ -18,6 +18,7 @@ from wanbatch.av.encode import EncodeSettings
 from wanbatch.config.schema import EncodeConfig
 from wanbatch.core.backend import Backend, BackendKind
 from wanbatch.core.job import Job
+from wanbatch.core.price import Price
 from wanbatch.core.project import Project
 from wanbatch.core.scene import Scene, replace
 from wanbatch.errors import ConfigError, Issue
@@ -85,12 +86,16 @@ def make_plan(project: Project, backends: Mapping[str, Backend], encode: EncodeS
     encode = encode or EncodeConfig()
     issues: list[Issue] = []
     made = {name: backends[name] for name in project.backend_configs}  # the backends this project uses
-    for backend in made.values():
+    prices: dict[str, Price] = {}
+    for name, backend in made.items():
         backend.check_ready(issues)
+        where = "backend" if name == project.default_backend else f"backends.{name}"
+        prices[name] = Price.parse(backend.config.price_per_second, f"{where}.price_per_second", issues)
 
     encode_identity = encode.identity()  # the same for every job
     jobs: dict[str, Job] = {}
     for scene in topo_order(project):
+        price = prices[scene.backend or project.default_backend]
         backend = made[scene.backend or project.default_backend]
         was_random = scene.seed == -1
         if was_random:
@@ -129,7 +134,7 @@ def make_plan(project: Project, backends: Mapping[str, Backend], encode: EncodeS
             parent=scene.chain_from,
             seed_was_random=was_random,
             seconds=backend.seconds_of_video(params),
-            cost=backend.estimated_cost(params),
+            cost=price.of(backend.seconds_of_video(params), backend.resolution_of(params)),
         )
     if issues:
         raise ConfigError(issues)

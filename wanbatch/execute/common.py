@@ -120,4 +120,11 @@ def failed_outcome(job: Job, exc: BaseException, t0: float, *, prefix: str = "",
         request_id=getattr(exc, "request_id", None),
         error=prefix + msg,
         seconds=round(time.perf_counter() - t0, 3),
+        info=failure_info(exc),
     )
+
+
+def failure_info(exc: BaseException) -> dict[str, Any]:
+    """What a failure adds to the manifest beside its message: an ambiguous submit's time and payload summary."""
+    details = getattr(exc, "details", None)
+    return {"ambiguous_submit": dict(details)} if isinstance(details, dict) and details else {}

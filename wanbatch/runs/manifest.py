@@ -37,6 +37,7 @@ class SceneRecord(TypedDict):
     request_id: str | None  # the provider's id of a remote render
     error: str | None
     seconds: float  # wall time spent on this scene in this run
+    estimated_cost: float | None  # USD this run was estimated to spend on it (0 when cached); None = unknown
     prompt: str | None
     title: str | None
     duration: float  # seconds of video
@@ -53,6 +54,7 @@ class RunNotes(TypedDict, total=False):
     cache_dir: str
     repaired: list[str]  # cache keys whose corrupt entries were dropped
     executor: dict[str, Any]  # the executor's summary (ray: start-up, what each actor did)
+    cost: dict[str, Any]  # the run's estimate: total, per backend, what was unknown, the budget (runs/estimate.py)
 
 
 class _Manifest(TypedDict):
@@ -74,7 +76,9 @@ class Manifest(_Manifest, RunNotes, total=False):
     report_error: str
 
 
-def scene_record(plan: Plan, scene_id: str, outcome: Outcome | None, clip_rel: str | None) -> SceneRecord:
+def scene_record(
+    plan: Plan, scene_id: str, outcome: Outcome | None, clip_rel: str | None, estimated_cost: float | None = None
+) -> SceneRecord:
     job = plan.job(scene_id)
     return {
         "id": job.id,
@@ -88,6 +92,7 @@ def scene_record(plan: Plan, scene_id: str, outcome: Outcome | None, clip_rel: s
         "request_id": outcome.request_id if outcome else None,
         "error": outcome.error if outcome else None,
         "seconds": outcome.seconds if outcome else 0.0,
+        "estimated_cost": estimated_cost,
         "prompt": job.scene.prompt,
         "title": job.scene.title,
         "duration": round(job.seconds, 3),
@@ -107,11 +112,16 @@ def build(
     film: str | None = None,
     extra: RunNotes | None = None,
     records: dict[str, SceneRecord] | None = None,
+    estimates: dict[str, float | None] | None = None,
 ) -> Manifest:
     """The manifest. `records` may hold scene records built earlier (each is built once per outcome,
     not once per write: a run of thousands of jobs would otherwise spend quadratic time here)."""
     records = records or {}
-    scenes = [records.get(j.id) or scene_record(plan, j.id, outcomes.get(j.id), clips.get(j.id)) for j in plan.jobs]
+    estimates = estimates or {}
+    scenes = [
+        records.get(j.id) or scene_record(plan, j.id, outcomes.get(j.id), clips.get(j.id), estimates.get(j.id))
+        for j in plan.jobs
+    ]
     counts: dict[SceneStatus, int] = {}
     for s in scenes:
         counts[s["status"]] = counts.get(s["status"], 0) + 1

@@ -25,13 +25,21 @@ FILM_VERSION = 1  # bump when stitching changes its output for the same inputs
 
 class RunOutputs:
     def __init__(
-        self, run_dir: Path, plan: Plan, started: float, *, posters: EarlyPosters | None = None, probe: bool = False
+        self,
+        run_dir: Path,
+        plan: Plan,
+        started: float,
+        estimates: dict[str, float | None] | None = None,
+        *,
+        posters: EarlyPosters | None = None,
+        probe: bool = False,
     ):
         """`posters`: cut each clip's poster for the report as the clip lands (see wanbatch.runs.posters);
         `probe`: read each clip's header for the film as it lands."""
         self.run_dir = run_dir
         self.plan = plan
         self.started = started
+        self.estimates = estimates or {}  # USD each scene was estimated to cost this run (None = unknown)
         self.posters = posters
         self.probe = probe  # describe clips for the film as they land
         self.probed: dict[Path, Any] = {}  # clip path -> wanbatch.film.clips.ClipInfo
@@ -60,9 +68,9 @@ class RunOutputs:
             info = mp4_header(path)
             if info is not None:
                 self.probed[path] = info
-        record = manifest.scene_record(self.plan, outcome.scene, outcome, self.clips.get(outcome.scene))
-        self.records[outcome.scene] = record
         clip = self.clips.get(outcome.scene)
+        record = manifest.scene_record(self.plan, outcome.scene, outcome, clip, self.estimates.get(outcome.scene))
+        self.records[outcome.scene] = record
         if self.posters is not None and clip is not None:
             duration = record.get("duration")
             self.posters.add(
@@ -78,7 +86,14 @@ class RunOutputs:
 
     def manifest(self, film: str | None = None, extra: RunNotes | None = None) -> Manifest:
         return manifest.build(
-            self.plan, self.outcomes, self.clips, started=self.started, film=film, extra=extra, records=self.records
+            self.plan,
+            self.outcomes,
+            self.clips,
+            started=self.started,
+            film=film,
+            extra=extra,
+            records=self.records,
+            estimates=self.estimates,
         )
 
     def stitch(

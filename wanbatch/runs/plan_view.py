@@ -35,7 +35,7 @@ class PlanRow:
     seed: int
     random_seed: bool
     seconds: float
-    cost: float | None  # estimated USD for this run; None when the backend has no price
+    cost: float | None  # estimated USD this run spends on it (0 when cached); None when its price is unknown
     cache: str  # "cached", or why it missed ("new: ...", "changed: params.seed", ...)
     key: str
     notes: list[str] = field(default_factory=list)
@@ -45,12 +45,16 @@ class PlanRow:
         """The cache state in one word: cached, new, changed or repair."""
         if self.cache == "cached":
             return "cached"
+        if self.cache.startswith("accepted by the provider"):
+            return "re-attach"  # paid already: the run fetches it
+        if self.cache.startswith("an earlier submit was ambiguous"):
+            return "ambiguous"  # not sent again unless resubmit_ambiguous names it
         head = self.cache.split(":", 1)[0]
         return {"blob missing or corrupt": "repair"}.get(head, head)
 
     def cells(self) -> tuple[str, ...]:
         seed = f"{self.seed}{' (random)' if self.random_seed else ''}"
-        cost = "" if self.cost is None else f"${self.cost:.2f}"
+        cost = "unknown" if self.cost is None else f"${self.cost:.2f}"
         return (self.scene, self.backend, self.model, seed, f"{self.seconds:.2f}", cost, self.cache)
 
 
@@ -117,10 +121,8 @@ def _summary(console: Any, title: str, rows: Sequence[PlanRow], written: bool) -
     table = Table(title=f"plan for {title}: {len(rows)} scenes by backend and cache state")
     for col in ("backend", "cache", "scenes", "video s", "est. cost"):
         table.add_column(col, overflow="fold")
-    priced = any(r.cost is not None for r in rows)  # no backend has a price: no cost column to fill
     for (backend, state), members in sorted(groups.items()):
-        costs = [r.cost for r in members if state != "cached"]
-        cost = "" if state == "cached" or not priced else _cost(costs)
+        cost = _cost([r.cost for r in members])  # cached (and re-attached) scenes cost this run nothing
         table.add_row(backend, state, str(len(members)), f"{sum(r.seconds for r in members):.1f}", cost)
     console.print(table)
     for (backend, state), members in sorted(groups.items()):

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import sys
 import threading
@@ -32,6 +33,7 @@ from wanbatch.core.plan import Plan, make_plan
 from wanbatch.core.project import load_project
 from wanbatch.errors import ConfigError, Issue
 from wanbatch.film.clips import check_stitch
+from wanbatch.runs.estimate import Estimate, budget_issues, estimate
 from wanbatch.runs.manifest import Manifest
 from wanbatch.runs.progress import Progress
 
@@ -85,17 +87,23 @@ def run_project(
         print(f"error: {exc}", file=sys.stderr)
         return RunResult(2)
 
-    # 2. Look up the cache. A dry run stops here, having written nothing.
+    # 2. Look up the cache (read only: an invalid run writes nothing) and estimate the cost; a run over its
+    # budget stops here, before any request. A dry run stops here anyway.
     cache_dir = Path(cfg.cache.dir).expanduser()
     plan_out = Path(cfg.plan_out).expanduser() if cfg.plan_out else None
-    if cfg.dry_run:
-        cache = Cache(cache_dir) if (cache_dir / "index").is_dir() else None
-        with _no_cyclic_gc():
-            print_summary(plan, cache, out, plan_out=plan_out)
+    found = Cache(cache_dir) if (cache_dir / "index").is_dir() else None
+    with _no_cyclic_gc():
+        est = estimate(plan, found)
+        print_summary(plan, found, est, out, brief=not cfg.dry_run, budget=cfg.budget, plan_out=plan_out)
+    over = budget_issues(est, cfg.budget)
+    if over or cfg.dry_run:
         _close(plan)
-        return RunResult(0)
-    cache = Cache(cache_dir)
-    print_summary(plan, cache, out, brief=True, plan_out=plan_out)
+        if found is not None:
+            found.close()
+        if over:
+            print(f"error: {ConfigError(over)}", file=sys.stderr)
+        return RunResult(2 if over else 0)
+    cache = found or Cache(cache_dir)
 
     # 3. Execute. Each finished clip is cached at once and recorded in the manifest as it lands.
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -105,7 +113,7 @@ def run_project(
 
     # The report's posters are cut as the clips land, alongside the renders (not after the last one)
     early = EarlyPosters(run_dir, cache.dir / "posters") if cfg.report else None
-    outputs = RunOutputs(run_dir, plan, started, posters=early, probe=cfg.stitch.enabled)
+    outputs = RunOutputs(run_dir, plan, started, estimates=est.per_scene, posters=early, probe=cfg.stitch.enabled)
     progress = Progress(mode=cfg.executor.progress, concurrency=cfg.executor.concurrency)
     progress.start([(j.id, j.backend) for j in plan.jobs])
     executor = _executor(cfg.executor, cache, encode, progress, cancel)
@@ -137,6 +145,7 @@ def run_project(
             "cache_dir": str(cache.dir),
             "repaired": cache.repaired,
             "executor": _summary(executor),
+            "cost": est.as_dict(cfg.budget),
         },
     )
     if cfg.report:
@@ -166,7 +175,35 @@ def _no_cyclic_gc() -> Iterator[None]:
 def _plan(cfg: WanbatchConfig, root: Path, backends: Mapping[str, Backend] | None) -> tuple[Plan, EncodeSettings]:
     encode = cfg.encode
     project = load_project(cfg, root, backend_configs(cfg))
-    return make_plan(project, build_backends(project.backend_configs, backends), encode=encode), encode
+    plan = make_plan(project, build_backends(project.backend_configs, backends), encode=encode)
+    issues: list[Issue] = []
+    # its range here; the amount is held to the estimate once the cache has been looked up
+    number(
+        issues, "budget", cfg.budget, minimum=0, nullable=True, allowed="a number of USD >= 0, or null for no budget"
+    )
+    try:
+        plan = _mark_resubmits(plan, cfg.resubmit_ambiguous)
+    except ConfigError as exc:
+        issues += exc.issues
+    if issues:
+        _close(plan)
+        raise ConfigError(issues)
+    return plan, encode
+
+
+def _mark_resubmits(plan: Plan, ids: list[str]) -> Plan:
+    """`resubmit_ambiguous=[a, b]`: the user checked that earlier ambiguous submits of these scenes were not
+    accepted; their jobs may be sent again. Every id must name a scene of this project."""
+    if not ids:
+        return plan
+    known = [j.id for j in plan.jobs]
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise ConfigError(
+            [Issue(None, "resubmit_ambiguous", unknown, f"ids of this project's scenes: {', '.join(known)}")]
+        )
+    jobs = [dataclasses.replace(j, resubmit_ambiguous=True) if j.id in ids else j for j in plan.jobs]
+    return dataclasses.replace(plan, jobs=jobs)
 
 
 def _check_executor(cfg: WanbatchConfig) -> None:
@@ -210,37 +247,45 @@ def _close(plan: Plan) -> None:
 
 
 def print_summary(
-    plan: Plan, cache: Cache | None, out: TextIO, *, brief: bool = False, plan_out: Path | None = None
-) -> dict[str, Any]:
-    """The dry-run plan (a table up to TABLE_MAX scenes, a summary per backend and cache state beyond; see
-    wanbatch.runs.plan_view), its notes, then totals; `plan_out` gets every row as a JSON line."""
+    plan: Plan,
+    cache: Cache | None,
+    est: Estimate,
+    out: TextIO,
+    *,
+    brief: bool = False,
+    budget: float | None = None,
+    plan_out: Path | None = None,
+) -> None:
+    """The dry-run plan (a table of scene, backend, model, seed, seconds of video, estimated cost, cached or
+    why it missed, up to TABLE_MAX scenes; beyond, a summary per backend and cache state, see
+    wanbatch.runs.plan_view), the notes, then what would render and what it would cost, per backend and in
+    total; `plan_out` gets every row as a JSON line."""
     from wanbatch.runs.plan_view import plan_rows, show, write_plan
 
     def state_of(job: Any) -> str:
-        if cache is None:
-            return "new: empty cache"
-        return "cached" if cache.peek(job.key) is not None else cache.explain_miss(job.id, job.material)
+        state = est.why_free.get(job.id)  # cached, or not sent again (the estimate looked each job up once)
+        if state is None:
+            state = cache.explain_miss(job.id, job.material) if cache is not None else "new: empty cache"
+        return state
 
-    rows = plan_rows(plan, state_of, lambda job: job.cost)
-    totals = {"jobs": len(rows), "cached": 0, "to_render": 0, "seconds_to_render": 0.0, "cost": 0.0}
-    for row in rows:
-        if row.cache == "cached":
-            totals["cached"] += 1
-        else:
-            totals["to_render"] += 1
-            totals["seconds_to_render"] += row.seconds
-            totals["cost"] += row.cost or 0.0
+    rows = plan_rows(plan, state_of, lambda job: est.per_scene.get(job.id))
     if plan_out is not None:
         write_plan(plan_out, rows)
     show(rows, plan.project.name, out, table=not brief, written=plan_out is not None)
-    cost = f", est. cost ${totals['cost']:.2f}" if totals["cost"] else ""
+    to_render = sum(c.to_render for c in est.by_backend.values())
+    seconds = sum(c.seconds for c in est.by_backend.values())
+    if not brief:
+        for name, c in sorted(est.by_backend.items()):
+            print(f"cost: {name}: {c.to_render} to render, {c.seconds:.1f} s of video, {c.describe()}", file=out)
+    limit = f" (budget ${budget:.2f})" if budget is not None else ""
+    cached = sum(1 for why in est.why_free.values() if why == "cached")
+    held = len(est.why_free) - cached  # paid already (re-attached) or ambiguous: not sent again
     written = f"; the plan is in {plan_out}" if plan_out is not None else ""
     print(
-        f"{totals['jobs']} scenes: {totals['cached']} cached, {totals['to_render']} to render "
-        f"({totals['seconds_to_render']:.1f} s of video{cost}){written}",
+        f"{len(plan.jobs)} scenes: {cached} cached, {f'{held} not sent again, ' if held else ''}{to_render} to render "
+        f"({seconds:.1f} s of video, est. cost {est.describe()}{limit}){written}",
         file=out,
     )
-    return totals
 
 
 def _print_result(data: Manifest, run_dir: Path, out: TextIO, interrupted: bool) -> None:
@@ -251,4 +296,5 @@ def _print_result(data: Manifest, run_dir: Path, out: TextIO, interrupted: bool)
         print(f"film: {run_dir / data['film']}", file=out)
     for s in data["scenes"]:
         if s["status"] == "failed":
-            print(f"failed: scene `{s['id']}`: {s['error']}", file=out)
+            error = str(s["error"]).removeprefix(f"scene `{s['id']}`: ")  # most errors name their scene already
+            print(f"failed: scene `{s['id']}`: {error}", file=out)

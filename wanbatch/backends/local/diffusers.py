@@ -54,6 +54,20 @@ if TYPE_CHECKING:
     from wanbatch.core.scene import Scene
 
 LOCAL_MODULES = ("torch", "diffusers", "transformers")
+FRAME_FIT = "cover-crop-v1"  # how frames are fitted before the call (pipelines.fit_frames); in the key
+GROUP_OFFLOAD_SINCE = (0, 36)  # DiffusionPipeline.enable_group_offload (diffusers #12283)
+
+
+def diffusers_version() -> tuple[int, ...]:
+    """The installed diffusers' version as numbers (read from its metadata: no import at plan time)."""
+    import importlib.metadata
+    import re
+
+    try:
+        text = importlib.metadata.version("diffusers")
+    except importlib.metadata.PackageNotFoundError:
+        return (0,)
+    return tuple(int(n) for n in re.findall(r"\d+", text.split("+")[0])[:3])
 
 
 def check_options(config: DiffusersConfig, issues: list[Issue]) -> DiffusersConfig:
@@ -146,6 +160,17 @@ class DiffusersBackend(Backend):
                             f"a visible CUDA device (this machine has {n}); use `device: auto` or `cpu`",
                         )
                     )
+        if self.options.offload == "group" and diffusers_version() < GROUP_OFFLOAD_SINCE:
+            found = ".".join(map(str, diffusers_version()))
+            issues.append(
+                Issue(
+                    None,
+                    "backend.offload",
+                    "group",
+                    f"`model` or `sequential` with diffusers {found}: pipeline-level group offloading "
+                    "(`enable_group_offload`) first came in diffusers 0.36; or pip install 'diffusers>=0.36'",
+                )
+            )
         if self.options.offload != "none" and not any(d.startswith("cuda") for d in devices):
             issues.append(
                 Issue(
@@ -214,7 +239,6 @@ class DiffusersBackend(Backend):
         if len(issues) > n_before or size is None or num_frames is None:
             return {}
         width, height = size
-        tier = spec.tier_of(width, height)
         # 5. Availability: offline with the model missing is an error now, not a failed download later
         self._check_available(scene, got, issues)
         guidance = float(scene.guidance_scale) if scene.guidance_scale is not None else spec.guidance_scale
@@ -228,7 +252,9 @@ class DiffusersBackend(Backend):
             "fps": fps,
             "steps": scene.steps or spec.steps,
             "guidance_scale": guidance,
-            "flow_shift": float(scene.flow_shift) if scene.flow_shift is not None else spec.shift_for(tier),
+            "flow_shift": float(scene.flow_shift)
+            if scene.flow_shift is not None
+            else spec.shift_for_size(width, height),
             "seed": scene.seed,
             "max_sequence_length": spec.max_sequence_length,
             "dtype": self.dtype(),
@@ -236,6 +262,11 @@ class DiffusersBackend(Backend):
             "vae_tiling": self.options.vae_tiling,
             "device_type": self.device_type(),  # CPU and CUDA kernels give different pixels
         }
+        if task == "flf2v" or (task == "i2v" and spec.image_encoder):
+            # The frames are fitted to the render size before the call (pipelines.fit_frames): the image encoder
+            # sees another frame than before, and a last frame of another aspect ratio is cropped, not stretched.
+            # A model without an image encoder gets an i2v frame identical to the pipeline's own, so its keys stay.
+            params["frame_fit"] = FRAME_FIT
         if spec.guidance_scale_2 is not None:  # Wan2.2 A14B: one guidance per expert
             params["guidance_scale_2"] = guidance if scene.guidance_scale is not None else spec.guidance_scale_2
         return params
@@ -260,12 +291,22 @@ class DiffusersBackend(Backend):
                 out.append(
                     f"size {params['width']}x{params['height']}: the first frame's aspect ratio "
                     f"({scene.image.width}x{scene.image.height}) within the "
-                    f"{scene.resolution or 'default'} area"
+                    f"{scene.resolution or 'default'} area, in multiples of {self._multiple(scene)}"
                 )
             else:
                 out.append(
                     f"size {params['width']}x{params['height']}: the resolution's default; the chained "
                     "first frame is resized to it (set `width`/`height` to match its parent)"
+                )
+        last, first = scene.last_image, scene.image
+        if params["task"] == "flf2v" and last is not None and last.width and last.height:
+            like = (int(params["width"]), int(params["height"]))
+            if first is not None and first.width and first.height:
+                like = (first.width, first.height)
+            if abs(last.width / last.height - like[0] / like[1]) > 0.01:
+                out.append(
+                    f"last frame {last.width}x{last.height} centre-cropped to the first frame's aspect ratio "
+                    f"({like[0]}x{like[1]}), then resized to {params['width']}x{params['height']}"
                 )
         if "guidance_scale_2" in params:
             out.append(
@@ -279,6 +320,10 @@ class DiffusersBackend(Backend):
 
     def seconds_of_video(self, params: Mapping[str, Any]) -> float:
         return float(params["num_frames"]) / float(params["fps"]) if params else 0.0
+
+    def _multiple(self, scene: Scene) -> int:
+        got = self._resolve(scene)
+        return 16 if isinstance(got, str) else got.spec.size_multiple
 
     @property
     def max_in_flight(self) -> int:

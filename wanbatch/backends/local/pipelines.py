@@ -88,9 +88,10 @@ def _dtype_kwarg() -> str:
     return "dtype"
 
 
-def load_pipeline(spec: LoadSpec, device: str, **components: Any) -> Any:
+def load_pipeline(spec: LoadSpec, device: str, cls: Any = None, **components: Any) -> Any:
     """`from_pretrained` a Wan pipeline and place it on `device` (or set up offloading onto it).
-    `components` replace loaded ones (the xdit workers pass their parallel transformer)."""
+    `components` replace loaded ones (the xdit workers pass their parallel transformer), and `cls` the
+    pipeline class (theirs for CFG parallel)."""
     import torch
 
     dtypes = {
@@ -102,7 +103,7 @@ def load_pipeline(spec: LoadSpec, device: str, **components: Any) -> Any:
     with CONSTRUCTION_LOCK:
         import diffusers
 
-        cls = diffusers_attr(spec.pipeline)
+        cls = cls or diffusers_attr(spec.pipeline)
         # Their per-load tqdm bars would tear through wanbatch's own progress display.
         diffusers.utils.logging.disable_progress_bar()
         with contextlib.suppress(ImportError):
@@ -292,6 +293,44 @@ def with_flow_shift(scheduler: Any, shift: float) -> Any:
     return type(scheduler).from_config(cfg, **{key: float(shift)})
 
 
+def cover_box(size: tuple[int, int], like: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The centred region of an image of `size` with the aspect ratio of `like`: what is left of it once scaled
+    to cover `like` and the overflow cut equally from both sides (Wan2.2 textimage2video.py, xDiT's
+    resize_and_crop_image). Nothing is stretched, nothing padded."""
+    w, h = size
+    tw, th = like
+    scale = max(tw / w, th / h)
+    cw, ch = tw / scale, th / scale
+    left, top = (w - cw) / 2, (h - ch) / 2
+    return (left, top, left + cw, top + ch)
+
+
+def fit_frames(params: Mapping[str, Any], images: Mapping[str, Any], resample: str = "lanczos") -> dict[str, Any]:
+    """The first and last frames at the render size, before the pipeline sees them.
+
+    The first frame is resized to width x height with the pipeline's own resampling (its video processor's
+    `resample`), so the VAE gets exactly the frame it would have made itself, and the image encoder (CLIP)
+    now sees that same frame rather than the file as it was (the diffusers docs resize it likewise). A last
+    frame of another aspect ratio is cut to the first frame's aspect (resize to cover, centre crop), as Wan's
+    FLF2V intends ("last_frame will be cropped & resized to match first_frame"), instead of stretched by the
+    pipeline. Upstream's own code for it is not used: it passes (W, H) where (H, W) is meant and never
+    resizes, padding the frame with grey (Wan2.1 first_last_frame2video.py L204-214; the diffusers docs'
+    `center_crop_resize` copies it)."""
+    from PIL import Image
+
+    size = (int(params["width"]), int(params["height"]))
+    method = getattr(Image.Resampling, resample.upper(), Image.Resampling.LANCZOS)
+    out = dict(images)
+    first = images.get("image")
+    if first is not None:
+        out["image"] = first.resize(size, method)
+    last = images.get("last_image")
+    if last is not None:
+        like = first.size if first is not None else size
+        out["last_image"] = last.resize(size, method, box=cover_box(last.size, like))
+    return out
+
+
 def pipeline_kwargs(params: Mapping[str, Any], images: Mapping[str, Any]) -> dict[str, Any]:
     """The keyword arguments of the diffusers call for canonical `params` (see DiffusersBackend.prepare)."""
     kw: dict[str, Any] = {
@@ -342,14 +381,17 @@ def call_pipeline(
             on_step(i, steps)
             return {}
 
-    # 3. Denoise and decode
+    # 3. The frames at the render size, as the model renders from them
+    processor = getattr(pipe, "video_processor", None)
+    images = fit_frames(params, images, str(getattr(getattr(processor, "config", None), "resample", "lanczos")))
+    # 4. Denoise and decode
     out = pipe(
         **pipeline_kwargs(params, images),
         generator=generator,
         output_type="np",
         callback_on_step_end=callback,
     )
-    # 4. Frames as diffusers would hand them to PIL
+    # 5. Frames as diffusers would hand them to PIL
     return to_uint8(np.asarray(out.frames[0]))
 
 
@@ -360,6 +402,8 @@ __all__ = [
     "LoadSpec",
     "PipelinePool",
     "call_pipeline",
+    "cover_box",
+    "fit_frames",
     "load_images",
     "load_pipeline",
     "pipeline_kwargs",

@@ -18,14 +18,17 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from wanbatch.backends.local.diffusers import DiffusersBackend, _find_spec
+from wanbatch.backends.local.models.registry import MODELS
+from wanbatch.backends.local.models.spec import ModelSpec
 from wanbatch.backends.local.xdit_launch import Degrees, LaunchPlan, launch_plan, plan_degrees, write_job
 from wanbatch.config.backends import DiffusersConfig, XditConfig
-from wanbatch.config.checks import number
+from wanbatch.config.checks import flag, number
 from wanbatch.core.backend import BackendKind, RenderContext, RenderResult
 from wanbatch.errors import Cancelled, Issue, MissingExtraError, RenderError
 
@@ -43,6 +46,8 @@ class Parallel:
     gpus: int | str  # "auto" = every visible CUDA device
     ulysses_degree: int | None  # None: the largest the heads allow
     ring_degree: int | None  # None: the GPUs left over
+    cfg_parallel: bool | str  # "auto": where xDiT's runner has it (I2V), guidance is on and GPUs even
+    parallel_vae: bool  # split the VAE decode over the GPUs (DistVAE)
     timeout_s: float | None
 
     @classmethod
@@ -68,12 +73,22 @@ class Parallel:
             ):
                 value = getattr(defaults, key)
             degrees.append(None if value == "auto" else value)
+        cfg = config.cfg_parallel
+        if cfg != "auto" and not flag(issues, "backend.cfg_parallel", cfg, allowed="auto, true or false"):
+            cfg = defaults.cfg_parallel
+        vae = config.parallel_vae
+        if not flag(issues, "backend.parallel_vae", vae):
+            vae = defaults.parallel_vae
         timeout = config.timeout_s
         if not number(
             issues, "backend.timeout_s", timeout, above=0, nullable=True, allowed="a number of seconds > 0, or null"
         ):
             timeout = defaults.timeout_s
-        return cls(gpus, degrees[0], degrees[1], timeout)
+        return cls(gpus, degrees[0], degrees[1], cfg, vae, timeout)
+
+
+# The checkpoints xDiT registers Wan runners for (the others render with `diffusers`)
+XDIT_MODELS = tuple(name for name, spec in MODELS.items() if spec.xdit_runner)
 
 
 class XditBackend(DiffusersBackend):
@@ -119,28 +134,96 @@ class XditBackend(DiffusersBackend):
                     "`none`: xdit splits the sequence over GPUs, each holds the whole model",
                 )
             )
+        if self.xdit.parallel_vae and _find_spec("distvae") is None:
+            issues.append(
+                Issue(
+                    None,
+                    "backend.parallel_vae",
+                    True,
+                    "false, or install DistVAE (https://github.com/xdit-project/DistVAE), which xDiT splits the "
+                    "VAE decode with",
+                )
+            )
 
     def prepare(self, scene: Scene, issues: list[Issue], *, chained: bool = False) -> dict[str, Any]:
         params = super().prepare(scene, issues, chained=chained)
         if not params:
             return params
         got = self._resolve(scene)
-        heads = 0 if isinstance(got, str) else got.spec.heads
-        deg, problems = self.degrees(heads)
+        if isinstance(got, str):
+            return {}
+        spec = got.spec
+        if spec.kind == "hub" and spec.xdit_runner is None:
+            issues.append(
+                Issue(
+                    scene.id,
+                    "model",
+                    got.ref,
+                    f"a model xDiT has a Wan runner for ({', '.join(XDIT_MODELS)}); `{spec.name}` has none, so it "
+                    "renders on one GPU: use `backend: diffusers` for this scene",
+                )
+            )
+            return {}
+        cfg = self._cfg_degree(spec, params, issues)
+        deg, problems = self.degrees(spec.heads, cfg)
         for option, allowed in problems:
             value = self.gpus() if option == "gpus" else getattr(self.xdit, option, None)
-            issue = Issue(None, f"backend.{option}", value, allowed)
-            if issue not in self._reported:  # one model, one message: not once per scene
-                self._reported.add(issue)
-                issues.append(issue)
+            self._report(issues, Issue(None, f"backend.{option}", value, allowed))
         if deg is None:
             return {}
-        # the split changes the attention kernels' arithmetic, so it is part of what made the pixels
+        # the split changes the attention kernels' arithmetic, so it is part of what made the pixels (cfg and
+        # the VAE split only when on, so renders planned before they existed keep their keys)
         params["parallel"] = {"ulysses": deg.ulysses, "ring": deg.ring}
+        if deg.cfg > 1:
+            params["parallel"]["cfg"] = deg.cfg
+        if self.xdit.parallel_vae:
+            params["parallel"]["vae"] = True
         return params
 
-    def degrees(self, heads: int) -> tuple[Degrees | None, list[tuple[str, str]]]:
-        return plan_degrees(self.gpus(), heads, self.xdit.ulysses_degree, self.xdit.ring_degree)
+    def _cfg_degree(self, spec: ModelSpec, params: Mapping[str, Any], issues: list[Issue]) -> int:
+        """2 where CFG parallel runs (xDiT's I2V pipeline, guidance on, an even GPU count), else 1. Asked for
+        where it cannot run, it is a plan-time issue (reported once); `auto` just leaves it off."""
+        option = self.xdit.cfg_parallel
+        if option is False:
+            return 1
+        guided = params["guidance_scale"] > 1 and params.get("guidance_scale_2", 2.0) > 1
+        if params["task"] != "i2v" or not spec.xdit_cfg_parallel:
+            if option is True:
+                runners = ", ".join(n for n, s in MODELS.items() if s.xdit_cfg_parallel)
+                allowed = (
+                    f"false or auto for `{spec.name}` {params['task']}: xDiT splits classifier-free guidance only "
+                    f"in its image-to-video pipeline ({runners})"
+                )
+                self._report(issues, Issue(None, "backend.cfg_parallel", True, allowed))
+            return 1
+        if not guided:
+            return 1  # no unconditional pass to run beside the conditional one
+        if option == "auto" and (self.gpus() < 2 or self.gpus() % 2):
+            return 1
+        return 2
+
+    def _report(self, issues: list[Issue], issue: Issue) -> None:
+        if issue not in self._reported:  # one option, one message: not once per scene
+            self._reported.add(issue)
+            issues.append(issue)
+
+    def notes(self, scene: Scene, params: Mapping[str, Any]) -> list[str]:
+        out = super().notes(scene, params)
+        par = params.get("parallel") if params else None
+        if par:
+            deg = Degrees(par["ulysses"], par["ring"], par.get("cfg", 1))
+            vae = "split over the GPUs (DistVAE)" if par.get("vae") else "on each GPU whole"
+            out.append(f"xDiT on {deg.describe()}; VAE decode {vae}")
+            got = self._resolve(scene)
+            if not isinstance(got, str) and got.spec.xdit_runner is None:
+                out.append(
+                    f"`{got.spec.name}` is not a model xDiT has a Wan runner for: wanbatch's own wrapping, "
+                    "untested by xDiT"
+                )
+        return out
+
+    def degrees(self, heads: int, cfg: int = 1) -> tuple[Degrees | None, list[tuple[str, str]]]:
+        return plan_degrees(self.gpus(), heads, self.xdit.ulysses_degree, self.xdit.ring_degree, cfg)
 
     def visible_gpus(self) -> int:
         if _find_spec("torch") is None:
@@ -167,7 +250,7 @@ class XditBackend(DiffusersBackend):
     def launch(self, job: Job, ctx: RenderContext, *, frames_out: Path | None = None) -> tuple[LaunchPlan, Path]:
         """Write the job file into the scratch folder; return the launch plan and where the clip will be."""
         par = job.params["parallel"]
-        deg = Degrees(par["ulysses"], par["ring"])
+        deg = Degrees(par["ulysses"], par["ring"], par.get("cfg", 1))
         audio = job.inputs.get("audio")
         out = ctx.workdir / "clip.mp4"
         job_file = write_job(
@@ -180,6 +263,7 @@ class XditBackend(DiffusersBackend):
             encode=ctx.encode.identity(),
             degrees=deg,
             frames_out=frames_out,
+            parallel_vae=bool(par.get("vae")),
         )
         visible = None
         if isinstance(self.options.device, (list, tuple)):
@@ -203,6 +287,8 @@ class XditBackend(DiffusersBackend):
                 "gpus": plan.nproc,
                 "ulysses_degree": par["ulysses"],
                 "ring_degree": par["ring"],
+                "cfg_degree": par.get("cfg", 1),
+                "parallel_vae": bool(par.get("vae")),
             },
         )
 

@@ -9,7 +9,10 @@ goes) and runs::
 Every rank loads the pipeline with xfuser's sequence-parallel Wan transformer
 (`xFuserWanTransformer3DWrapper`: Ulysses all-to-all and ring attention over the token sequence),
 renders with the same `call_pipeline` as the diffusers backend (same CPU-seeded noise), and rank 0
-encodes the clip. xfuser is imported only inside the worker: its import needs CUDA.
+encodes the clip. Where xDiT has them for the model, its own speed features are used: CFG parallel (the
+conditional and unconditional passes on two halves of the GPUs) through its image-to-video pipeline
+`xFuserWanImageToVideoPipeline`, and a VAE decode split over the GPUs with DistVAE (`parallel_vae`). xfuser
+is imported only inside the worker: its import needs CUDA.
 
 The launch plan and the degree rules are plain functions, tested without a GPU.
 """
@@ -28,26 +31,37 @@ MIN_XFUSER = "0.5.0"  # first release with xFuserWanTransformer3DWrapper
 
 @dataclass(frozen=True)
 class Degrees:
-    """How the GPUs split one render's token sequence: `ulysses` x `ring` ranks."""
+    """How the GPUs split one render: `cfg` groups (2: the conditional and unconditional passes side by side),
+    each splitting the token sequence over `ulysses` x `ring` ranks."""
 
     ulysses: int
     ring: int
+    cfg: int = 1
 
     @property
     def world(self) -> int:
-        return self.ulysses * self.ring
+        return self.ulysses * self.ring * self.cfg
+
+    def describe(self) -> str:
+        return f"{self.world} GPUs: ulysses {self.ulysses} x ring {self.ring} x cfg {self.cfg}"
 
 
 def plan_degrees(
-    gpus: int, heads: int, ulysses: int | None = None, ring: int | None = None
+    gpus: int, heads: int, ulysses: int | None = None, ring: int | None = None, cfg: int = 1
 ) -> tuple[Degrees | None, list[tuple[str, str]]]:
     """Check (or choose, where None) the Ulysses and ring degrees for `gpus` GPUs and a transformer with
-    `heads` attention heads (0 = unknown, not checked). Returns (degrees, problems), a problem being
-    (option, what is allowed); degrees is None when there is a problem. The rules: ulysses x ring ==
-    gpus, and the Ulysses degree divides the heads (each rank attends over heads / ulysses of them
-    for the whole sequence, after an all-to-all)."""
+    `heads` attention heads (0 = unknown, not checked), with `cfg` GPU groups for CFG parallel. Returns
+    (degrees, problems), a problem being (option, what is allowed); degrees is None when there is a problem.
+    The rules: cfg x ulysses x ring == gpus, and the Ulysses degree divides the heads (each rank attends over
+    heads / ulysses of them for the whole sequence, after an all-to-all)."""
     if gpus < 1:
         return None, [("gpus", f"at least one GPU (found {gpus})")]
+    if cfg > 1:
+        if gpus % cfg:
+            return None, [("cfg_parallel", f"false or auto with {gpus} GPUs: CFG parallel needs an even count")]
+        deg, problems = plan_degrees(gpus // cfg, heads, ulysses, ring)
+        problems = [(o, m.replace("GPU count", "GPUs per CFG half")) for o, m in problems]
+        return (None if deg is None else Degrees(deg.ulysses, deg.ring, cfg)), problems
     problems = [
         (name, f"`{name}` >= 1, not {value}")
         for name, value in (("ulysses_degree", ulysses), ("ring_degree", ring))
@@ -139,10 +153,12 @@ def write_job(
     out: Path,
     encode: Mapping[str, Any],
     degrees: Degrees,
+    parallel_vae: bool,  # from the job's params (`parallel.vae`), as the key saw it
     frames_out: Path | None = None,
 ) -> Path:
     """The job file a worker reads: everything it needs, nothing it must look up."""
     doc = {
+        "parallel_vae": parallel_vae,
         "load": asdict(load),
         "params": dict(params),
         "images": {k: str(v) for k, v in images.items()},
@@ -186,9 +202,15 @@ def run_worker(job: Mapping[str, Any]) -> int:
         return 3
     load = LoadSpec(**job["load"])
     deg = Degrees(**job["degrees"])
+    parallel_vae = bool(job.get("parallel_vae"))
 
-    # 2. The process group and xfuser's parallel state (ranks, Ulysses and ring groups)
-    engine_args = xFuserArgs(model=load.source, ulysses_degree=deg.ulysses, ring_degree=deg.ring)
+    # 2. The process group and xfuser's parallel state (ranks; CFG, Ulysses, ring and VAE groups)
+    features: dict[str, Any] = {}
+    if deg.cfg > 1:
+        features["use_cfg_parallel"] = True
+    if parallel_vae:
+        features["use_parallel_vae"] = True
+    engine_args = xFuserArgs(model=load.source, ulysses_degree=deg.ulysses, ring_degree=deg.ring, **features)
     engine_config, _input_config = engine_args.create_config()
     local_rank = get_world_group().local_rank
     device = "cpu"  # only where there is no CUDA at all: the worker's own tests
@@ -208,8 +230,15 @@ def run_worker(job: Mapping[str, Any]) -> int:
                 local_files_only=load.local_files_only,
                 **{_dtype_kwarg(): torch_dtype(load.dtype)},
             )
-    pipe = load_pipeline(load, device, **components)
+    cls = None
+    if deg.cfg > 1:  # CFG parallel lives in xDiT's own image-to-video pipeline, not in the transformer
+        from xfuser.model_executor.pipelines.pipeline_wan_i2v import xFuserWanImageToVideoPipeline
+
+        cls = xFuserWanImageToVideoPipeline
+    pipe = load_pipeline(load, device, cls=cls, **components)
     initialize_runtime_state(pipe, engine_config)
+    if parallel_vae:
+        _split_vae_decode(pipe)
 
     # 4. Render: the same call, the same CPU-seeded noise as the diffusers backend
     images = load_images({k: Path(v) for k, v in job["images"].items()})
@@ -229,6 +258,17 @@ def run_worker(job: Mapping[str, Any]) -> int:
     dist.barrier()
     get_runtime_state().destroy_distributed_env()
     return 0
+
+
+def _split_vae_decode(pipe: Any) -> None:
+    """The VAE decode split over xfuser's VAE group with DistVAE's adapter, as xDiT's Wan runners do (its Wan
+    adapter where this DistVAE has it, else the generic one)."""
+    from distvae.modules.adapters.vae import decoder_adapters
+    from xfuser.core.distributed.parallel_state import get_vae_parallel_group
+
+    adapter = getattr(decoder_adapters, "WanDecoderAdapter", None) or decoder_adapters.DecoderAdapter
+    group = get_vae_parallel_group().device_group
+    pipe.vae.decoder = adapter(pipe.vae.decoder, vae_group=group).to(pipe.vae.device)
 
 
 def _model_index(load: Any) -> dict[str, Any]:

@@ -50,6 +50,7 @@ class AimlWan27I2V(RemoteBackend):
         check_media(self, scene, issues, "image", "image_url", send_as="either", required=True, chained=chained)
         check_media(self, scene, issues, "audio", "audio_url", send_as="url")
         resolution = choice(scene, issues, "resolution", scene.resolution, ["720P", "1080P"])
+        expand = True if scene.prompt_extend is None else scene.prompt_extend
         return drop_none(
             {
                 "prompt": text(scene, issues, "prompt", required=True),
@@ -57,7 +58,11 @@ class AimlWan27I2V(RemoteBackend):
                 "resolution": (resolution or "1080P").lower(),
                 # The doc hides its duration enum: 2-15 s are sent, and the server has the last word.
                 "duration": whole_seconds(scene, issues, range(2, 16), 10, "from 2 to 15"),
-                "enable_prompt_expansion": True if scene.prompt_extend is None else scene.prompt_extend,
+                "enable_prompt_expansion": expand,
+                # The doc lists `enhance_prompt` beside it, described the same way and also true by default
+                # (L56-65): a `prompt_extend: false` must turn off both. Kept out of the key when true, as
+                # before it was sent (the server's default was true then too).
+                "enhance_prompt": None if expand else False,
                 "watermark": False if scene.watermark is None else scene.watermark,
                 "seed": in_range(scene, issues, "seed", scene.seed, 0, SEED_MAX),
             }
@@ -68,6 +73,7 @@ class AimlWan27I2V(RemoteBackend):
         body = {
             "model": self.model,
             **job.params,
+            "enhance_prompt": job.params["enable_prompt_expansion"],
             "image_url": self.media_url(image) if image.url else self.image_data(image),
         }
         if "audio" in job.inputs:

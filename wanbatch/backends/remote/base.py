@@ -2,9 +2,12 @@
 
 A remote render is one procedure, `RemoteBackend.render`:
 
-    1. re-attach to the request id in the journal, or submit. A submit is retried only where it cannot
-       have been accepted (connection refused, 429, 503); an ambiguous one (a timeout after sending) is
-       reconciled against the provider's request list where there is one, and otherwise reported.
+    1. re-attach to the request id in the journal, or submit. The journal holds the submit before it is sent
+       (`submitting`), so a process killed mid-submit leaves a trace. A submit is retried only where it cannot
+       have been accepted (connection refused, a connection broken before the body was written, 429, 503); an
+       ambiguous one (its answer lost after the body was sent) is looked up in the provider's request list
+       where there is one; when that does not settle it, the scene fails as ambiguous and is sent again only
+       when the user says so (`resubmit_ambiguous`): never twice on wanbatch's own guess.
     2. write the id to the journal before the first poll, so a crashed run re-attaches instead of paying twice
     3. poll until a final state: first when the job is due, then at the provider's `eta` hint or on a backoff
     4. download the video into the job's workdir and check it (status 200, type, full length, container)
@@ -14,6 +17,7 @@ the answers, and the plan-time mapping of scene fields. The rest lives one conce
 
     remote_settings.py   the backend's options (typed by RemoteConfig) checked before anything is sent
     remote_scene.py      plan time: a scene's fields against what the model takes
+    ambiguous.py         a submit that may have been accepted: the error, the payload summary
     remote_secrets.py    the API key is redacted from every message and log line
     remote_limits.py     jobs in flight and API calls per second, per provider account
     remote_http.py       the HTTP client, and retries that never pay twice
@@ -41,6 +45,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httpx
 
+from wanbatch.backends.remote.ambiguous import AmbiguousSubmit, summarize, utc
 from wanbatch.backends.remote.download import download
 from wanbatch.backends.remote.http import Api, _Ambiguous
 from wanbatch.backends.remote.limits import ProviderPool
@@ -48,10 +53,10 @@ from wanbatch.backends.remote.run import Gone, Run
 from wanbatch.backends.remote.secrets import redact, register_secret
 from wanbatch.backends.remote.settings import check_settings
 from wanbatch.backends.remote.uploader import Uploader
-from wanbatch.config.backends import RemoteConfig
+from wanbatch.config.backends import PollConfig, RemoteConfig
 from wanbatch.core.backend import Backend, BackendKind, RenderContext, RenderResult
 from wanbatch.core.media import Media
-from wanbatch.errors import DownloadError, Issue, ProviderError, RenderError
+from wanbatch.errors import Cancelled, DownloadError, Issue, ProviderError, RenderError
 
 if TYPE_CHECKING:
     from wanbatch.core.job import Job
@@ -60,8 +65,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("wanbatch.remote")
 
 
-class AmbiguousSubmit(RenderError):
-    """A submit may have been accepted but its id never came back, and no request list could settle it."""
+class NotListed(Exception):
+    """The provider's request list does not settle an ambiguous submit (the message says why)."""
 
 
 #: Where a request stands at its provider; `Status.raw` keeps the provider's own word.
@@ -91,6 +96,7 @@ class RemoteBackend(Backend):
     takes: ClassVar[frozenset[str]]  # the scene fields this model maps; others must be unset
     gives_eta: ClassVar[bool] = False  # a status answer says when the job will be done (Novita's `eta`)
     can_list: ClassVar[bool] = False  # the provider lists requests, so an ambiguous submit can be reconciled
+    clock_skew_s: ClassVar[float] = 60.0  # between this machine's clock and the provider's timestamps
 
     def __init__(self, config: RemoteConfig, *, client: httpx.Client | None = None):
         super().__init__(config)
@@ -141,9 +147,13 @@ class RemoteBackend(Backend):
     def read_status(self, data: Any, request_id: str) -> Status:
         """A poll answer in wanbatch's words (raise ProviderError on a shape not understood)."""
 
-    def find_submitted(self, run: Run, body: Mapping[str, Any], since: float) -> str | None:
-        """The id of a request matching `body` submitted after `since` (only where `can_list`)."""
-        return None
+    def find_submitted(
+        self, run: Run, params: Mapping[str, Any], window: tuple[float, float], exclude: frozenset[str]
+    ) -> str:
+        """The id of the one listed request for a job with these `params` (its payload without the media),
+        created within `window` (Unix seconds) and not in `exclude` (ids other jobs hold). Raise NotListed
+        saying why when the list does not show exactly one (only where `can_list`)."""
+        raise NotListed(f"{self.provider_title} cannot list requests")
 
     # -- plan time (the scene mapping itself is in remote_scene.py) --------------------------------
     def check_ready(self, issues: list[Issue]) -> None:
@@ -253,14 +263,12 @@ class RemoteBackend(Backend):
     # 1. Re-attach or submit -----------------------------------------------------------------------
     def _journalled(self, run: Run) -> str | None:
         entry = run.ctx.journal.get(run.job.key) or {}
+        if entry.get("backend") != self.name:
+            return None
         request_id = entry.get("request_id")
-        if entry.get("backend") != self.name or not request_id:
-            if entry.get("state") == "ambiguous":
-                self._note(
-                    run,
-                    f"an earlier submit of scene `{run.job.id}` was ambiguous "
-                    f"({entry.get('submitted_at_utc', 'time unknown')}); submitting again as asked",
-                )
+        if not request_id:
+            if entry.get("state") in ("submitting", "ambiguous"):
+                return self._earlier_submit(run, entry)
             return None
         run.reattached = True
         run.ctx.status(f"re-attaching to {request_id}")
@@ -273,14 +281,59 @@ class RemoteBackend(Backend):
         )
         return str(request_id)
 
+    def _earlier_submit(self, run: Run, entry: Mapping[str, Any]) -> str | None:
+        """An earlier run sent this job and never learned its id (its answer was lost, or the process died
+        mid-submit). Find it in the request list; else submit again only if the user said so."""
+        sent_at = float(entry.get("submitted_at") or 0.0)
+        summary = entry.get("payload_summary") or {}
+        # A process killed mid-submit left no end time: the provider took it within a submit's retries.
+        window = (sent_at, sent_at + self.config.retries.total_s)
+        found, why = self._look_up(run, window) if self.can_list else (None, "")
+        if found:
+            self._record(run, request_id=found, state="submitted")
+            self._note(run, f"an earlier submit of scene `{run.job.id}` was ambiguous; {why}")
+            return found
+        if run.job.resubmit_ambiguous:
+            self._note(
+                run,
+                f"an earlier submit of scene `{run.job.id}` ({entry.get('submitted_at_utc', 'time unknown')}) "
+                "was ambiguous; submitting it again, as `resubmit_ambiguous` asks",
+            )
+            return None
+        reason = str(entry.get("reason") or "the process ended before its answer came")
+        raise AmbiguousSubmit.for_scene(
+            run.job.id,
+            self.provider_title,
+            self.model,
+            sent_at,
+            summary,
+            why=reason + (f"; {why}" if why else ""),
+            earlier=True,
+        )
+
     def _submit(self, run: Run) -> tuple[str, float]:
         """Submit the job; returns its request id and when the provider had it (time.monotonic())."""
         body = self.body(run.job)
-        since = time.time()
+        sent_at = time.time()
+        summary = summarize(body)
+        # Written ahead: a process killed while the request is out leaves a trace that a rerun honours.
+        self._record(
+            run,
+            request_id=None,
+            state="submitting",
+            submitted_at=sent_at,
+            submitted_at_utc=utc(sent_at),
+            payload_summary=summary,
+        )
         try:
             request_id = self._send(run, body)
         except _Ambiguous as amb:
-            request_id = self._reconcile(run, body, since, amb)
+            request_id = self._settle(run, sent_at, summary, str(amb))
+        except RenderError:
+            # Refused (4xx), never sent (retries of safe errors ran out) or cancelled between attempts: the
+            # provider has nothing, so a rerun submits it afresh.
+            run.ctx.journal.remove(run.job.key)
+            raise
         taken = time.monotonic()  # before the journal write: the job's clock at the provider is running
         # 2. The id goes to the journal before the first poll.
         self._record(run, request_id=request_id, state="submitted", submitted_at=time.time())
@@ -296,53 +349,63 @@ class RemoteBackend(Backend):
         except ProviderError as exc:  # accepted (2xx) but its id cannot be read: as good as unknown
             raise _Ambiguous(str(exc)) from None
 
-    def _reconcile(self, run: Run, body: Mapping[str, Any], since: float, amb: _Ambiguous) -> str:
+    def _settle(self, run: Run, sent_at: float, summary: dict[str, Any], reason: str) -> str:
+        """An ambiguous submit: its id from the request list, or AmbiguousSubmit. Never sent again here."""
+        self._record(run, state="ambiguous", reason=reason)
+        why = f"{self.provider_title} cannot list requests to check"
         if self.can_list:
-            for attempt in range(2):
-                if attempt:
-                    run.wait(self.config.retries.reconcile_wait_s)
-                found = self.find_submitted(run, body, since)
-                if found:
-                    run.reconciled = True
-                    self._note(
-                        run,
-                        f"the submit of scene `{run.job.id}` was ambiguous ({amb}); "
-                        f"found it in {self.provider_title}'s request list as {found}",
-                    )
-                    return found
-            self._note(
-                run,
-                f"the submit of scene `{run.job.id}` was ambiguous ({amb}) and is not in "
-                f"{self.provider_title}'s request list, so it was not accepted; sending it again",
-            )
-            try:
-                return self._send(run, body)
-            except _Ambiguous as again:
-                amb = again
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(since))
-        self._record(run, request_id=None, state="ambiguous", submitted_at_utc=stamp)
-        raise AmbiguousSubmit(
-            f"scene `{run.job.id}`: the submit to {self.provider_title} may have been accepted ({amb}), "
-            "but no request id came back. Nothing was resubmitted, so nothing is paid twice. Check your "
-            f"{self.provider_title} requests for model {self.model} made around {stamp}; "
-            "a rerun submits again."
+            found, why = self._look_up(run, (sent_at, time.time()))
+            if found:
+                run.reconciled = True
+                self._note(run, f"the submit of scene `{run.job.id}` was ambiguous ({reason}); {why}")
+                return found
+        raise AmbiguousSubmit.for_scene(
+            run.job.id, self.provider_title, self.model, sent_at, summary, why=f"{reason}; {why}"
         )
+
+    def _look_up(self, run: Run, window: tuple[float, float]) -> tuple[str | None, str]:
+        """(request id, how it was found) or (None, why the list does not settle it). Lists twice: a list
+        may lag a moment behind a submit."""
+        skew = self.clock_skew_s
+        widened = (window[0] - skew, window[1] + skew)
+        exclude = frozenset(
+            str(e["request_id"])
+            for k, e in run.ctx.journal.items()
+            if k != run.job.key and e.get("provider") == self.provider and e.get("request_id")
+        )
+        why = ""
+        for attempt in range(2):
+            if attempt:
+                run.wait(self.config.retries.reconcile_wait_s)
+            try:
+                found = self.find_submitted(run, run.job.params, widened, exclude)
+            except NotListed as exc:
+                why = str(exc)
+                continue
+            except RenderError as exc:  # the list itself failed (after retries): it proves nothing
+                if isinstance(exc, Cancelled):
+                    raise
+                why = f"listing {self.provider_title}'s requests failed ({exc})"
+                continue
+            return found, f"found it in {self.provider_title}'s request list as {found}"
+        return None, why
 
     # 3. Poll --------------------------------------------------------------------------------------
     def _poll(self, run: Run, request_id: str, submitted_at: float | None) -> Status:
-        """Poll until a final state. The first poll is due when such a job is expected to be done (see
-        `_first_poll`; at once for a journalled one, which may be long done); then at the provider's `eta` hint,
-        else on a growing interval. Jitter only ever delays a poll: one before the job can be done is a wasted
-        call. A job seen done teaches the journal how long such jobs take."""
+        """Poll until a final state, on `PollSchedule`: the first poll when such a job is expected to be done
+        (see `_first_poll`; at once for a journalled one, which may be long done), then at the provider's `eta`
+        hint, else on a growing interval. A job seen done teaches the journal how long such jobs take."""
         p = self.config.poll
         kind = self.render_kind(run.job)
         deadline = time.monotonic() + p.timeout_s
         if submitted_at is None:
-            due, interval = time.monotonic(), p.interval_s
+            schedule = PollSchedule(p)
+            due = time.monotonic()
             run.first_poll = {"based_on": "journal: re-attached to a request sent earlier"}
         else:
-            after, interval, run.first_poll = self._first_poll(run.ctx.journal, kind)
-            due = submitted_at + _jittered(after, p.jitter)
+            after, run.first_poll = self._first_poll(run.ctx.journal, kind)
+            schedule = PollSchedule(p, first_s=after)
+            due = submitted_at + schedule.first()
         first = True
         running_at: float | None = None  # when a poll last found the job running, and its eta then
         eta: float | None = None
@@ -371,12 +434,7 @@ class RemoteBackend(Backend):
                     f"scene `{run.job.id}`: request {request_id} is still `{status.raw}` after "
                     f"{p.timeout_s:g}s; its id stays in the journal, so a rerun re-attaches to it"
                 )
-            if status.eta_s is not None:
-                # a little past the hint: a poll a moment early would wait min_interval_s for the next
-                delay = min(max(status.eta_s * 1.02 + 0.05, p.min_interval_s), p.max_interval_s)
-            else:
-                delay, interval = interval, min(interval * p.backoff, p.max_interval_s)
-            due = time.monotonic() + _jittered(delay, p.jitter)
+            due = time.monotonic() + schedule.next(status.eta_s)
 
     def render_kind(self, job: Job) -> str:
         """What makes jobs take alike long at a provider: backend, model, seconds of video and the parameters
@@ -388,25 +446,23 @@ class RemoteBackend(Backend):
         ]
         return "/".join([self.name, self.model, f"{job.seconds:g}s", *shape])
 
-    def _first_poll(self, journal: Any, kind: str) -> tuple[float, float, dict[str, Any]]:
-        """When to poll first (seconds after the provider took the job), the interval to grow from if the job
-        is still running then, and what the choice was based on (for the manifest). In order: the median render
-        time wanbatch has observed for such jobs; else, for a provider that gives an `eta`, an early poll
-        (`min_interval_s`) to read it; else the user's `poll.initial_s`. `poll.learn: false` keeps initial_s."""
+    def _first_poll(self, journal: Any, kind: str) -> tuple[float, dict[str, Any]]:
+        """When to poll first (seconds after the provider took the job) and what that was based on (for the
+        manifest). In order: the median render time wanbatch has observed for such jobs; else, for a provider
+        that gives an `eta`, an early poll (`min_interval_s`) to read it; else the user's `poll.initial_s`.
+        `poll.learn: false` keeps initial_s. Later polls keep the user's interval and backoff."""
         p = self.config.poll
         if p.learn:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # a journal that cannot say: as if nothing were known
                 expected = journal.expected(kind)
                 if expected is not None:
                     after = min(max(expected, p.min_interval_s), p.timeout_s)
-                    # still running then: it is close, so look again soon, backing off from a tenth of it
-                    interval = min(max(expected / 10, p.min_interval_s), p.interval_s)
                     basis = {"based_on": "observed render times", "kind": kind, "expected_s": expected}
-                    return after, interval, {**basis, "after_s": round(after, 3)}
+                    return after, {**basis, "after_s": round(after, 3)}
             if self.gives_eta:
                 after = min(p.min_interval_s, p.initial_s)
-                return after, p.interval_s, {"based_on": "provider eta, asked early", "after_s": after}
-        return p.initial_s, p.interval_s, {"based_on": "poll.initial_s", "after_s": p.initial_s}
+                return after, {"based_on": "provider eta, asked early", "after_s": after}
+        return p.initial_s, {"based_on": "poll.initial_s", "after_s": p.initial_s}
 
     # -- the journal and notes -----------------------------------------------------------------------
     def _record(self, run: Run, **fields: Any) -> None:
@@ -432,8 +488,29 @@ def _render_time(done_after: float, running_at: float | None, eta: float | None,
     return (since + done_after) / 2
 
 
+class PollSchedule:
+    """When the polls of one job fall: `first()` after the submit, then `next(eta)` after each answer that
+    says it is still running. Jitter only ever delays a poll: one before the job can be done is wasted.
+    `first_s`: when the first poll is due (default `initial_s`; see RemoteBackend._first_poll)."""
+
+    def __init__(self, poll: PollConfig, first_s: float | None = None):
+        self.p = poll
+        self.interval = poll.interval_s
+        self.first_s = poll.initial_s if first_s is None else first_s
+
+    def first(self) -> float:
+        return _jittered(self.first_s, self.p.jitter)
+
+    def next(self, eta_s: float | None) -> float:
+        if eta_s is not None:  # the provider's hint, within bounds; a little past it, since a poll a moment
+            # early would wait min_interval_s for the next
+            return _jittered(min(max(eta_s * 1.02 + 0.05, self.p.min_interval_s), self.p.max_interval_s), self.p.jitter)
+        delay, self.interval = self.interval, min(self.interval * self.p.backoff, self.p.max_interval_s)
+        return _jittered(delay, self.p.jitter)
+
+
 def _jittered(seconds: float, jitter: float) -> float:
     return seconds * (1 + random.uniform(0, jitter))
 
 
-__all__ = ["AmbiguousSubmit", "RemoteBackend", "Status"]
+__all__ = ["AmbiguousSubmit", "NotListed", "PollSchedule", "RemoteBackend", "Status"]

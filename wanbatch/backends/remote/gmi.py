@@ -3,7 +3,8 @@
     POST {base}{path}                  {"model": ID, "payload": {...}}  -> {"request_id", "status": "queued"}
     GET  {base}{path}/{request_id}     -> {"status": queued|processing|success|failed|cancelled,
                                            "outcome": {"video_url", "thumbnail_image_url"}}
-    GET  {base}{path}?model_id=ID      -> the account's requests: reconciles an ambiguous submit
+    GET  {base}{path}?model_id=ID      -> the account's requests (answer undocumented): may settle an
+                                          ambiguous submit, never proves one was not accepted
 
 The path defaults to doc 3's `/api/v1/ie/requestqueue/apikey/requests` for all three models (docs 1 and 2
 show `/api/v1/apikey/requests` on a placeholder host); both host and path are config.
@@ -15,7 +16,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
-from wanbatch.backends.remote.base import RemoteBackend, Status
+from wanbatch.backends.remote.ambiguous import utc
+from wanbatch.backends.remote.base import NotListed, RemoteBackend, Status
 from wanbatch.backends.remote.run import Run
 from wanbatch.backends.remote.scene import (
     SEED_MAX,
@@ -49,6 +51,9 @@ class _Gmi(RemoteBackend):
         """The model's `payload`: the planned params plus the media fields."""
         raise NotImplementedError
 
+    def resolution_of(self, params: Mapping[str, Any]) -> str | None:
+        return super().resolution_of(params) or "720P"  # Wan 2.1 on GMI: fixed at 1280x720
+
     def body(self, job: Job) -> dict[str, Any]:
         return {"model": self.model, "payload": self.payload(job)}
 
@@ -76,22 +81,41 @@ class _Gmi(RemoteBackend):
             status=str(raw),
         )
 
-    def find_submitted(self, run: Run, body: Mapping[str, Any], since: float) -> str | None:
+    def find_submitted(
+        self, run: Run, params: Mapping[str, Any], window: tuple[float, float], exclude: frozenset[str]
+    ) -> str:
+        """GMI documents the list's URL, not its answer: read `{"requests": [...]}` or a bare list, and match an
+        item on fields GMI documents for a request (`model`, `created_at` in Unix seconds, and where the item
+        echoes its `payload`, that payload's plain fields). Image data is never compared: no document says the
+        list echoes it. Anything else settles nothing."""
         data = self.api.call(run, "GET", self.api_url(), what="request list", params={"model_id": self.model})
         items = data.get("requests") if isinstance(data, dict) else data
         if not isinstance(items, list):
-            return None
-        # Same payload (prompt, seed, image data...), created after this submit began (1 min clock skew).
+            keys = sorted(data) if isinstance(data, dict) else type(data).__name__
+            raise NotListed(f"{self.provider_title}'s request list answered in a shape wanbatch does not read ({keys})")
+        lo, hi = window
         matches = [
-            it
+            str(it["request_id"])
             for it in items
             if isinstance(it, dict)
-            and it.get("payload") == body["payload"]
-            and float(it.get("created_at") or 0) >= since - 60
             and isinstance(it.get("request_id"), str)
+            and it["request_id"] not in exclude
+            and it.get("model") == self.model
+            and _created_within(it.get("created_at"), lo, hi)
+            and _same_plain_fields(it.get("payload"), params)
         ]
-        matches.sort(key=lambda it: float(it.get("created_at") or 0))
-        return str(matches[-1]["request_id"]) if matches else None
+        span = f"{utc(lo)} - {utc(hi)}"
+        if not matches:
+            raise NotListed(
+                f"{self.provider_title}'s request list ({len(items)} items) shows no request of {self.model} "
+                f"with this payload created in {span}; a list may lag or leave requests out, so that proves nothing"
+            )
+        if len(matches) > 1:
+            raise NotListed(
+                f"{len(matches)} requests of {self.model} created in {span} match "
+                f"({', '.join(matches[:5])}); wanbatch cannot tell which one is this scene's"
+            )
+        return matches[0]
 
     # -- shared scene mapping ------------------------------------------------------------------------
     def fixed_720p(self, scene: Scene, issues: list[Issue]) -> None:
@@ -228,6 +252,18 @@ def _check_driving_audio(scene: Scene, issues: list[Issue], media: Media | None)
         issues.append(Issue(scene.id, "audio", media.describe(), f"3 to 30 s of audio (it has {media.duration:.1f} s)"))
     if (media.size_bytes or 0) > 15 * 2**20:
         issues.append(Issue(scene.id, "audio", media.describe(), "an audio file of at most 15 MB"))
+
+
+def _created_within(value: Any, lo: float, hi: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= float(value) <= hi
+
+
+def _same_plain_fields(echo: Any, params: Mapping[str, Any]) -> bool:
+    """An item without a `payload` echo cannot be told apart by it (the time window and model decide); one
+    with it must agree on every plain field it echoes."""
+    if not isinstance(echo, dict):
+        return True
+    return all(echo[k] == v for k, v in params.items() if k in echo)
 
 
 def _reason(data: Mapping[str, Any]) -> str | None:

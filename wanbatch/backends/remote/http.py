@@ -2,13 +2,19 @@
 
 What is retried, and why:
 
-    the request never left (connect error, connect/pool timeout)   retried, submit included
+    the request never left: a connect error or connect/pool        retried, submit included
+    timeout, or a connection that broke before the whole body
+    was written (httpcore's trace says how far the request got)
     429 and 503                                                    retried, submit included: refused before
                                                                    acceptance (a Retry-After is honoured)
     500, 502, 504, other transport errors, a 2xx that is not JSON  retried on reads; on a submit the job may
                                                                    have been accepted: `_Ambiguous`, which the
                                                                    life cycle reconciles or reports
     any other 4xx                                                  ProviderError at once, with the provider's reason
+
+Connections are opened gradually (`Ramp`): a client starts with `connection_ramp` calls at once and may run
+one more for every answered call (TCP's slow start, for connections), so fifty submits at once do not open
+fifty connections in the same instant: a burst a provider's front end may answer with resets.
 
 Example::
 
@@ -18,12 +24,13 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -33,7 +40,7 @@ from wanbatch.backends.remote.limits import ProviderPool
 from wanbatch.backends.remote.run import Run
 from wanbatch.backends.remote.secrets import redact, register_secret
 from wanbatch.config.backends import RemoteConfig
-from wanbatch.errors import ProviderError, RenderError
+from wanbatch.errors import Cancelled, ProviderError, RenderError
 
 log = logging.getLogger("wanbatch.remote")
 
@@ -58,6 +65,63 @@ class _Malformed(Exception):
 
 class _Ambiguous(Exception):
     """A submit whose outcome is unknown: it may have been accepted."""
+
+
+class _Sent:
+    """httpcore's trace of one request: whether its body was written whole. A connection that breaks before
+    that cannot have delivered a request the server could act on, so the call is safe to repeat."""
+
+    BODY_DONE = ("http11.send_request_body.complete", "http2.send_request_body.complete")
+
+    def __init__(self) -> None:
+        self.traced = False  # a transport that does not trace (a mock) proves nothing
+        self.body_written = False
+
+    def __call__(self, name: str, info: Mapping[str, Any]) -> None:
+        self.traced = True
+        if name in self.BODY_DONE:
+            self.body_written = True
+
+    def never_left(self, exc: Exception) -> bool:
+        return isinstance(exc, SAFE_TRANSPORT) or (self.traced and not self.body_written)
+
+
+class Ramp:
+    """How many API calls of one client may be in progress at once: `start` at first, one more for every
+    answered call (up to `cap`), back to half on a transport error. New connections are opened only for calls
+    beyond the idle ones, so they are opened a few at a time, as earlier calls show the way is clear."""
+
+    def __init__(self, start: int | None, cap: int):
+        self.start = start
+        self.cap = max(cap, start or 1)
+        self.window = start or cap
+        self.active = 0
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def call(self, cancel: threading.Event) -> Iterator[None]:
+        with self._cond:
+            while self.start is not None and self.active >= self.window:
+                if cancel.is_set():
+                    raise Cancelled("cancelled while waiting to call the provider")
+                self._cond.wait(0.2)
+            self.active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.active -= 1
+                self._cond.notify_all()
+
+    def answered(self) -> None:
+        with self._cond:
+            self.window = min(self.cap, self.window + 1)
+            self._cond.notify_all()
+
+    def broke(self) -> None:
+        with self._cond:
+            if self.start is not None:
+                self.window = max(self.start, self.window // 2)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -107,6 +171,12 @@ class Api:
         # Every call passes its own timeout, so an injected client cannot make one hang forever.
         self._timeout = httpx.Timeout(connect=t.connect_s, read=t.read_s, write=t.write_s, pool=t.pool_s)
         self._download_timeout = httpx.Timeout(connect=t.connect_s, read=t.download_s, write=t.write_s, pool=t.pool_s)
+        self.ramp = Ramp(settings.connection_ramp, self.max_connections)
+
+    @property
+    def max_connections(self) -> int:
+        # room for every job in flight plus its download
+        return max(10, 2 * self.settings.max_in_flight)
 
     @property
     def client(self) -> httpx.Client:
@@ -116,7 +186,7 @@ class Api:
                 # with room for every job in flight plus its download.
                 self._client = httpx.Client(
                     timeout=self._timeout,
-                    limits=httpx.Limits(max_connections=max(10, 2 * self.settings.max_in_flight)),
+                    limits=httpx.Limits(max_connections=self.max_connections),
                     follow_redirects=True,
                 )
             return self._client
@@ -154,17 +224,29 @@ class Api:
         counts_as_poll = what.startswith("status poll")
 
         def attempt() -> Any:
-            self.pool.throttle(run.ctx.cancel)
-            if counts_as_poll:
-                run.polls += 1
-            try:
-                resp = self.client.request(
-                    method, url, json=json, params=params, headers=headers, timeout=self._timeout
-                )
-            except httpx.TransportError as exc:
-                if submit and not isinstance(exc, SAFE_TRANSPORT):
-                    raise _Ambiguous(f"{type(exc).__name__} after the request was sent") from None
-                raise
+            sent = _Sent()
+            with self.ramp.call(run.ctx.cancel):
+                self.pool.throttle(run.ctx.cancel)
+                if counts_as_poll:
+                    run.polls += 1
+                try:
+                    resp = self.client.request(
+                        method,
+                        url,
+                        json=json,
+                        params=params,
+                        headers=headers,
+                        timeout=self._timeout,
+                        extensions={"trace": sent},
+                    )
+                except httpx.RequestError as exc:
+                    self.ramp.broke()
+                    if submit and not sent.never_left(exc):
+                        raise _Ambiguous(f"{type(exc).__name__} after the request was sent") from None
+                    if submit and not isinstance(exc, httpx.TransportError):
+                        raise httpx.TransportError(f"{type(exc).__name__}: {exc}") from None  # retried: it never left
+                    raise
+            self.ramp.answered()
             if resp.status_code in (SAFE_SUBMIT_STATUS if submit else RETRY_STATUS):
                 raise _Transient(resp)
             if submit and resp.status_code >= 500:

@@ -10,6 +10,7 @@ ambiguous submit is reported, not reconciled.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -125,8 +126,7 @@ class NovitaWan21T2V(RemoteBackend):
                 request_id=request_id,
             )
         if raw in RUNNING:
-            eta = task.get("eta")
-            return Status("running", raw, eta_s=float(eta) if isinstance(eta, (int, float)) and eta > 0 else None)
+            return Status("running", raw, eta_s=seconds(task.get("eta")))
         if raw == "TASK_STATUS_FAILED":
             return Status("failed", raw, reason=task.get("reason") or None)
         videos = data.get("videos")
@@ -143,16 +143,27 @@ class NovitaWan21T2V(RemoteBackend):
                 request_id=request_id,
                 status=raw,
             )
-        ttl = videos[0].get("video_url_ttl")
         return Status(
-            "succeeded",
-            raw,
-            video_url=videos[0]["video_url"],
-            url_ttl_s=float(ttl) if isinstance(ttl, (int, float, str)) and str(ttl).isdigit() else None,
+            "succeeded", raw, video_url=videos[0]["video_url"], url_ttl_s=seconds(videos[0].get("video_url_ttl"))
         )
 
     def seconds_of_video(self, params: Mapping[str, Any]) -> float:
         return 5.0
 
 
-__all__ = ["NovitaWan21T2V"]
+def seconds(value: Any) -> float | None:
+    """A count of seconds as Novita may send it: a number, or a string of one ("604800", "3600.5"; its schema
+    types `video_url_ttl` as a string). None for anything else, or a value that is not finite and > 0."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        return None
+    return float(value)
+
+
+__all__ = ["NovitaWan21T2V", "seconds"]

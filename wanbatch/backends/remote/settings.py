@@ -30,6 +30,15 @@ def check_settings(config: RemoteConfig, where: str, issues: list[Issue]) -> Non
         issues, f"{where}.max_in_flight", config.max_in_flight, minimum=1, integer=True, allowed="a positive integer"
     )
     number(issues, f"{where}.requests_per_second", config.requests_per_second, above=0, nullable=True)
+    number(
+        issues,
+        f"{where}.connection_ramp",
+        config.connection_ramp,
+        minimum=1,
+        integer=True,
+        nullable=True,
+        allowed="a positive integer, or null (no ramp)",
+    )
     choice(issues, f"{where}.image_encoding", config.image_encoding, IMAGE_ENCODINGS)
     for name, section in (("poll", config.poll), ("timeouts", config.timeouts), ("retries", config.retries)):
         for f in fields(section):

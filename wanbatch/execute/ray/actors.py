@@ -30,6 +30,7 @@ from wanbatch.core.backend import Backend, RenderContext
 from wanbatch.core.job import Job
 from wanbatch.core.outcome import Status
 from wanbatch.errors import Cancelled, RenderError
+from wanbatch.execute.common import failure_info
 
 #: field -> (file name, bytes or a Ray ObjectRef of them): the local media inputs of one job.
 Shipped = Mapping[str, tuple[str, Any]]
@@ -91,7 +92,12 @@ def render_shipped(
         except Exception as exc:  # a failed scene must not take the worker down
             msg = str(exc) if isinstance(exc, RenderError) else f"{type(exc).__name__}: {exc}"
             return WorkerResult(
-                "failed", worker, model=job.model, error=msg, request_id=getattr(exc, "request_id", None)
+                "failed",
+                worker,
+                model=job.model,
+                error=msg,
+                request_id=getattr(exc, "request_id", None),
+                info=failure_info(exc),
             )
         finally:
             journal.close()

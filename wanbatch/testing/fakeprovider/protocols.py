@@ -299,5 +299,20 @@ def status_answer(job: FakeJob, video_url: str, *, with_payload: bool = True) ->
     }
 
 
+def list_answer(items: list[dict[str, Any]], shape: str) -> Any:
+    """GMI's request list in one of the shapes a test asks for (the real answer is undocumented)."""
+    if shape == "list":
+        return items
+    if shape == "data":
+        return {"data": items, "total": len(items)}
+    if shape == "empty":
+        return {"requests": [], "total": 0}
+    if shape == "no_model":
+        items = [{k: v for k, v in it.items() if k != "model"} for it in items]
+    elif shape == "no_payload":
+        items = [{k: v for k, v in it.items() if k != "payload"} for it in items]
+    return {"requests": items, "total": len(items)}
+
+
 def error_body(status: int, message: str) -> dict[str, Any]:
     return {"error": {"code": status, "message": message}}

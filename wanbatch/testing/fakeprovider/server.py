@@ -14,8 +14,11 @@ Routes (the providers' own, under one host):
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,13 +26,15 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from wanbatch.testing.fakeprovider import protocols as P
-from wanbatch.testing.fakeprovider.state import FakeJob, Fault, Settings, State
+from wanbatch.testing.fakeprovider.state import FAULT_KINDS, FakeJob, Fault, Settings, State
 from wanbatch.testing.fakeprovider.video import clip_bytes, prepare, tagged, thumbnail
 
 log = logging.getLogger("wanbatch.testing.fakeprovider")
 
 API_KEY_ENV = {"gmi": "GMI_API_KEY", "aiml": "AIML_API_KEY", "novita": "NOVITA_API_KEY"}
 STATUS_FAULTS = {"429", "500", "502", "503"}
+BEFORE_BODY = frozenset({"reset_before_body"})  # faults that strike before the body is read (they ignore `model`)
+AFTER_BODY = frozenset(FAULT_KINDS) - BEFORE_BODY
 MAX_BODY = 64 * 2**20
 
 
@@ -42,6 +47,7 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False  # keep-alive threads idle in recv; do not wait for them on close
     request_queue_size = 512
     state: State
+    connections = itertools.count(1)
 
     @property
     def base_url(self) -> str:
@@ -56,6 +62,12 @@ class _Handler(BaseHTTPRequestHandler):
     # delayed ACK of the headers (up to 40 ms a response), a stall no real provider's front end adds.
     disable_nagle_algorithm = True
     server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection_id = next(self.server.connections)
+        self.first_request = True
+        self.state.event("open", self.connection_id)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -74,6 +86,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
         path, query = url.path.rstrip("/"), {k: v[0] for k, v in parse_qs(url.query).items()}
+        if self.first_request:  # what the connection was opened for: an API call, or a download
+            self.first_request = False
+            self.state.opened_for[self.connection_id] = "download" if path.startswith("/_fake/") else "api"
         try:
             self._route(method, path, query)
         except _Drop:
@@ -107,12 +122,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- the provider protocols ---------------------------------------------------------------------
     def _submit(self, provider: str) -> None:
+        if self.state.take_fault("submit", None, BEFORE_BODY) is not None:
+            self.state.count("submit_attempts", "?")
+            self._reset()  # the body is never read: nothing can be accepted
         body = self._body_json()
         model, payload, errors = P.validate(provider, body)
         self.state.count("submit_attempts", model)
         if not self._authorized(provider):
             return
-        fault = self.state.take_fault("submit", model)
+        fault = self.state.take_fault("submit", model, AFTER_BODY)
         if fault is not None and fault.kind in STATUS_FAULTS:  # refused before acceptance: no job
             return self._status_fault(fault)
         if errors:
@@ -146,7 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._status_fault(fault)
         jobs = [j for j in list(self.state.jobs.values()) if j.provider == "gmi" and (not model or j.model == model)]
         items = [P.status_answer(j, self._video_url(j)) for j in jobs]
-        self._answer({"requests": items, "total": len(items)}, fault)
+        self._answer(P.list_answer(items, self.state.settings.list_shape), fault)
 
     def _models(self, model: str) -> None:
         if not self._authorized("gmi"):
@@ -263,14 +281,23 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, data, ctype)
         if fault.kind == "drop":
             raise _Drop
+        if fault.kind == "reset":
+            self._reset()
         if fault.kind == "malformed":
             return self._send(200, data[: max(1, len(data) // 2)], ctype)
         self._send(200, data, ctype)  # a download fault on an API call: no effect
+
+    def _reset(self) -> None:
+        """Close the connection with a TCP reset (RST) instead of an answer."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        raise _Drop
 
     def _json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(obj).encode(), "application/json", headers)
 
     def _send(self, status: int, data: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
+        self.state.event("answer" if not self.path.startswith("/_fake/") else "other answer", self.connection_id)
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
@@ -291,14 +318,25 @@ class FakeProvider:
             assert fake.stats()["submissions"] == {"wan2.1-t2v": 1}
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, **settings: Any):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, recv_buffer: int | None = None, **settings: Any):
+        """`recv_buffer` (bytes) caps each connection's receive buffer, so a large request body cannot all be
+        sent before the server reads it (what a `reset_before_body` fault needs to be seen by the client)."""
         self.state = State(Settings(**settings))
         self._host, self._port = host, port
+        self._recv_buffer = recv_buffer
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> FakeProvider:
-        server = _Server((self._host, self._port), _Handler)
+        server = _Server((self._host, self._port), _Handler, bind_and_activate=False)
+        if self._recv_buffer:  # set before listen(): accepted connections inherit it
+            server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._recv_buffer)
+        try:
+            server.server_bind()
+            server.server_activate()
+        except OSError:
+            server.server_close()
+            raise
         server.state = self.state
         self._server = server
         self._thread = threading.Thread(
@@ -333,6 +371,15 @@ class FakeProvider:
 
     def reset(self) -> None:
         self.state.reset()
+
+    def finish(self, job_id: str | None = None) -> None:
+        """Finish a job now (every job if None): an explicit release for tests that hold jobs with a long
+        `latency_s`, so they never depend on how fast the machine is."""
+        now = time.time()
+        with self.state.lock:
+            for job in list(self.state.jobs.values()):
+                if job_id in (None, job.id) and job.done_at > now:
+                    job.latency = now - job.created
 
     def stats(self) -> dict[str, Any]:
         return self.state.stats()

@@ -21,6 +21,8 @@ FAULT_KINDS = {
     "503": "poll",  # with Retry-After; a submit is not accepted
     "slow": "poll",  # the answer comes after `delay` s (a submit is accepted first: ambiguous for the client)
     "drop": "poll",  # the connection closes without an answer (a submit is accepted first)
+    "reset": "submit",  # the connection is reset (RST) without an answer, after the submit was accepted
+    "reset_before_body": "submit",  # reset after the request's headers, its body unread: nothing is accepted
     "malformed": "poll",  # 200 with a cut-off JSON body (a submit is accepted first)
     "failed": "result",  # the next job ends `failed` with `reason`
     "cancelled": "result",  # the next job ends `cancelled`
@@ -31,6 +33,15 @@ FAULT_KINDS = {
     "expired": "download",  # the job's URL is expired from now on (HTTP 403, as a signed URL answers)
 }
 PHASES = ("submit", "poll", "list", "download", "result")
+# How the GMI request list answers (its shape is undocumented): the shape wanbatch reads, and others.
+LIST_SHAPES = (
+    "requests",  # {"requests": [...], "total": n}
+    "list",  # a bare list
+    "data",  # {"data": [...]}: a shape wanbatch does not read
+    "empty",  # {"requests": []}: a list that lags or leaves requests out
+    "no_model",  # items without `model`
+    "no_payload",  # items without their `payload` echo
+)
 
 
 @dataclass
@@ -44,12 +55,15 @@ class Settings:
     fps: int = 8  # the served clips: this frame rate...
     scale: float = 0.1  # ...and this fraction of the requested size (real mp4s, a few KB each)
     api_keys: dict[str, str] = field(default_factory=dict)  # provider -> the only key accepted; else any
+    list_shape: str = "requests"  # how the GMI request list answers (LIST_SHAPES)
 
     def update(self, values: dict[str, Any]) -> None:
         known = {f.name for f in fields(self)}
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        if "list_shape" in values and values["list_shape"] not in LIST_SHAPES:
+            raise ValueError(f"unknown list_shape {values['list_shape']!r}; known: {', '.join(LIST_SHAPES)}")
         for key, value in values.items():
             setattr(self, key, value)
 
@@ -124,6 +138,11 @@ class State:
         self.faults: list[Fault] = []
         self.counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.max_active: Counter[str] = Counter()
+        # ("open" | "answer" | "other answer", connection) in the order they happened ("answer": to an API call;
+        # "other answer": to a download or a control call): how a client's connections came, all at once or a
+        # few at a time as answers came back. `opened_for`: each connection's first request, "api" or "download".
+        self.timeline: list[tuple[str, int]] = []
+        self.opened_for: dict[int, str] = {}
 
     def reset(self) -> None:
         with self.lock:
@@ -132,16 +151,22 @@ class State:
             self.faults.clear()
             self.counts.clear()
             self.max_active.clear()
+            self.timeline.clear()
+            self.opened_for.clear()
+
+    def event(self, what: str, connection: int) -> None:
+        with self.lock:
+            self.timeline.append((what, connection))
 
     def add_fault(self, fault: Fault) -> None:
         with self.lock:
             self.faults.append(fault)
 
-    def take_fault(self, phase: str, model: str | None) -> Fault | None:
-        """The first rule for this phase and model, used up by one."""
+    def take_fault(self, phase: str, model: str | None, kinds: frozenset[str] | None = None) -> Fault | None:
+        """The first rule for this phase and model (and of one of `kinds`, if given), used up by one."""
         with self.lock:
             for fault in self.faults:
-                if fault.phase == phase and fault.model in (None, model):
+                if fault.phase == phase and fault.model in (None, model) and (kinds is None or fault.kind in kinds):
                     if fault.times > 0:
                         fault.times -= 1
                         if fault.times == 0:
@@ -188,6 +213,7 @@ class State:
             for name in ("submissions", "submit_attempts", "polls", "lists", "downloads", "faults"):
                 out.setdefault(name, {})
             out["max_active"] = dict(self.max_active)
+            out["connections"] = sum(1 for what, _ in self.timeline if what == "open")
             out["jobs"] = len(self.jobs)
             out["total"] = {name: sum(c.values()) for name, c in self.counts.items()}
             return out

@@ -26,8 +26,11 @@ from typing import Any
 
 from wanbatch.av.files import sha256_file
 from wanbatch.backends.local.models.spec import (
+    FLF2V_NEGATIVE_PROMPT,
+    I2V_NEGATIVE_PROMPT,
     P480,
     P720,
+    SIZE_MULTIPLE,
     TASKS,
     WAN_NEGATIVE_PROMPT,
     ModelSpec,
@@ -39,6 +42,9 @@ def _hub(name: str, hub_id: str, **kw: Any) -> ModelSpec:
     return ModelSpec(name=name, kind="hub", source=hub_id, **kw)
 
 
+# xDiT registers Wan runners for Wan2.1 T2V-14B and I2V-14B-720P and for Wan2.2 T2V-A14B, I2V-A14B and TI2V-5B
+# (xfuser runner_models/wan.py, 0.5.0 to 0.7.0); not for Wan2.1 T2V-1.3B, I2V-14B-480P or FLF2V-14B, which the
+# xdit backend therefore refuses (they render with `diffusers`). CFG parallel exists in its I2V runners only.
 # name -> spec. Sources: the Wan2.1 README ("T2V-1.3B: 480P";
 # for 1.3B "--sample_shift 8 --sample_guide_scale 6"),
 # Wan2.1 generate.py (shift 5.0; 3.0 for i2v at 480P; 16 for flf2v; 50 steps, 40 for i2v; guidance 5.0),
@@ -69,6 +75,7 @@ MODELS: dict[str, ModelSpec] = {
             guidance_scale=5.0,
             flow_shift={"480P": 5.0, "720P": 5.0},
             heads=40,
+            xdit_runner="Wan2.1-T2V",
             card="Wan2.1 generate.py t2v-14B",
         ),
         _hub(
@@ -81,19 +88,28 @@ MODELS: dict[str, ModelSpec] = {
             guidance_scale=5.0,
             flow_shift={"480P": 3.0},
             heads=40,
-            card="Wan2.1 generate.py i2v-14B at 480P",
+            negative_prompt=I2V_NEGATIVE_PROMPT,
+            image_encoder=True,
+            card="Wan2.1 generate.py i2v-14B at 480P; negative prompt from wan/configs/wan_i2v_14B.py",
         ),
         _hub(
             "wan2.1-i2v-14b-720p",
             "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers",
             tasks=frozenset({"i2v"}),
+            # 720P only, as its card says (Wan2.1 README: "I2V-14B-720P | Supports 720P", and no 480P in its
+            # table), so `resolution: 480P` is refused; an explicit 832x480 still takes upstream's 480P shift
+            # (generate.py: 3.0 for an i2v task at 832*480).
             resolutions={"720P": P720},
             default_resolution="720P",
             steps=40,
             guidance_scale=5.0,
-            flow_shift={"720P": 5.0},
+            flow_shift={"480P": 3.0, "720P": 5.0},
             heads=40,
-            card="Wan2.1 generate.py i2v-14B at 720P",
+            negative_prompt=I2V_NEGATIVE_PROMPT,
+            image_encoder=True,
+            xdit_runner="Wan2.1-I2V",
+            xdit_cfg_parallel=True,
+            card="Wan2.1 generate.py i2v-14B at 720P; negative prompt from wan/configs/wan_i2v_14B.py",
         ),
         _hub(
             "wan2.1-flf2v-14b-720p",
@@ -103,9 +119,11 @@ MODELS: dict[str, ModelSpec] = {
             default_resolution="720P",
             steps=50,
             guidance_scale=5.0,
-            flow_shift={"720P": 16.0},
+            flow_shift={"720P": 16.0},  # 16 at every size (generate.py: "flf2v" in task), 720P only (README)
             heads=40,
-            card="Wan2.1 generate.py flf2v-14B",
+            negative_prompt=FLF2V_NEGATIVE_PROMPT,
+            image_encoder=True,
+            card="Wan2.1 generate.py flf2v-14B; negative prompt from wan/configs/__init__.py",
         ),
         _hub(
             "wan2.2-t2v-a14b",
@@ -118,6 +136,7 @@ MODELS: dict[str, ModelSpec] = {
             guidance_scale_2=3.0,
             flow_shift={"480P": 12.0, "720P": 12.0},
             heads=40,
+            xdit_runner="Wan2.2-T2V",
             card="Wan2.2 t2v_A14B config",
         ),
         _hub(
@@ -131,6 +150,8 @@ MODELS: dict[str, ModelSpec] = {
             guidance_scale_2=3.5,
             flow_shift={"480P": 5.0, "720P": 5.0},
             heads=40,
+            xdit_runner="Wan2.2-I2V",
+            xdit_cfg_parallel=True,
             card="Wan2.2 i2v_A14B config",
         ),
         _hub(
@@ -146,6 +167,8 @@ MODELS: dict[str, ModelSpec] = {
             fps=24,
             frames=121,
             max_frames=121,
+            size_multiple=32,  # Wan2.2 VAE stride 16 x patch 2 (wan_ti2v_5B.py; xDiT's TI2V runner: mod_value=32)
+            xdit_runner="Wan2.2-TI2V",
             card="Wan2.2 ti2v_5B config",
         ),
     )
@@ -237,6 +260,14 @@ def spec_from_folder(path: Path) -> ModelSpec:
         )
     shift = float(scfg.get("flow_shift") or scfg.get("shift") or 5.0)
     fps = 24 if expand else 16
+    # Sizes divide by the VAE's spatial stride times the transformer's patch (Wan2.2 TI2V-5B: 16 x 2)
+    vcfg = _read_json(path / "vae" / "config.json")
+    patch = tcfg.get("patch_size") or (1, 2, 2)
+    multiple = int(vcfg.get("scale_factor_spatial") or 8) * int(patch[1] if len(patch) > 1 else 2)
+    # Wan2.1's image checkpoints carry upstream's prompt prefixes (an image encoder; FLF2V: both frames' tokens)
+    negative = WAN_NEGATIVE_PROMPT
+    if cls == "WanImageToVideoPipeline" and tcfg.get("image_dim") is not None:
+        negative = FLF2V_NEGATIVE_PROMPT if tcfg.get("pos_embed_seq_len") else I2V_NEGATIVE_PROMPT
     return ModelSpec(
         name=path.name,
         kind="local",
@@ -253,6 +284,9 @@ def spec_from_folder(path: Path) -> ModelSpec:
         max_frames=121 if expand else 81,
         exact_sizes=False,
         guidance_scale_2=5.0 if index.get("boundary_ratio") else None,
+        negative_prompt=negative,
+        size_multiple=max(SIZE_MULTIPLE, multiple),
+        image_encoder=cls == "WanImageToVideoPipeline" and tcfg.get("image_dim") is not None,
         card=f"local folder ({cls}); flow shift from its scheduler config",
     )
 

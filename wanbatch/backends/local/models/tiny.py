@@ -62,6 +62,8 @@ TINY_MODELS: dict[str, ModelSpec] = {
         name="tiny-i2v",
         source="tiny-i2v",
         tasks=frozenset({"i2v"}),
+        image_encoder=True,
+        xdit_cfg_parallel=True,  # laid out as Wan2.1 I2V, whose xDiT runner splits CFG
         card="tiny random weights (diffusers' test config)",
         **_COMMON,
     ),
@@ -69,6 +71,7 @@ TINY_MODELS: dict[str, ModelSpec] = {
         name="tiny-flf2v",
         source="tiny-flf2v",
         tasks=frozenset({"flf2v"}),
+        image_encoder=True,
         card="tiny random weights (diffusers' test config)",
         **_COMMON,
     ),

@@ -23,9 +23,10 @@ from wanbatch.runs.run import run_project
 from wanbatch.testing.fakeprovider import FakeProvider
 
 import remote_fixtures as rf
+from conftest import CHECKOUT
 from remote_fixtures import *  # noqa: F403 - fixtures
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = CHECKOUT
 RECIPE = REPO / "recipes" / "remote_mix"
 POLL = "{initial_s:0.2,interval_s:0.2,backoff:1.5,max_interval_s:0.5,min_interval_s:0.05}"
 

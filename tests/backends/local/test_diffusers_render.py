@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from wanbatch.av.ffmpeg import probe
 from wanbatch.backends.local.diffusers import DiffusersBackend
@@ -105,13 +106,15 @@ def test_frames_are_bit_identical_to_a_direct_diffusers_call(tiny_models_dir: Pa
         ),
     )
     ours, _ = b.render_frames(flf)
+    # As the diffusers docs show, the frames are resized to the render size before the call (both are 48x40
+    # here, so the last frame needs no crop); LANCZOS is what the pipeline's own video processor uses.
     theirs = direct_diffusers(
         tiny_models_dir / "tiny-flf2v-v1",
         "WanImageToVideoPipeline",
         seed=99,
         flow_shift=3.0,
-        image=load_image(str(images["first"])),
-        last_image=load_image(str(images["last"])),
+        image=load_image(str(images["first"])).resize((32, 32), Image.Resampling.LANCZOS),
+        last_image=load_image(str(images["last"])).resize((32, 32), Image.Resampling.LANCZOS),
         prompt="day to night",
         negative_prompt="",
         height=32,

@@ -16,9 +16,11 @@ from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from conftest import CHECKOUT, DATA
 
-SWEEP = Path(__file__).resolve().parent / "data" / "sweep"
+REPO_ROOT = CHECKOUT
+
+SWEEP = DATA / "sweep"
 FAST = ["stitch.enabled=false", "report=false", "executor.progress=none"]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -28,6 +30,10 @@ def render_one(remote: rf.Remote, scene: dict[str, Any], **overrides: Any) -> tu
     return bodies[0], job
 
 
+def b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
 def test_gmi_wan21_i2v_sends_the_image_as_data(remote: rf.Remote) -> None:
     body, job = render_one(
         remote,
@@ -45,7 +51,7 @@ def test_gmi_wan21_i2v_sends_the_image_as_data(remote: rf.Remote) -> None:
         "model": "Wan-AI_Wan2.1-I2V-14B-720P",
         "payload": {
             "prompt": "An eagle soars.",
-            "path_to_image": rf.data_uri(remote.root / "first.png"),
+            "path_to_image": b64(remote.root / "first.png"),  # plain base64 by default (issue 13, item 10)
             "video_length": 10,
             "prompt_extend": True,
             "seed": 42,
@@ -55,12 +61,12 @@ def test_gmi_wan21_i2v_sends_the_image_as_data(remote: rf.Remote) -> None:
     assert job.seconds == 10
 
 
-def test_gmi_wan21_i2v_defaults_and_bare_base64(remote: rf.Remote) -> None:
+def test_gmi_wan21_i2v_defaults_and_a_data_uri(remote: rf.Remote) -> None:
     body, _ = render_one(
-        remote, {"backend": "gmi_wan21_i2v", "prompt": "p", "image": "first.png", "seed": 3}, image_encoding="base64"
+        remote, {"backend": "gmi_wan21_i2v", "prompt": "p", "image": "first.png", "seed": 3}, image_encoding="data_uri"
     )
     payload = body["payload"]
-    assert payload["path_to_image"] == rf.data_uri(remote.root / "first.png").split(",", 1)[1]
+    assert payload["path_to_image"] == rf.data_uri(remote.root / "first.png")
     assert {k: v for k, v in payload.items() if k != "path_to_image"} == {
         "prompt": "p",
         "video_length": 5,
@@ -86,8 +92,8 @@ def test_gmi_wan21_flf2v_sends_both_frames(remote: rf.Remote) -> None:
         "model": "Wan-AI_Wan2.1-FLF2V-14B-720P",
         "payload": {
             "prompt": "Day to night.",
-            "first_frame_image": rf.data_uri(remote.root / "first.png"),
-            "last_frame_image": rf.data_uri(remote.root / "last.png"),
+            "first_frame_image": b64(remote.root / "first.png"),  # "Base64 image" (doc L59-60)
+            "last_frame_image": b64(remote.root / "last.png"),
             "video_length": 5,
             "prompt_extend": False,
             "seed": 7,
@@ -183,6 +189,7 @@ def test_aiml_wan27_i2v_flat_body(remote: rf.Remote) -> None:
         "resolution": "720p",
         "duration": 6,
         "enable_prompt_expansion": False,
+        "enhance_prompt": False,
         "watermark": False,
         "seed": 11,
     }
@@ -198,6 +205,7 @@ def test_aiml_wan27_i2v_defaults_with_an_image_url(remote: rf.Remote) -> None:
         "resolution": "1080p",
         "duration": 10,
         "enable_prompt_expansion": True,
+        "enhance_prompt": True,
         "watermark": False,
         "seed": 1,
     }

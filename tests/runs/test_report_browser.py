@@ -27,7 +27,9 @@ from wanbatch.av.encode import write_clip
 from wanbatch.config.schema import EncodeConfig
 from wanbatch.runs.report import write_report
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+from conftest import CHECKOUT
+
+ARTIFACTS = CHECKOUT / "test-artifacts"
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome", "chrome")) if p), None)
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on PATH (Debian: apt-get install chromium)")

@@ -145,14 +145,14 @@ def test_dry_run_prints_the_plan_says_why_and_touches_nothing(compose_demo, run_
     code, run_dir, out = run_cfg(compose_demo("dry_run=true"))
     assert code == 0
     assert not cache_dir.exists() and not run_dir.exists()
-    assert "5 scenes: 0 cached, 5 to render (10.0 s of video)" in out
+    assert "5 scenes: 0 cached, 5 to render (10.0 s of video, est. cost $0.00)" in out  # animatics are free
     assert run_cfg(compose_demo("stitch.enabled=false"))[0] == 0
     before = _state(cache_dir)
     cfg = compose_demo("dry_run=true")
     cfg.scenes[1]["seed"] = 99
     code, _, out = run_cfg(cfg)
     assert code == 0
-    assert "4 cached, 1 to render (2.0 s of video)" in out
+    assert "4 cached, 1 to render (2.0 s of video, est. cost $0.00)" in out
     assert "changed: params.seed" in out
     assert _state(cache_dir) == before
 

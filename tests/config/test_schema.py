@@ -261,7 +261,11 @@ def defaults_in(source: str, names: set[str]) -> list[tuple[int, str]]:
 
 
 # Names a module uses for something that is not the config option of that name.
-NOT_OPTIONS = {("backends/remote/run.py", "field Run.retries")}  # the retries one render has made, a counter
+NOT_OPTIONS = {
+    ("backends/remote/run.py", "field Run.retries"),  # the retries one render has made, a counter
+    # a job's flag, set by the plan for the jobs whose ids the option `resubmit_ambiguous` lists
+    ("core/job.py", "field Job.resubmit_ambiguous"),
+}
 
 
 def test_no_module_outside_config_holds_a_default_for_a_config_option():

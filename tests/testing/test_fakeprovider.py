@@ -49,11 +49,13 @@ def test_gmi_protocol(http: httpx.Client, fake: FakeProvider, assets: Path) -> N
         "model": "Wan-AI_Wan2.1-I2V-14B-720P",
         "payload": {"prompt": "p", "path_to_image": png_data(assets), "video_length": 10, "seed": 4},
     }
+    fake.configure(latency_s=600)  # held until released below, however slow the machine
     sub = http.post(GMI, json=body).json()
     assert set(sub) == {"request_id", "model", "status", "created_at", "updated_at", "queued_at"}
     assert sub["status"] == "queued"
     first = http.get(f"{GMI}/{sub['request_id']}").json()
     assert first["status"] in ("queued", "processing") and first["outcome"] == {}
+    fake.finish(sub["request_id"])
     done = wait_done(http, f"{GMI}/{sub['request_id']}", None, lambda d: d["status"] == "success")
     assert done["payload"] == body["payload"] and set(done["outcome"]) == {"video_url", "thumbnail_image_url"}
     video = http.get(done["outcome"]["video_url"])
@@ -90,14 +92,16 @@ def test_aiml_protocol(http: httpx.Client, assets: Path) -> None:
     assert (p.width, p.height, round(p.duration or 0)) == (128, 72, 3)  # 1280x720 / 10, 3 s
 
 
-def test_novita_protocol(http: httpx.Client) -> None:
+def test_novita_protocol(http: httpx.Client, fake: FakeProvider) -> None:
+    fake.configure(latency_s=600)  # held until released below, however slow the machine
     sub = http.post(
         "/v3/async/wan-t2v", json={"model_name": "wan2.1-t2v", "prompt": "p", "width": 480, "height": 832}
     ).json()
     assert set(sub) == {"task_id"}
     first = http.get("/v3/async/task-result", params={"task_id": sub["task_id"]}).json()
     assert first["task"]["status"] in ("TASK_STATUS_QUEUED", "TASK_STATUS_PROCESSING")
-    assert 0 < first["task"]["eta"] <= 0.1 and first["videos"] == []
+    assert 0 < first["task"]["eta"] <= 600 and first["videos"] == []
+    fake.finish(sub["task_id"])
     done = wait_done(
         http,
         "/v3/async/task-result",

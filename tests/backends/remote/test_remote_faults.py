@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -56,22 +57,31 @@ def test_connection_refused_on_submit_is_retried_then_reported(remote: rf.Remote
     assert remote.cache.journal.get(job.key) is None
 
 
-@pytest.mark.parametrize("kind", ["slow", "drop", "malformed", "500", "502"])
+@pytest.mark.parametrize("kind", ["slow", "drop", "reset", "malformed"])
 def test_an_ambiguous_gmi_submit_is_reconciled_from_the_request_list(remote: rf.Remote, kind: str) -> None:
     remote.fake.fault(kind, phase="submit", **SLOW)
     _, result = render(remote, GMI, **SHORT_READ)
     stats = remote.fake.stats()
-    accepted = kind in ("slow", "drop", "malformed")  # the fake accepts these, then misbehaves
-    if accepted:
-        assert result.info["reconciled"] is True
-        assert stats["submissions"] == {rf.MODEL["gmi_wan21_i2v"]: 1}  # found in the list, not sent twice
-        assert result.request_id == remote.fake.jobs()[0]["id"]
-    else:  # a 500/502 was refused: the list says so, and only then is it sent again
-        assert result.info["reconciled"] is False and result.info["submits"] == 2
-        assert stats["submissions"] == {rf.MODEL["gmi_wan21_i2v"]: 1}
-    # Not found at once, it lists again a moment later (a list may lag) before concluding.
-    assert stats["lists"] == {rf.MODEL["gmi_wan21_i2v"]: 1 if accepted else 2}
+    assert result.info["reconciled"] is True
+    assert stats["submissions"] == {rf.MODEL["gmi_wan21_i2v"]: 1}  # found in the list, not sent twice
+    assert result.request_id == remote.fake.jobs()[0]["id"]
+    assert stats["lists"] == {rf.MODEL["gmi_wan21_i2v"]: 1}
     assert "ambiguous" in result.info["notes"][0]
+
+
+@pytest.mark.parametrize("kind", ["500", "502"])
+def test_a_gmi_submit_missing_from_the_list_is_never_sent_again(remote: rf.Remote, kind: str) -> None:
+    # The fake refused these (no job), but a 5xx after the body was sent may hide an accepted job, and a list
+    # that does not show it proves nothing (it may lag, or leave requests out): fail, do not resend.
+    remote.fake.fault(kind, phase="submit")
+    job, backend = remote.job(GMI)
+    with pytest.raises(AmbiguousSubmit, match=rf"HTTP {kind}.*shows no request.*proves nothing.*resubmit_ambiguous"):
+        remote.render(job, backend)
+    stats = remote.fake.stats()
+    assert stats["total"]["submit_attempts"] == 1
+    assert stats["lists"] == {rf.MODEL["gmi_wan21_i2v"]: 2}  # listed again a moment later: a list may lag
+    entry = remote.cache.journal.get(job.key)
+    assert entry is not None and entry["state"] == "ambiguous" and entry["request_id"] is None
 
 
 @pytest.mark.parametrize("provider", ["aiml", "novita"])
@@ -79,16 +89,21 @@ def test_an_ambiguous_gmi_submit_is_reconciled_from_the_request_list(remote: rf.
 def test_an_ambiguous_submit_elsewhere_is_reported_never_resent(remote: rf.Remote, provider: str, kind: str) -> None:
     remote.fake.fault(kind, phase="submit", **SLOW)
     job, backend = remote.job(SCENES[provider], **SHORT_READ)
-    with pytest.raises(AmbiguousSubmit, match=r"may have been accepted.*Nothing was resubmitted") as err:
+    with pytest.raises(AmbiguousSubmit, match=r"may have been accepted.*Nothing was sent again") as err:
         remote.render(job, backend)
     assert "Check your" in str(err.value)
     assert counts(remote, "submit_attempts") == 1  # never sent twice
     assert counts(remote, "polls") == 0
     entry = remote.cache.journal.get(job.key)
     assert entry is not None and entry["state"] == "ambiguous" and entry["request_id"] is None
-    # A rerun (the user checked) submits again and says that the last one was ambiguous.
-    result = remote.render(job, backend)
-    assert "ambiguous" in result.info["notes"][0]
+    # A rerun sends nothing on its own...
+    with pytest.raises(AmbiguousSubmit, match=r"An earlier submit .*`resubmit_ambiguous=\[s\]`"):
+        remote.render(job, backend)
+    assert counts(remote, "submit_attempts") == 1
+    # ...and submits again when the user says so, noting that the last one was ambiguous.
+    result = remote.render(dataclasses.replace(job, resubmit_ambiguous=True), backend)
+    assert "ambiguous" in result.info["notes"][0] and "resubmit_ambiguous" in result.info["notes"][0]
+    assert counts(remote, "submissions") == (1 if kind == "500" else 2)
 
 
 def test_a_refused_submit_is_a_provider_error_with_the_reason(remote: rf.Remote) -> None:

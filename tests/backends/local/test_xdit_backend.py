@@ -171,7 +171,9 @@ def test_the_job_file_holds_everything_a_worker_needs(
     assert load.pipeline == "WanImageToVideoPipeline" and Path(load.source).name == "tiny-i2v-v1"
     assert load.dtype == "bfloat16" and load.vae_dtype == "float32"
     assert doc["params"] == j.params and doc["images"] == {"image": str(images["first"].resolve())}
-    assert doc["degrees"] == {"ulysses": 2, "ring": 1} and doc["out"] == str(out)
+    # image-to-video on a model laid out as Wan2.1 I2V: CFG parallel, the two passes on one GPU each
+    assert doc["degrees"] == {"ulysses": 1, "ring": 1, "cfg": 2} and doc["out"] == str(out)
+    assert doc["parallel_vae"] is False
     assert doc["encode"]["codec"] == "libx264"
 
 
