@@ -70,7 +70,8 @@ def test_a_big_dry_run_composes_once_and_prints_a_summary_with_the_whole_plan_in
     assert "diffusers, new: first 3 of 40" in out and "preview, new: first 3 of 80" in out
     assert "... and 77 more" in out and "... and 37 more" in out
     assert "s100" not in out
-    assert "120 scenes: 0 cached, 120 to render (" in out and f"of video); the plan is in {plan_file}" in out
+    assert "120 scenes: 0 cached, 120 to render (" in out and f"; the plan is in {plan_file}" in out
+    assert "est. cost $0.00 + unknown (diffusers without a price)" in out  # preview is free, diffusers unpriced
     assert "note: 30 more notes like these" in out  # tiny-t2v frames rounded to 4k+1: 10 shown, the rest counted
 
     # The whole plan, a JSON line per scene, as the typed config plans it (same keys, the override applied).
@@ -82,6 +83,7 @@ def test_a_big_dry_run_composes_once_and_prints_a_summary_with_the_whole_plan_in
     assert [r["key"] for r in rows] == [j.key for j in plan.jobs]
     assert rows[4]["seed"] == 777 and rows[5]["seed"] == 5
     assert {r["backend"] for r in rows[::3]} == {"diffusers"} and all(r["cache"] == "new" for r in rows)
+    assert {(r["backend"], r["cost"]) for r in rows} == {("diffusers", None), ("preview", 0.0)}
 
 
 def test_a_small_dry_run_keeps_the_table_and_suggests_no_file(tmp_path):
