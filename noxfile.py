@@ -2,6 +2,7 @@
 
 nox -s demo        render recipes/demo into outputs/ (again: all from the cache)
 nox -s tests       the test suite (installs Debian's chromium for the report's browser test when root)
+nox -s load        the timing-prone tests, twice, while two CPU-bound processes compete for the cores
 nox -s lint        ruff
 nox -s typecheck   mypy on the package
 nox -s bench       every benchmark; writes BENCHMARKS.md
@@ -12,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -61,6 +64,41 @@ def tests(session: nox.Session) -> None:
     # where Ray refuses to put its session ("temp_dir must not be child directory of virtualenv root").
     cache = tempfile.mkdtemp(prefix="wanbatch-test-cache-")
     session.run("pytest", *(session.posargs or ["-q"]), env={"WANBATCH_CACHE_DIR": cache})
+
+
+# The tests that wait on other threads, processes, servers and clusters: where an assumed latency or
+# scheduling order would show first on a busy machine.
+TIMING_PRONE = (
+    "tests/testing/test_fakeprovider.py",
+    "tests/backends/remote/test_remote_lifecycle.py",
+    "tests/backends/remote/test_remote_faults.py",
+    "tests/backends/remote/test_remote_e2e.py",
+    "tests/backends/remote/test_remote_uploader.py",
+    "tests/execute/test_executor.py",
+    "tests/execute/test_ray_executor.py",
+    "tests/execute/test_ray_resources.py",
+    "tests/core/test_sweeps.py",
+    "tests/cache/test_cache_recovery.py",
+    "tests/cli/test_exit_codes.py",
+)
+
+
+@nox.session(python=PYTHON)
+def load(session: nox.Session) -> None:
+    """The timing-prone tests twice in a row while two CPU-bound processes take the cores, as on a shared CI
+    machine: a test that assumes a latency or an order shows it here. `nox -s load -- tests/test_x.py` runs
+    other files the same way."""
+    _install(session, ALL)
+    _chromium(session)
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        for _ in range(2):
+            cache = tempfile.mkdtemp(prefix="wanbatch-load-cache-")  # as `tests`: outside the virtualenv
+            session.run("pytest", "-q", *(session.posargs or TIMING_PRONE), env={"WANBATCH_CACHE_DIR": cache})
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
 
 
 LINTED = ("wanbatch", "tests", "benchmarks", "recipes", "noxfile.py", "setup.py")

@@ -39,6 +39,7 @@ BENCHMARKS = [
     ("gpu", "bench_gpu", "full-size Wan2.1 1.3B architecture on a GPU"),
     ("ray", "bench_ray", "Ray executor"),
     ("scale", "bench_scale", "projects at scale through the console script: dry runs, 100 remote jobs end to end"),
+    ("cache", "bench_cache", "verified dry runs, opening a cache, rebuilding its index"),
 ]
 TIMEOUT_S = 1200
 

@@ -48,8 +48,7 @@ class CountingPreview(PreviewBackend):
             self.active += 1
             self.max_active = max(self.max_active, self.active)
         try:
-            if self.delay:
-                ctx.cancel.wait(self.delay)
+            self.at_work(job, ctx)
             if job.id in self.fail:
                 from wanbatch.errors import RenderError
 
@@ -64,6 +63,11 @@ class CountingPreview(PreviewBackend):
         finally:
             with self._lock:
                 self.active -= 1
+
+    def at_work(self, job: Job, ctx: RenderContext) -> None:
+        """Runs while the render counts as active: `delay` here; tests override it to wait for a state."""
+        if self.delay:
+            ctx.cancel.wait(self.delay)
 
 
 @pytest.fixture

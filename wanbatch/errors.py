@@ -3,9 +3,10 @@
     WanbatchError
      ├── ConfigError        the project is invalid: nothing ran, nothing was sent or cached (exit 2)
      │    └── MissingExtraError   an optional dependency is not installed (names the extra)
-     └── RenderError        a scene failed at run time; other scenes carry on (exit 1)
-          ├── ProviderError       a remote API answered with a failure (carries its reason)
-          └── DownloadError       a rendered video could not be fetched or is not a whole video
+     ├── RenderError        a scene failed at run time; other scenes carry on (exit 1)
+     │    ├── ProviderError       a remote API answered with a failure (carries its reason)
+     │    └── DownloadError       a rendered video could not be fetched or is not a whole video
+     └── ReadOnlyCacheError  something tried to write a cache this process may only read (a run checks first)
 
 User errors say what to change; runtime errors say what happened and what was kept.
 """
@@ -76,3 +77,8 @@ class DownloadError(RenderError):
 
 class Cancelled(RenderError):
     """The run was interrupted (Ctrl-C) before this scene finished."""
+
+
+class ReadOnlyCacheError(WanbatchError):
+    """A write to a cache this process may only read (a shared or mounted one). A run never gets here: one
+    that would have to store a render stops before it starts (exit 2)."""

@@ -49,11 +49,46 @@ def test_chained_scene_starts_from_the_exact_last_frame_of_its_parent(compose_de
     assert given.shape == last.shape and np.array_equal(given, last)
 
 
+class Together(CountingPreview):
+    """Each render waits (up to a minute) until `n` renders have been at work at once: a state, so the test
+    holds however slow the machine; an executor that allows fewer at once makes it wait, then fail."""
+
+    def __init__(self, config, n):
+        super().__init__(config)
+        self.n = n
+        self.met = threading.Event()
+
+    def at_work(self, job, ctx):
+        with self._lock:
+            if self.active >= self.n:
+                self.met.set()
+        self.met.wait(60)
+
+
+class Blocking(CountingPreview):
+    """Renders after the first `free` ones block until the run is cancelled (or a minute)."""
+
+    def __init__(self, config, free):
+        super().__init__(config)
+        self.free = free
+        self.started = 0
+        self.blocked = threading.Event()
+
+    def render(self, job, ctx):
+        with self._lock:
+            self.started += 1
+            block = self.started > self.free
+        if block:
+            self.blocked.set()
+            ctx.cancel.wait(60)
+        return super().render(job, ctx)
+
+
 def test_concurrency_is_bounded(compose_demo, run_cfg):
     cfg = compose_demo("stitch.enabled=false", "executor.concurrency=2", "backend.max_in_flight=8")
-    preview = CountingPreview(cfg.backend, delay=0.3)
+    preview = Together(cfg.backend, 2)
     assert run_cfg(cfg, backends={"preview": preview})[0] == 0
-    assert preview.max_active == 2
+    assert preview.met.is_set() and preview.max_active == 2
     cfg = compose_demo(
         "stitch.enabled=false",
         "executor.concurrency=8",
@@ -67,12 +102,11 @@ def test_concurrency_is_bounded(compose_demo, run_cfg):
 
 def test_ctrl_c_stops_cleanly_and_keeps_finished_clips(compose_demo, run_cfg, cache_dir):
     cfg = compose_demo("stitch.enabled=false", "executor.concurrency=1")
-    preview = CountingPreview(cfg.backend, delay=0.4)
+    preview = Blocking(cfg.backend, free=2)  # the third render waits for the Ctrl-C
     cancel = threading.Event()
 
     def interrupt_after_two() -> None:
-        while len(preview.rendered) < 2:
-            threading.Event().wait(0.02)
+        preview.blocked.wait(60)
         _thread.interrupt_main()  # what Ctrl-C does to the main thread
 
     threading.Thread(target=interrupt_after_two, daemon=True).start()
@@ -81,7 +115,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_clips(compose_demo, run_cfg, ca
     assert cancel.is_set()
     statuses = {s["id"]: s["status"] for s in _manifest(run_dir)["scenes"]}
     done = [sid for sid, st in statuses.items() if st == "rendered"]
-    assert set(preview.rendered) == set(done) and len(done) >= 2
+    assert set(preview.rendered) == set(done) and len(done) >= 2, (statuses, preview.rendered)
     assert all(st in ("rendered", "cancelled") for st in statuses.values())
     assert "cancelled" in statuses.values()
     assert len(blobs(cache_dir)) == len(done)  # every finished clip kept
@@ -112,3 +146,38 @@ def test_editing_a_scene_re_renders_it_and_its_chain_only(compose_demo, run_cfg)
     preview = CountingPreview(edited.backend)
     assert run_cfg(edited, backends={"preview": preview})[0] == 0
     assert sorted(preview.rendered) == ["harbour_after", "harbour_voice"]  # the parent and its chained child
+
+
+def test_a_ctrl_c_inside_the_bookkeeping_of_a_finished_job_loses_nothing(compose_demo, cache_dir):
+    """Ctrl-C can land anywhere in the main thread, e.g. while it records a job that just finished (here:
+    in the first `on_done`). That job still ends recorded, the others cancelled or done, nothing `pending`."""
+    import pytest
+
+    from wanbatch.backends import build_backends
+    from wanbatch.cache.store import Cache
+    from wanbatch.config.load import backend_configs
+    from wanbatch.core.plan import make_plan
+    from wanbatch.core.project import load_project
+    from wanbatch.execute.local import LocalExecutor
+
+    from conftest import PROJECT
+
+    cfg = compose_demo("stitch.enabled=false")
+    project = load_project(cfg, PROJECT.parent, backend_configs(cfg))
+    plan = make_plan(project, build_backends(project.backend_configs))
+    recorded: dict[str, str] = {}
+    calls = []
+
+    def on_done(outcome):
+        calls.append(outcome.scene)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # the Ctrl-C, in the middle of recording the first finished job
+        recorded[outcome.scene] = outcome.status
+
+    cache = Cache(cache_dir)
+    with pytest.raises(KeyboardInterrupt):
+        LocalExecutor(cache, concurrency=1).run(plan, on_done=on_done)
+    cache.close()
+    assert calls[0] in recorded and recorded[calls[0]] in ("rendered", "cached")
+    assert set(recorded) == {j.id for j in plan.jobs}  # every job ended somehow: none left pending
+    assert set(recorded.values()) <= {"rendered", "cached", "cancelled"}

@@ -22,7 +22,11 @@ def ffmpeg_exe() -> str:
 def run_ffmpeg(args: list[str], *, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run ffmpeg quietly; raise with its last lines of stderr when it fails."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    # A terminal's Ctrl-C signals its whole foreground process group. An ffmpeg of ours must not die of it in
+    # the middle of a job's encode or a download's check (the job would be "failed", a paid render lost), so
+    # it runs in a session of its own: subprocess.run still kills it when the thread waiting on it is
+    # interrupted, and a job's thread finishes its step, then sees the run's cancel.
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, start_new_session=True)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
         raise RuntimeError(f"ffmpeg failed ({proc.returncode}): {tail}")
@@ -61,11 +65,12 @@ _AUDIO = re.compile(r"Stream #\S+.*?: Audio: (\w+)[^,]*, (\d+) Hz, ([^,]+)")
 
 def probe(path: str | Path, *, timeout: float = 60) -> Probe:
     """Probe a local media file. Raises ValueError if ffmpeg cannot read it as media."""
-    proc = subprocess.run(
+    proc = subprocess.run(  # in a session of its own, as run_ffmpeg's
         [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
         capture_output=True,
         text=True,
         timeout=timeout,
+        start_new_session=True,
     )
     return parse_probe(proc.stderr)
 

@@ -1,4 +1,4 @@
-"""Files on disk: their content hash (memoised), and putting a file that is already on disk (a cached blob, a
+"""Files on disk: their content hash (memoised, or fresh), and putting a file that is already on disk (a cached blob, a
 cached poster) into a run directory."""
 
 from __future__ import annotations
@@ -36,6 +36,18 @@ def sha256_file(path: str | Path) -> str:
     return digest
 
 
+def sha256_fresh(path: str | Path) -> str:
+    """sha256 of a file's bytes as they are now, never from the memo: for checking stored files (cache blobs,
+    their copies), whose bytes can go bad without their size or mtime changing."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        buf = bytearray(_HASH_CHUNK)
+        view = memoryview(buf)
+        while n := f.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
 def link_or_copy(src: Path, dest: Path) -> None:
     """Hard-link `src` at `dest` (instant, no extra space), replacing what is there; copy across filesystems.
     Editing a linked file in place changes the cached one too, but every cache read verifies the hash, so
@@ -48,4 +60,4 @@ def link_or_copy(src: Path, dest: Path) -> None:
         shutil.copyfile(src, dest)
 
 
-__all__ = ["link_or_copy", "sha256_file"]
+__all__ = ["link_or_copy", "sha256_file", "sha256_fresh"]

@@ -3,38 +3,40 @@
 Layout of `cache.dir`::
 
     index/           diskcache (SQLite): cache key -> entry (blob hash, size, what was hashed, provenance)
-    blobs/ab/<sha256>.mp4   video bytes, named by their own hash, written by atomic rename
+    blobs/ab/<sha256>.mp4         video bytes, named by their own hash, written by atomic rename
+    blobs/ab/<sha256>.<key>.json  the blob's sidecar: its entry, so the index can be rebuilt (sidecar.py)
     journal/         diskcache: cache key -> remote request id and state, written before polling starts; and
                      "render-time:<kind>" -> the last render times observed for that kind of remote job
     locks/<key>.lock one file lock per key: two processes never render the same key at once
+    runs/            the runs alive on this cache and the keys they use (live.py): prune keeps those
+    links/<key>.txt  the run folders' copies of a clip, repaired with its blob (links.py)
     tmp/             scratch folders on the same filesystem, so finished files move in atomically
     posters/<key>-<how>.png  the report's poster of a cached clip (or film), so a rerun cuts none again
 
 A blob is written before its index entry, so a crash can leave an orphan blob (pruned later) but never
 an entry that points at nothing. Every fetch verifies the blob's hash; a bad blob is a miss that the
-next render repairs.
+next render repairs. A missing or malformed index is rebuilt from the sidecars when the cache is opened.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import functools
 import os
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import diskcache
 from filelock import FileLock
 
-from wanbatch.av.files import sha256_file
-
-_SCENE_PREFIX = "scene-keys:"
+from wanbatch.av.files import sha256_file, sha256_fresh
+from wanbatch.cache import index, links, live, prune, sidecar
+from wanbatch.errors import ReadOnlyCacheError
 
 
 @dataclass(frozen=True)
@@ -61,15 +63,11 @@ def diff_material(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return sorted(k for k in a.keys() | b.keys() if a.get(k, "<unset>") != b.get(k, "<unset>"))
 
 
-def _open(directory: Path) -> diskcache.Cache:
-    return diskcache.Cache(str(directory), timeout=60)
-
-
 class Journal:
     """Remote request ids by cache key. Written before the first poll; removed once the clip is cached."""
 
     def __init__(self, directory: Path):
-        self._db = _open(directory)
+        self._db = index.open_db(directory)
         # SQLite takes one writer at a time, and a writer that finds the database busy sleeps in growing steps
         # (up to 100 ms) before it tries again: fifty job threads writing at once lost far more time asleep than
         # writing (a `submitted` record, which precedes the first poll, took up to 0.3 s). Writers of this
@@ -125,16 +123,62 @@ class Cache:
     cache = Cache("~/.cache/wanbatch")
     with cache.lock(key):
         hit = cache.fetch(key) or cache.put(key, rendered_mp4, material=..., meta=...)
+
+    A cache this process may not write is opened read-only (`readonly=True` asks for that): lookups, hits
+    and dry runs work and nothing is written; `put`, `prune` and a journal raise `ReadOnlyCacheError`.
     """
 
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path, *, readonly: bool | None = None):
         self.dir = Path(directory).expanduser().resolve()
+        self.notes: list[str] = []  # what opening found and did (a rebuilt index), for the user to read
+        self.repaired: list[str] = []  # keys whose corrupt entries this process dropped
+        self.corrupt: list[str] = []  # keys whose blobs a read-only look found corrupt (and left alone)
+        self.readonly = bool(readonly) if readonly is not None else not _writable(self.dir)
+        self._writing = threading.Lock()  # as Journal's: this process's writers queue here, not in SQLite's sleeps
+        self._index: Any
+        if self.readonly:
+            self._index = index.open_readonly(self.dir, self.notes)
+            return
         for sub in ("blobs", "locks", "tmp"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        self._index = _open(self.dir / "index")
-        self._writing = threading.Lock()  # as Journal's: this process's writers queue here, not in SQLite's sleeps
-        self.journal = Journal(self.dir / "journal")
-        self.repaired: list[str] = []  # keys whose corrupt entries this process dropped
+        self._index = index.open_checked(self.dir, self.notes)
+        self._backfill_sidecars()
+
+    def _backfill_sidecars(self) -> None:
+        """Once per cache: a sidecar for every entry made before sidecars existed, so it can be rebuilt too."""
+        marker = self.dir / "blobs" / sidecar.BACKFILLED
+        if marker.exists():
+            return
+        for entry in self.entries():
+            blob = self._blob_path(entry["blob"])
+            if blob.exists() and not sidecar.path_of(blob, entry["key"]).exists():
+                sidecar.write(blob, entry)
+        marker.touch()
+
+    @functools.cached_property
+    def journal(self) -> Journal:
+        """The remote request journal, opened on first use (a run without remote scenes never opens it)."""
+        self._require_writable("journal remote requests")
+        return Journal(self.dir / "journal")
+
+    def journal_entry(self, key: str) -> dict[str, Any] | None:
+        """A remote job's journal record, read without writing anything (a read-only cache has no `journal`):
+        what a dry run's estimate needs to know that a job was accepted already."""
+        if not self.readonly:
+            return self.journal.get(key)
+        if self._journal_readonly is None:
+            return None
+        got = self._journal_readonly.get(key)
+        return dict(got) if got is not None else None
+
+    @functools.cached_property
+    def _journal_readonly(self) -> index.ReadOnlyIndex | None:
+        folder = self.dir / "journal"
+        return index.ReadOnlyIndex(folder) if (folder / index.DB_FILE).is_file() else None
+
+    def _require_writable(self, what: str) -> None:
+        if self.readonly:
+            raise ReadOnlyCacheError(f"cannot {what}: the cache {self.dir} is read-only here")
 
     # -- lookups -----------------------------------------------------------------------------------
     def _blob_path(self, digest: str) -> Path:
@@ -152,24 +196,38 @@ class Cache:
             return None
         return dict(entry)
 
+    def verify(self, key: str) -> tuple[str, dict[str, Any] | None]:
+        """Look up `key` and check its blob byte for byte, changing nothing: ("cached", entry), ("corrupt",
+        entry) (missing, cut short or other bytes: a run renders it again) or ("absent", None)."""
+        entry = self._index.get(key)
+        if entry is None:
+            return "absent", None
+        path = self._blob_path(entry["blob"])
+        try:
+            ok = path.stat().st_size == entry["size"] and sha256_fresh(path) == entry["blob"]
+        except OSError:
+            ok = False
+        return ("cached" if ok else "corrupt"), dict(entry)
+
     def fetch(self, key: str) -> Hit | None:
         """The entry and its blob, verified byte for byte. A corrupt or missing blob is dropped: a miss."""
-        entry = self._index.get(key)
+        state, entry = self.verify(key)
         if entry is None:
             return None
         path = self._blob_path(entry["blob"])
-        try:
-            ok = path.stat().st_size == entry["size"] and _sha256_uncached(path) == entry["blob"]
-        except OSError:
-            ok = False
-        if not ok:
+        if state == "corrupt":
+            if self.readonly:
+                self.corrupt.append(key)
+                return None
             with self._writing:
                 self._index.delete(key)
+            with contextlib.suppress(OSError):
+                sidecar.path_of(path, key).unlink()
             with contextlib.suppress(OSError):
                 path.unlink()
             self.repaired.append(key)
             return None
-        return Hit(key, path, dict(entry))
+        return Hit(key, path, entry)
 
     def __contains__(self, key: str) -> bool:
         return self.peek(key) is not None
@@ -177,32 +235,36 @@ class Cache:
     # -- writes ------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float = -1) -> Iterator[None]:
-        """Hold the key's lock across processes for the whole check-render-store sequence."""
+        """Hold the key's lock across processes for the whole check-render-store sequence. (A read-only cache
+        has no locks: nothing is stored in it, so there is nothing to keep apart.)"""
+        if self.readonly:
+            yield
+            return
         with FileLock(str(self.dir / "locks" / f"{key}.lock"), timeout=timeout):
             yield
 
     @contextlib.contextmanager
     def workdir(self, prefix: str = "job-") -> Iterator[Path]:
-        """A scratch folder on the cache's filesystem, removed afterwards whatever happens."""
-        path = Path(tempfile.mkdtemp(prefix=prefix, dir=self.dir / "tmp"))
+        """A scratch folder on the cache's filesystem (the system's for a read-only cache), removed afterwards
+        whatever happens; one a killed run leaves is swept by a later run (`live.sweep_leftovers`)."""
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=None if self.readonly else self.dir / "tmp"))
         try:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
     def put(self, key: str, video: Path, *, material: Mapping[str, Any], meta: Mapping[str, Any]) -> Hit:
-        """Copy `video` into the blob store and index it. Atomic: readers see all of it or nothing."""
-        digest = _sha256_uncached(video)
+        """Copy `video` into the blob store and index it. Atomic: readers see all of it or nothing.
+
+        Order: the sidecar, then the blob (renamed into place), then the index entry. A crash in between
+        leaves a blob with its sidecar (the index is rebuilt from it) or a sidecar without a blob (dropped),
+        never an entry that points at nothing. Copies of an earlier, corrupt blob of this key in run folders
+        are replaced (`links.relink`)."""
+        self._require_writable("store a render")
+        digest = sha256_fresh(video)
         size = video.stat().st_size
         dest = self._blob_path(digest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if not (dest.exists() and dest.stat().st_size == size):
-            # unique per thread too: two jobs can store identical bytes at the same moment
-            staged = dest.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.partial")
-            shutil.copyfile(video, staged)
-            with open(staged, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(staged, dest)
         entry = {
             "key": key,
             "blob": digest,
@@ -211,21 +273,60 @@ class Cache:
             "created": time.time(),
             **dict(meta),
         }
+        car = sidecar.write(dest, entry)
+        try:
+            self._store_blob(video, dest, digest, size)
+        except BaseException:
+            if not dest.exists():
+                car.unlink(missing_ok=True)
+            raise
         scene_id = meta.get("scene_id")
         # One transaction: the entry and the scene's list of recent keys (what `explain_miss` compares with).
         with self._writing, self._index.transact():
             self._index.set(key, entry)
             if scene_id:
-                skey = f"{_SCENE_PREFIX}{scene_id}"
-                keys = [k for k in (self._index.get(skey) or []) if k != key][-19:]
+                skey = f"{index.SCENE_PREFIX}{scene_id}"
+                keys = [k for k in (self._index.get(skey) or []) if k != key][-(index.RECENT_KEYS - 1) :]
                 self._index.set(skey, [*keys, key])
+        links.relink(self.dir, key, dest, digest)
         return Hit(key, dest, entry)
+
+    def _store_blob(self, video: Path, dest: Path, digest: str, size: int) -> None:
+        with contextlib.suppress(OSError):
+            if dest.stat().st_size == size and sha256_fresh(dest) == digest:
+                os.utime(dest)  # in use again now: a prune that looks at ages keeps it
+                return
+        # unique per thread too: two jobs can store identical bytes at the same moment
+        staged = dest.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.partial")
+        try:
+            shutil.copyfile(video, staged)
+            with open(staged, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(staged, dest)
+        except BaseException:  # e.g. the disk is full: leave no partial blob behind
+            staged.unlink(missing_ok=True)
+            raise
+
+    def record_link(self, key: str, digest: str, path: Path) -> None:
+        """`path` (a run folder's clip) holds the blob of `key`: repaired with it if that blob goes bad."""
+        if not self.readonly:
+            links.record(self.dir, key, digest, path)
+
+    # -- runs --------------------------------------------------------------------------------------
+    def register(self, keys: Iterable[str]) -> live.Registration:
+        """Register a run using `keys` for as long as it lives: `prune` keeps them (see `live.py`)."""
+        self._require_writable("register a run")
+        return live.Registration(self.dir, keys)
+
+    def sweep_leftovers(self) -> dict[str, int]:
+        """Remove scratch folders and partial blobs older than every live run (left by runs that died)."""
+        return {"tmp": 0, "partial": 0, "bytes": 0} if self.readonly else live.sweep_leftovers(self.dir)
 
     # -- explaining, listing, pruning --------------------------------------------------------------
     def explain_miss(self, scene_id: str, material: Mapping[str, Any]) -> str:
         """Why a key missed: the canonical fields that differ from the nearest earlier render of this scene."""
         best: list[str] | None = None
-        for k in self._index.get(f"{_SCENE_PREFIX}{scene_id}") or []:
+        for k in self._index.get(f"{index.SCENE_PREFIX}{scene_id}") or []:
             entry = self._index.get(k)
             if entry is None:
                 continue
@@ -240,52 +341,34 @@ class Cache:
 
     def entries(self) -> Iterator[dict[str, Any]]:
         for k in list(self._index.iterkeys()):
-            if isinstance(k, str) and k.startswith(_SCENE_PREFIX):
+            if isinstance(k, str) and k.startswith(index.SCENE_PREFIX):
                 continue
             entry = self._index.get(k)
             if entry is not None:
                 yield dict(entry)
 
     def prune(self, *, older_than_s: float | None = None, everything: bool = False) -> dict[str, int]:
-        """Drop entries not created within `older_than_s` (or all), then blobs and posters of no entry."""
-        now = time.time()
-        dropped = 0
-        for entry in list(self.entries()):
-            if everything or (older_than_s is not None and now - entry["created"] > older_than_s):
-                with self._writing:
-                    self._index.delete(entry["key"])
-                dropped += 1
-        remaining = list(self.entries())  # one pass over the index for both sweeps below
-        live = {e["blob"] for e in remaining}
-        blobs = freed = 0
-        for blob in (self.dir / "blobs").glob("*/*"):
-            digest = blob.name.split(".")[0].lstrip(".")
-            if digest not in live:
-                freed += blob.stat().st_size
-                blob.unlink()
-                blobs += 1
-        keys = {e["key"] for e in remaining}
-        for poster in (self.dir / "posters").glob("*.png"):  # a poster goes with its clip's entry
-            if poster.name.split("-")[0] not in keys:
-                freed += poster.stat().st_size
-                poster.unlink()
-        for tmp in (self.dir / "tmp").iterdir():
-            if now - tmp.stat().st_mtime > 24 * 3600:
-                shutil.rmtree(tmp, ignore_errors=True)
-        return {"entries": dropped, "blobs": blobs, "bytes": freed}
+        """Drop entries not created within `older_than_s` (or all), then blobs and posters of no entry, then
+        leftovers of runs that died. Safe while runs go on: an entry a live run uses (see `live.py`) or whose
+        lock is held (being rendered, stored or read) is kept, and so is its blob."""
+        self._require_writable("prune")
+        return prune.prune(self, older_than_s=older_than_s, everything=everything)
 
     def close(self) -> None:
         self._index.close()
-        self.journal.close()
+        if "journal" in self.__dict__:
+            self.journal.close()
+        journal_readonly = self.__dict__.get("_journal_readonly")
+        if journal_readonly is not None:
+            journal_readonly.close()
 
 
-def _sha256_uncached(path: Path) -> str:
-    # Blobs are verified on every read, so the size/mtime memo of media hashing must not be used here.
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+def _writable(directory: Path) -> bool:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(directory, os.W_OK | os.X_OK)
 
 
-__all__ = ["Cache", "Hit", "Journal", "diff_material", "sha256_file"]
+__all__ = ["Cache", "Hit", "Journal", "ReadOnlyCacheError", "diff_material", "sha256_file"]

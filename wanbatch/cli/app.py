@@ -12,7 +12,9 @@ from typing import Any
 
 from wanbatch.config.load import CONF_SEARCH_PATH, PROJECT_FILE, open_backends, recipe_dir, recipe_names
 
+CRASHED = 3  # as runs.run.CRASHED: wanbatch itself failed (see `_task`)
 _exit_codes: list[int] = []
+_tasks_started: list[bool] = []
 _scenes: list[Any] = []  # the ScenesApart of this run's project file (wanbatch.config.apart), when it has one
 _NOT_A_RUN = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc")
 
@@ -28,11 +30,15 @@ def main(argv: list[str]) -> None:
         print(_one_line(exc.error), file=sys.stderr)
         sys.exit(2)
     except SystemExit as exc:
-        # Hydra exits 1 when it cannot compose (a bad override, a missing group option). No task ran,
-        # so nothing was sent or written: that is an invalid project, exit 2 by our contract.
-        if exc.code == 1 and not _exit_codes:
-            sys.exit(2)
+        # Hydra exits 1 when it cannot compose (a bad override, a missing group option) before any task ran:
+        # nothing was sent or written, an invalid project, exit 2 by our contract. After a task began, a 1
+        # from Hydra is a failure of wanbatch's, not of the project: never "nothing ran".
+        if exc.code == 1:
+            sys.exit(CRASHED if _tasks_started else 2)
         raise
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(max([130, *_exit_codes]))
     sys.exit(max(_exit_codes, default=0))
 
 
@@ -136,10 +142,23 @@ def _task(cfg: Any) -> int:
         print(_one_line(exc), file=sys.stderr)
         _exit_codes.append(2)
         return 2
+    _tasks_started.append(True)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if scenes is not None and scenes.active and not typed.dry_run:  # a dry run leaves no record to complete
         _record_scenes(cfg, typed.scenes, run_dir)
-    code = run_project(typed, run_dir, _project_root()).exit_code
+    try:
+        code = run_project(typed, run_dir, _project_root()).exit_code
+    except Exception as exc:
+        # run_project answers for everything once work has begun (it keeps the clips and says where); what
+        # gets here broke before anything ran. A sweep's other members still run.
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        print(
+            f"error: wanbatch failed before anything ran ({type(exc).__name__}: {exc}); nothing was sent or cached",
+            file=sys.stderr,
+        )
+        code = CRASHED
     _exit_codes.append(code)
     return code
 

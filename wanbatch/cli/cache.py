@@ -1,10 +1,12 @@
-"""`wanbatch cache list | why | prune`: look into the render cache.
+"""`wanbatch cache list | why | prune | doctor`: look into the render cache, and look after it.
 
 wanbatch cache list [--dir D] [--json]
 wanbatch cache ambiguous [--dir D] [--json]             submits that may have been accepted: check, then resubmit
 wanbatch cache why recipe=demo [HYDRA OVERRIDES...]     which field changed, per scene that misses
 wanbatch cache why --config-dir DIR --config-name NAME [OVERRIDES...]
-wanbatch cache prune [--dir D] (--older-than 30d | --all)
+wanbatch cache prune [--dir D] (--older-than 30d | --all)   safe while runs go on: it keeps what they use
+wanbatch cache doctor [--dir D] [--rebuild] [--json]        check every blob; rebuild a missing or
+                                                            damaged index from the blobs' sidecars
 """
 
 from __future__ import annotations
@@ -55,13 +57,21 @@ def main(argv: list[str]) -> int:
     group = p_prune.add_mutually_exclusive_group(required=True)
     group.add_argument("--older-than", type=_age)
     group.add_argument("--all", action="store_true")
+    p_doctor = sub.add_parser("doctor", help="check every blob, rebuild a missing or damaged index")
+    p_doctor.add_argument("--dir", type=Path, default=None)
+    p_doctor.add_argument("--rebuild", action="store_true", help="rebuild the index from the sidecars anyway")
+    p_doctor.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
     from wanbatch.cache.store import Cache
 
     if args.cmd == "why":
         return _why(args)
-    cache = Cache(args.dir or default_cache_dir())
+    if args.cmd == "doctor":
+        return _doctor(args)
+    cache = Cache(args.dir or default_cache_dir(), readonly=True if args.cmd == "list" else None)
+    for note in cache.notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.cmd == "ambiguous":
         return _ambiguous(cache, as_json=args.json)
     if args.cmd == "list":
@@ -88,9 +98,37 @@ def main(argv: list[str]) -> int:
                 )
             print(f"{len(entries)} entries in {cache.dir}")
         return 0
+    if cache.readonly:
+        print(f"error: `--dir` = {str(cache.dir)!r} is not allowed; it is read-only here", file=sys.stderr)
+        return 2
     stats = cache.prune(older_than_s=args.older_than, everything=args.all)
+    kept = f"; kept {stats['in_use']} in use by live runs" if stats["in_use"] else ""
+    back = f"; put {stats['restored']} lost entries back into the index" if stats["restored"] else ""
     print(
-        f"pruned {stats['entries']} entries and {stats['blobs']} blobs ({stats['bytes'] / 1e6:.1f} MB) in {cache.dir}"
+        f"pruned {stats['entries']} entries and {stats['blobs']} blobs ({stats['bytes'] / 1e6:.1f} MB) in "
+        f"{cache.dir}{kept}{back}"
+    )
+    cache.close()
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from wanbatch.cache.doctor import doctor, summary
+
+    folder = (args.dir or default_cache_dir()).expanduser()
+    if not folder.is_dir():
+        print(f"error: `--dir` = {str(folder)!r} is not allowed; no cache there", file=sys.stderr)
+        return 2
+    found = doctor(folder, rebuild=args.rebuild)
+    if args.json:
+        print(json.dumps(summary(found, folder), indent=2))
+        return 0
+    for note in found.notes:
+        print(note)
+    print(
+        f"checked {found.entries} entries ({found.verified_bytes / 1e6:.1f} MB hashed) in {found.seconds:.1f} s: "
+        f"{len(found.dropped)} dropped, {found.restored} restored; {folder} is "
+        + ("healthy" if not found.dropped else "usable (a run renders the dropped scenes again)")
     )
     return 0
 
@@ -143,7 +181,7 @@ def _why(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    cache = Cache(Path(cfg.cache.dir).expanduser())
+    cache = Cache(Path(cfg.cache.dir).expanduser(), readonly=True)  # it only reads
     for job in plan.jobs:
         state = "cached" if cache.peek(job.key) else cache.explain_miss(job.id, job.material)
         print(f"{job.id}: {state}")

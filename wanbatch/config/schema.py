@@ -57,8 +57,12 @@ class RayExecutorConfig(ExecutorConfig):
     num_gpus: int | None = None  # GPUs of a local Ray; null = detect. Logical GPUs work on CPU too (tests: 2)
     num_cpus: int | None = None  # CPUs of a local Ray; null = detect
     num_actors: int | None = None  # render actors for local models; null = one per GPU (one CPU actor if none)
-    actor_num_cpus: float = 1  # CPUs each render actor reserves besides its GPU
-    task_num_cpus: float = 1  # CPUs each preview (cpu) task reserves; remote-API tasks reserve none (they wait on HTTP)
+    # CPUs each render actor reserves besides its GPU; null = fitted: min(1, what is left once a preview task has
+    # its share), so the actors never take every CPU
+    actor_num_cpus: float | None = None
+    # CPUs each preview (cpu) task reserves; null = min(1, CPUs / (actors + 1)). Remote-API tasks reserve none
+    # (they wait on HTTP). A set that cannot run exits 2 with the numbers.
+    task_num_cpus: float | None = None
     # torch/OpenMP threads per render actor; null = as a process started here (OMP_NUM_THREADS, else torch's
     # default), so CPU renders match executor=local bit for bit
     actor_threads: int | None = None
@@ -67,6 +71,9 @@ class RayExecutorConfig(ExecutorConfig):
     # wanbatch.execute.ray.executor.release_actors() or the process's exit ends them
     keep_actors: bool = True
     cancel_grace_s: float = 30  # after Ctrl-C, how long running jobs get to stop (their clips are kept)
+    # when no job has finished or moved this long while jobs wait, say what waits on which resources and what
+    # the cluster has free (again every stall_s); null or 0: never
+    stall_s: float | None = 120
     log_to_driver: bool = False  # print workers' stdout/stderr here (failures reach the manifest either way)
     runtime_env: dict[str, Any] | None = None  # Ray runtime_env for the workers, e.g. {env_vars: {HF_HOME: /models}}
     init: dict[str, Any] = field(default_factory=dict)  # more ray.init keyword arguments, passed as they are

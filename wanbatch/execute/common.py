@@ -61,13 +61,14 @@ def cached_outcome(job: Job, hit: Hit, took: float) -> Outcome:
 def render_and_store(cache: Cache, backend: Backend, job: Job, ctx_factory: Any, parent_clip: Path | None) -> Outcome:
     """The whole life of one job in this process: lock, re-check, render, store. Never raises."""
     t0 = time.perf_counter()
+    ctx: RenderContext | None = None
     try:
         with cache.lock(job.key):
             hit = cache.fetch(job.key)  # another process may have rendered it while we waited
             if hit is not None:
                 return cached_outcome(job, hit, time.perf_counter() - t0)
             with cache.workdir() as workdir:
-                ctx: RenderContext = ctx_factory(workdir)
+                ctx = ctx_factory(workdir)
                 if ctx.cancel.is_set():
                     raise Cancelled("cancelled before it started")
                 job = with_chain_input(job, parent_clip, workdir)
@@ -84,16 +85,20 @@ def render_and_store(cache: Cache, backend: Backend, job: Job, ctx_factory: Any,
             seconds=round(took, 3),
             info=result.info,
         )
-    except Cancelled as exc:
-        return Outcome(
-            job.id,
-            "cancelled",
-            job.key,
-            model=job.model,
-            error=str(exc) or "cancelled",
-            seconds=round(time.perf_counter() - t0, 3),
-        )
     except Exception as exc:  # a failed scene must not stop the others
+        if isinstance(exc, Cancelled) or (ctx is not None and ctx.cancel.is_set()):
+            # What breaks once the run is interrupted (a tool killed by the terminal's Ctrl-C) is an
+            # interrupted scene, rendered again by the next run, not a failed one.
+            error = str(exc) if isinstance(exc, Cancelled) else f"interrupted: {first_line_of(exc)}"
+            return Outcome(
+                job.id,
+                "cancelled",
+                job.key,
+                model=job.model,
+                request_id=getattr(exc, "request_id", None),
+                error=error or "cancelled",
+                seconds=round(time.perf_counter() - t0, 3),
+            )
         return failed_outcome(job, exc, t0)
 
 

@@ -70,6 +70,9 @@ class LocalExecutor:
         at_work = threading.Semaphore(self.concurrency)
         paid: set[str] = set()  # jobs done at their provider, their video still to fetch
         paid_lock = threading.Lock()
+        # How each job's thread ended, written by the thread itself: a Ctrl-C can land between a submit and
+        # its bookkeeping, and then this is where the outcome is found once the threads have ended.
+        ended: dict[str, Outcome] = {}
 
         def task(job: Job, parent_clip: Path | None) -> Outcome:
             at_work.acquire()
@@ -95,7 +98,10 @@ class LocalExecutor:
                             off_backend=off_backend,
                         )
 
-                    return render_and_store(self.cache, plan.backends[job.backend], job, ctx_factory, parent_clip)
+                    outcome = render_and_store(self.cache, plan.backends[job.backend], job, ctx_factory, parent_clip)
+                    with paid_lock:
+                        ended[job.id] = outcome
+                    return outcome
             finally:
                 release()
                 with paid_lock:
@@ -113,40 +119,66 @@ class LocalExecutor:
                     if not running:
                         continue
                     done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        del running[fut]
+                    for fut in done:  # finished before it is forgotten: a Ctrl-C in between loses nothing
                         frontier.finish(fut.result())
+                        del running[fut]
             except KeyboardInterrupt:
                 interrupted = True
                 self.cancel.set()
-                for fut in list(running):
-                    if fut.cancel():
-                        frontier.requeue(running.pop(fut))
-                with paid_lock:
-                    downloading = sorted(paid & set(running.values()))
-                if downloading:
-                    print(
-                        f"interrupted: {len(downloading)} render(s) already paid for are finishing their download "
-                        f"({', '.join(downloading[:5])}{', ...' if len(downloading) > 5 else ''}); Ctrl-C again "
-                        "to leave them (their request ids stay in the journal)",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                # Running jobs see `cancel` and stop at their next safe point; finished clips are kept. The wait
-                # wakes twice a second, so a second Ctrl-C is seen even while every job is busy downloading.
-                while running:
+                said: list[str] = []
+                while True:  # a second Ctrl-C, wherever it lands while winding down, leaves the downloads too
                     try:
-                        done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
-                        for fut in done:
-                            outcome = fut.result()
-                            del running[fut]
-                            frontier.finish(outcome)
+                        self._wind_down(frontier, running, paid, paid_lock, said)
+                        break
                     except KeyboardInterrupt:
                         self.abandon.set()
-                frontier.cancel_rest()
         if interrupted:
+            # The threads have ended. A job started in the very moment of the Ctrl-C, and so never waited
+            # for above, ends as its thread ended it (or cancelled, if it never ran).
+            for scene in list(frontier.running):
+                job = frontier.running[scene]
+                frontier.finish(
+                    ended.get(scene)
+                    or Outcome(scene, "cancelled", job.key, model=job.model, error="interrupted before it started")
+                )
             raise KeyboardInterrupt
         return frontier.outcomes
+
+    def _wind_down(
+        self,
+        frontier: Frontier,
+        running: dict[Future[Outcome], str],
+        paid: set[str],
+        paid_lock: threading.Lock,
+        said: list[str],
+    ) -> None:
+        """After Ctrl-C: jobs not started go back (and end cancelled), running ones stop at their next safe
+        point, finished clips are kept, and renders already paid for finish their download. Safe to call
+        again (a second Ctrl-C in here calls it again, with `abandon` set)."""
+        for fut in list(running):
+            if fut.cancel():
+                frontier.requeue(running.pop(fut))
+        with paid_lock:
+            downloading = sorted(paid & set(running.values()))
+        if downloading and not said:
+            said.append("downloads")
+            print(
+                f"interrupted: {len(downloading)} render(s) already paid for are finishing their download "
+                f"({', '.join(downloading[:5])}{', ...' if len(downloading) > 5 else ''}); Ctrl-C again "
+                "to leave them (their request ids stay in the journal)",
+                file=sys.stderr,
+                flush=True,
+            )
+        # The wait wakes twice a second, so a second Ctrl-C is seen even while every job is busy downloading.
+        while running:
+            try:
+                done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    frontier.finish(fut.result())
+                    del running[fut]
+            except KeyboardInterrupt:
+                self.abandon.set()
+        frontier.cancel_rest()
 
 
 class _Once:

@@ -12,6 +12,7 @@ its spend cannot be bounded. Example::
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,7 @@ class Estimate:
     per_scene: dict[str, float | None] = field(default_factory=dict)  # USD this run spends on it; None = unknown
     why_free: dict[str, str] = field(default_factory=dict)  # scenes that cost nothing, and why
     by_backend: dict[str, BackendCost] = field(default_factory=dict)
+    corrupt: set[str] = field(default_factory=set)  # scenes whose blob a verifying look found missing or corrupt
 
     @property
     def total(self) -> float:
@@ -74,10 +76,14 @@ class Estimate:
         }
 
 
-def estimate(plan: Plan, cache: Cache | None) -> Estimate:
+def estimate(plan: Plan, cache: Cache | None, *, verify: bool = False) -> Estimate:
+    """With `verify` (a dry run), "cached" means the blob was read and its hash checked, as the run will, not
+    only its size seen: a corrupt blob is a render to come (and to pay for), and the estimate counts it."""
     out = Estimate()
+    states = _cache_states(plan, cache, verify)
+    out.corrupt = {job_id for job_id, state in states.items() if state == "corrupt"}
     for job in plan.jobs:
-        why = _free(job, cache)
+        why = _free(job, cache, states[job.id] == "cached")
         if why:
             out.per_scene[job.id] = 0.0
             out.why_free[job.id] = why
@@ -93,12 +99,25 @@ def estimate(plan: Plan, cache: Cache | None) -> Estimate:
     return out
 
 
-def _free(job: Any, cache: Cache | None) -> str | None:
+def _cache_states(plan: Plan, cache: Cache | None, verify: bool) -> dict[str, str]:
+    """cached | corrupt | absent, per scene; verifying hashes on a few threads (hashlib lets go of the GIL)."""
+    if cache is None:
+        return {job.id: "absent" for job in plan.jobs}
+    if not verify:
+        return {job.id: "cached" if cache.peek(job.key) is not None else "absent" for job in plan.jobs}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        found = pool.map(lambda job: cache.verify(job.key)[0], plan.jobs)
+        return {job.id: state for job, state in zip(plan.jobs, found, strict=True)}
+
+
+def _free(job: Any, cache: Cache | None, cached: bool) -> str | None:
     if cache is None:
         return None
-    if cache.peek(job.key) is not None:
+    if cached:
         return "cached"
-    entry = cache.journal.get(job.key) or {}
+    entry = cache.journal_entry(job.key) or {}
     if entry.get("backend") != job.backend:
         return None
     if entry.get("request_id"):

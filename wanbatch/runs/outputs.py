@@ -10,6 +10,7 @@ from typing import Any
 
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.av.files import link_or_copy
+from wanbatch.cache.live import Registration
 from wanbatch.cache.store import Cache
 from wanbatch.config.schema import StitchConfig
 from wanbatch.core.outcome import Outcome
@@ -31,15 +32,17 @@ class RunOutputs:
         started: float,
         estimates: dict[str, float | None] | None = None,
         *,
+        cache: Cache | None = None,
         posters: EarlyPosters | None = None,
         probe: bool = False,
     ):
-        """`posters`: cut each clip's poster for the report as the clip lands (see wanbatch.runs.posters);
-        `probe`: read each clip's header for the film as it lands."""
+        """`cache`: told where each clip was linked; `posters`: cut each clip's poster for the report as the clip
+        lands (see wanbatch.runs.posters); `probe`: read each clip's header for the film as it lands."""
         self.run_dir = run_dir
         self.plan = plan
         self.started = started
         self.estimates = estimates or {}  # USD each scene was estimated to cost this run (None = unknown)
+        self.cache = cache  # told where each clip was linked, so a repaired blob repairs the link too
         self.posters = posters
         self.probe = probe  # describe clips for the film as they land
         self.probed: dict[Path, Any] = {}  # clip path -> wanbatch.film.clips.ClipInfo
@@ -54,28 +57,38 @@ class RunOutputs:
         """Record one finished job: link its clip into clips/ and rewrite the manifest. Rewrites are at
         most twice a second (the clip itself is already safe in the cache; the run ends with a full
         write), so thousands of quick jobs do not spend their time re-serialising the manifest."""
-        self.outcomes[outcome.scene] = outcome
-        if outcome.ok and outcome.clip is not None:
+        clip = outcome.clip
+        if outcome.ok and clip is not None:
             job = self.plan.job(outcome.scene)
             rel = f"clips/{job.scene.index + 1:03d}-{_safe(job.id)}.mp4"
-            link_or_copy(outcome.clip, self.run_dir / rel)
-            self.clips[outcome.scene] = rel
-        if self.probe and outcome.ok and outcome.clip is not None:
+            try:
+                link_or_copy(clip, self.run_dir / rel)
+            except FileNotFoundError:
+                # The blob went between the lookup and here (deleted from outside the cache's locks): this scene
+                # is not done, but the run goes on, and the next run renders it.
+                outcome = _vanished(outcome)
+            else:
+                self.clips[outcome.scene] = rel
+                if self.cache is not None:
+                    self.cache.record_link(job.key, clip.stem, self.run_dir / rel)
+        self.outcomes[outcome.scene] = outcome
+        linked = self.clips.get(outcome.scene) if outcome.ok else None
+        if self.probe and linked is not None:
             # the film's copy-path checks read each clip's header as it lands, not all after the last one
             from wanbatch.film.clips import mp4_header
 
-            path = self.run_dir / self.clips[outcome.scene]
-            info = mp4_header(path)
+            info = mp4_header(self.run_dir / linked)
             if info is not None:
-                self.probed[path] = info
-        clip = self.clips.get(outcome.scene)
-        record = manifest.scene_record(self.plan, outcome.scene, outcome, clip, self.estimates.get(outcome.scene))
+                self.probed[self.run_dir / linked] = info
+        record = manifest.scene_record(
+            self.plan, outcome.scene, outcome, self.clips.get(outcome.scene), self.estimates.get(outcome.scene)
+        )
         self.records[outcome.scene] = record
-        if self.posters is not None and clip is not None:
+        if self.posters is not None and linked is not None:
             duration = record.get("duration")
             self.posters.add(
                 poster_name(self._index[outcome.scene], record),
-                self.run_dir / clip,
+                self.run_dir / linked,
                 float(duration) if isinstance(duration, (int, float)) else None,
                 record.get("cache_key"),
             )
@@ -97,7 +110,12 @@ class RunOutputs:
         )
 
     def stitch(
-        self, settings: StitchConfig, encode: EncodeSettings, soundtrack: Soundtrack | None, cache: Cache
+        self,
+        settings: StitchConfig,
+        encode: EncodeSettings,
+        soundtrack: Soundtrack | None,
+        cache: Cache,
+        registration: Registration | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """film.mp4 from the clips. The film is cached too, keyed by its clips' keys and everything else
         that shapes it, so a fully cached rerun does not even re-join (a compose costs real seconds)."""
@@ -116,10 +134,13 @@ class RunOutputs:
                 else {"sha256": soundtrack.media.sha256, "volume": soundtrack.volume, "duck": soundtrack.duck},
             }
         )
+        if registration is not None:
+            registration.add([key])  # the film is this run's too: prune keeps it (and its poster)
         with cache.lock(key):
             hit = cache.fetch(key)
             if hit is not None:
                 link_or_copy(hit.path, film)
+                cache.record_link(key, hit.path.stem, film)
                 return film.name, {**hit.entry["film"], "cached": True, "cache_key": key}
             clips = [
                 FilmClip(path=self.run_dir / self.clips[j.id], scene_id=j.id, transition=j.scene.transition)
@@ -134,7 +155,9 @@ class RunOutputs:
                 "duration": round(result.duration, 3),
                 "seconds": round(result.seconds, 3),
             }
-            cache.put(key, film, material={"film": key}, meta={"backend": "stitch", "film": notes})
+            if not cache.readonly:  # a read-only cache serves hits; a film made here is only this run's
+                stored = cache.put(key, film, material={"film": key}, meta={"backend": "stitch", "film": notes})
+                cache.record_link(key, stored.path.stem, film)
         return film.name, {**notes, "cached": False, "cache_key": key}
 
     def report(self, data: Manifest) -> None:
@@ -160,6 +183,16 @@ class RunOutputs:
         """Stop the poster workers (a run that writes no report leaves no thread behind)."""
         if self.posters is not None:
             self.posters.close()
+
+
+def _vanished(outcome: Outcome) -> Outcome:
+    return dataclasses.replace(
+        outcome,
+        status="failed",
+        clip=None,
+        error="its clip vanished from the cache before it was linked into the run (deleted from outside "
+        "wanbatch?); the next run renders it again",
+    )
 
 
 def _safe(name: str) -> str:

@@ -4,6 +4,8 @@
 0  every scene is done (rendered or cached)
 1  some scene failed; every other clip is kept and cached
 2  the project is invalid: nothing ran, nothing was sent, nothing was cached
+3  wanbatch itself failed after work began (a bug, a broken environment): every clip that finished is kept
+   in the run folder's clips/ and in the cache, and the message says where
 130 interrupted (Ctrl-C); every finished clip is kept and cached, and so is every remote render the
     provider had finished (paid for), whose download completes first unless Ctrl-C comes again
 """
@@ -16,6 +18,7 @@ import gc
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,7 @@ from typing import Any, TextIO
 
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.backends import build_backends
+from wanbatch.cache.live import Registration
 from wanbatch.cache.store import Cache
 from wanbatch.config.checks import choice, number
 from wanbatch.config.load import backend_configs
@@ -32,6 +36,7 @@ from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan, make_plan
 from wanbatch.core.project import load_project
 from wanbatch.errors import ConfigError, Issue
+from wanbatch.execute.common import first_line_of
 from wanbatch.film.clips import check_stitch
 from wanbatch.runs.estimate import Estimate, budget_issues, estimate
 from wanbatch.runs.manifest import Manifest
@@ -39,6 +44,7 @@ from wanbatch.runs.progress import Progress
 
 EXECUTORS = ("local", "ray")
 PROGRESS = ("auto", "rich", "plain", "none")
+CRASHED = 3  # the exit status of a run that wanbatch itself broke off after work began
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,7 @@ class RunResult:
     """How a run ended. `run_dir`, `film` and `manifest` are None where the run wrote nothing (an invalid
     project, a dry run) or made no film (a failed or interrupted run, `stitch.enabled: false`)."""
 
-    exit_code: int  # 0 done, 1 some scene failed, 2 invalid project (nothing ran), 130 interrupted
+    exit_code: int  # 0 done, 1 some scene failed, 2 invalid project (nothing ran), 3 crashed, 130 interrupted
     run_dir: Path | None = None
     film: Path | None = None
     manifest: Manifest | None = None  # what manifest.json holds
@@ -86,76 +92,191 @@ def run_project(
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return RunResult(2)
+    except KeyboardInterrupt:
+        print("interrupted while planning: nothing ran, nothing was sent or cached", file=sys.stderr)
+        return RunResult(130)
 
     # 2. Look up the cache (read only: an invalid run writes nothing) and estimate the cost; a run over its
     # budget stops here, before any request. A dry run stops here anyway.
     cache_dir = Path(cfg.cache.dir).expanduser()
+    found = Cache(cache_dir, readonly=True) if cache_dir.is_dir() else None
+    _print_notes(found, out)
     plan_out = Path(cfg.plan_out).expanduser() if cfg.plan_out else None
-    found = Cache(cache_dir) if (cache_dir / "index").is_dir() else None
     with _no_cyclic_gc():
-        est = estimate(plan, found)
+        est = estimate(plan, found, verify=cfg.dry_run)
         print_summary(plan, found, est, out, brief=not cfg.dry_run, budget=cfg.budget, plan_out=plan_out)
     over = budget_issues(est, cfg.budget)
+    if found is not None:
+        found.close()
     if over or cfg.dry_run:
         _close(plan)
-        if found is not None:
-            found.close()
         if over:
             print(f"error: {ConfigError(over)}", file=sys.stderr)
         return RunResult(2 if over else 0)
-    cache = found or Cache(cache_dir)
+    cache = Cache(cache_dir)
+    if cache.notes != (found.notes if found is not None else []):
+        _print_notes(cache, out)
+    progress = Progress(mode=cfg.executor.progress, concurrency=cfg.executor.concurrency)
+    try:
+        if cache.readonly:
+            _check_readonly_cache(plan, cache)
+        executor = _executor(cfg.executor, cache, encode, progress, cancel)
+        # What the executor will reserve, against what it has (ray: the cluster's CPUs and GPUs): a run that
+        # could never finish stops here, with the numbers, before anything ran.
+        prepare = getattr(executor, "prepare", None)
+        for note in prepare(plan) if callable(prepare) else []:
+            print(f"note: {note}", file=out)
+        registration = None if cache.readonly else cache.register(j.key for j in plan.jobs)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        _close(plan)
+        cache.close()
+        return RunResult(2)
+    except KeyboardInterrupt:
+        print("interrupted before anything ran: nothing was sent or cached", file=sys.stderr)
+        _close(plan)
+        cache.close()
+        return RunResult(130)
+    try:
+        swept = cache.sweep_leftovers()
+        if swept["tmp"] or swept["partial"]:
+            print(
+                f"note: removed what runs that ended left in the cache: {swept['tmp']} scratch folder(s), "
+                f"{swept['partial']} partial blob(s) ({swept['bytes'] / 1e6:.1f} MB)",
+                file=out,
+            )
+        return _execute(cfg, plan, encode, cache, executor, progress, run_dir, started, out, registration, est)
+    finally:
+        if registration is not None:
+            registration.close()
+        cache.close()
 
-    # 3. Execute. Each finished clip is cached at once and recorded in the manifest as it lands.
-    run_dir.mkdir(parents=True, exist_ok=True)
+
+def _execute(
+    cfg: WanbatchConfig,
+    plan: Plan,
+    encode: EncodeSettings,
+    cache: Cache,
+    executor: Any,
+    progress: Progress,
+    run_dir: Path,
+    started: float,
+    out: TextIO,
+    registration: Registration | None,
+    est: Estimate,
+) -> RunResult:
+    """Steps 3 and 4: once work has begun, every way out keeps what finished and says where it is."""
     from wanbatch.runs import manifest
     from wanbatch.runs.outputs import RunOutputs
+
+    run_dir.mkdir(parents=True, exist_ok=True)
     from wanbatch.runs.posters import EarlyPosters
 
     # The report's posters are cut as the clips land, alongside the renders (not after the last one)
     early = EarlyPosters(run_dir, cache.dir / "posters") if cfg.report else None
-    outputs = RunOutputs(run_dir, plan, started, estimates=est.per_scene, posters=early, probe=cfg.stitch.enabled)
-    progress = Progress(mode=cfg.executor.progress, concurrency=cfg.executor.concurrency)
-    progress.start([(j.id, j.backend) for j in plan.jobs])
-    executor = _executor(cfg.executor, cache, encode, progress, cancel)
-    interrupted = False
-    outcomes: dict[str, Outcome] = {}
-    try:
-        outcomes = executor.run(plan, on_done=outputs.add)
-    except KeyboardInterrupt:
-        interrupted = True
-        outcomes = outputs.outcomes
-    finally:
-        progress.stop()
-        _close(plan)
-
-    # 4. Film and report: only from a complete set of clips, so the film never silently skips a scene.
-    failed = [o for o in outcomes.values() if not o.ok]
-    film = None
-    notes: dict[str, Any] = {}
-    if not failed and not interrupted and cfg.stitch.enabled:
-        try:
-            film, notes = outputs.stitch(cfg.stitch, encode, plan.project.soundtrack, cache)
-        except Exception as exc:  # the clips are safe; say what went wrong with the film
-            print(f"error: the clips are kept in {run_dir}/clips, but the film failed: {exc}", file=sys.stderr)
-            failed.append(Outcome("film", "failed", "", error=str(exc)))
-    data = outputs.manifest(
-        film=film,
-        extra={
-            "stitch": notes,
-            "cache_dir": str(cache.dir),
-            "repaired": cache.repaired,
-            "executor": _summary(executor),
-            "cost": est.as_dict(cfg.budget),
-        },
+    outputs = RunOutputs(
+        run_dir, plan, started, estimates=est.per_scene, cache=cache, posters=early, probe=cfg.stitch.enabled
     )
-    if cfg.report:
-        outputs.report(data)
+    interrupted = False
+    try:
+        # 3. Execute. Each finished clip is cached at once and recorded in the manifest as it lands.
+        progress.start([(j.id, j.backend) for j in plan.jobs])
+        outcomes: dict[str, Outcome] = {}
+        try:
+            outcomes = executor.run(plan, on_done=outputs.add)
+        except KeyboardInterrupt:
+            interrupted = True
+            outcomes = outputs.outcomes
+        finally:
+            progress.stop()
+            _close(plan)
+
+        # 4. Film and report: only from a complete set of clips, so the film never silently skips a scene.
+        failed = [o for o in outcomes.values() if not o.ok]
+        film = None
+        notes: dict[str, Any] = {}
+        if not failed and not interrupted and cfg.stitch.enabled:
+            try:
+                film, notes = outputs.stitch(cfg.stitch, encode, plan.project.soundtrack, cache, registration)
+            except KeyboardInterrupt:
+                interrupted = True
+            except Exception as exc:  # the clips are safe; say what went wrong with the film
+                print(f"error: the clips are kept in {run_dir}/clips, but the film failed: {exc}", file=sys.stderr)
+                failed.append(Outcome("film", "failed", "", error=str(exc)))
+        data = outputs.manifest(
+            film=film,
+            extra={
+                "stitch": notes,
+                "cache_dir": str(cache.dir),
+                "repaired": cache.repaired,
+                "executor": _summary(executor),
+                "cost": est.as_dict(cfg.budget),
+            },
+        )
+        if cfg.report:
+            outputs.report(data)
+        manifest.write(run_dir, data)
+    except KeyboardInterrupt:  # a second Ctrl-C while the film or the report was made
+        outputs.close()
+        data = _last_words(outputs, cache, executor)
+        _print_result(data, run_dir, out, True)
+        return RunResult(130, run_dir, None, data)
+    except Exception as exc:
+        # A bug or a broken environment, not a scene: say so, keep the record, point at what is kept.
+        outputs.close()
+        traceback.print_exc(file=sys.stderr)
+        data = _last_words(outputs, cache, executor)
+        done = sum(1 for o in outputs.outcomes.values() if o.ok)
+        print(
+            f"error: wanbatch failed after work began ({first_line_of(exc)}); clips kept in {run_dir / 'clips'} "
+            f"({done} finished, every one also in the cache {cache.dir}): a rerun renders only what is missing",
+            file=sys.stderr,
+        )
+        return RunResult(CRASHED, run_dir, None, data)
     outputs.close()
-    manifest.write(run_dir, data)
-    cache.close()
     _print_result(data, run_dir, out, interrupted)
     code = 130 if interrupted else 1 if failed else 0
     return RunResult(code, run_dir, run_dir / film if film else None, data)
+
+
+def _last_words(outputs: Any, cache: Cache, executor: Any) -> Manifest:
+    """The manifest of a run that stops early: every finished scene as it is; written where possible."""
+    from wanbatch.runs import manifest
+
+    try:
+        summary = _summary(executor) if executor is not None else {}
+    except Exception:
+        summary = {}
+    data: Manifest = outputs.manifest(
+        extra={"cache_dir": str(cache.dir), "repaired": cache.repaired, "executor": summary}
+    )
+    with contextlib.suppress(OSError):
+        manifest.write(outputs.run_dir, data)
+    return data
+
+
+def _print_notes(cache: Cache | None, out: TextIO) -> None:
+    for note in cache.notes if cache is not None else []:
+        print(f"note: {note}", file=out)
+
+
+def _check_readonly_cache(plan: Plan, cache: Cache) -> None:
+    """A cache this process may not write serves hits only: a scene it does not hold could be rendered but
+    never stored (and a paid render would be paid again next time), so such a run does not start."""
+    missing = [job.id for job in plan.jobs if cache.verify(job.key)[0] != "cached"]
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise ConfigError(
+            [
+                Issue(
+                    None,
+                    "cache.dir",
+                    str(cache.dir),
+                    f"it is read-only here and {len(missing)} of {len(plan.jobs)} scenes are not in it ({shown}): "
+                    "pass a cache.dir you can write (e.g. a copy of this one), or dry_run=true to look",
+                )
+            ]
+        )
 
 
 @contextlib.contextmanager
@@ -264,7 +385,9 @@ def print_summary(
 
     def state_of(job: Any) -> str:
         state = est.why_free.get(job.id)  # cached, or not sent again (the estimate looked each job up once)
-        if state is None:
+        if state is None and job.id in est.corrupt:
+            state = "blob missing or corrupt: will re-render"
+        elif state is None:
             state = cache.explain_miss(job.id, job.material) if cache is not None else "new: empty cache"
         return state
 

@@ -101,7 +101,7 @@ def _cli(*args: str) -> list[str]:
 def test_a_run_killed_mid_flight_is_finished_by_the_next_without_paying_twice(
     fake: FakeProvider, api_keys: dict[str, str], uploads: Path, tmp_path: Path
 ) -> None:
-    fake.configure(latency_s=3.0, latency_by_model={"wan2.7-i2v": 0.5})  # the finale runs after the kill
+    held = fake.hold("result")  # the four first jobs stay at the provider until the first run is killed
     cache = tmp_path / "cache"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     args = ["--config-dir", str(RECIPE), "--config-name", "project", *overrides(fake.url, cache)]
@@ -114,16 +114,17 @@ def test_a_run_killed_mid_flight_is_finished_by_the_next_without_paying_twice(
         stderr=subprocess.STDOUT,
     )
     # The four scenes without a parent are submitted at once; the chained finale waits for its parent.
-    deadline = time.monotonic() + 60
-    while fake.stats()["total"].get("submissions", 0) < 4:
+    # Kill once each of the four has been polled (so journalled: the id is written before the first poll).
+    deadline = time.monotonic() + 120
+    while len(fake.jobs()) < 4 or any(j["polls"] < 1 for j in fake.jobs()):
         assert first.poll() is None, first.communicate()[0].decode()[-2000:]
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    time.sleep(0.3)  # polling has begun
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     in_flight = {j["id"] for j in fake.jobs()}
-    assert len(in_flight) == 4 and any(j["status"] != "success" for j in fake.jobs())
+    assert len(in_flight) == 4 and all(j["status"] in ("queued", "processing") for j in fake.jobs())
+    held.release()  # they finish while "we" are down
 
     second = subprocess.run(
         _cli(*args, f"hydra.run.dir={tmp_path / 'run2'}"),
@@ -136,8 +137,7 @@ def test_a_run_killed_mid_flight_is_finished_by_the_next_without_paying_twice(
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
     got = scenes(tmp_path / "run2")
     assert all(s["status"] in ("rendered", "cached") for s in got.values())
-    # The four killed jobs finish under the ids the first run journalled (on a very slow machine the
-    # first run may have cached one before the kill: then it is a cache hit under that same id).
+    # The four killed jobs finish under the ids the first run journalled.
     finished = {sid: s["request_id"] for sid, s in got.items() if sid != "finale"}
     assert set(finished.values()) == in_flight
     assert any(s["info"].get("reattached") for s in got.values() if s["status"] == "rendered")

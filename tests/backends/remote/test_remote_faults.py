@@ -18,8 +18,8 @@ NOVITA = {"id": "s", "prompt": "A fox.", "seed": 1}
 GMI = {"id": "s", "backend": "gmi_wan21_i2v", "prompt": "An eagle.", "image": "first.png", "seed": 2}
 AIML = {"id": "s", "backend": "aiml_wan27_i2v", "prompt": "A harbour.", "image": "first.png", "seed": 3}
 SCENES = {"gmi": GMI, "aiml": AIML, "novita": NOVITA}
-# A `slow` fault stalls 1 s; the client reads for 0.4 s, so it times out after sending.
-SLOW = {"delay": 1.0}
+# A `slow` fault stalls 5 s (or until the test ends); the client reads for 0.4 s, so it times out after sending.
+SLOW = {"delay": 5.0}
 SHORT_READ = {"timeouts": {"read_s": 0.4}}
 
 

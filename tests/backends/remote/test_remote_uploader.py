@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +60,20 @@ def test_different_files_upload_at_once_the_same_file_once(tmp_path: Path, monke
 
     real_put = MemoryFileSystem.put_file
     puts: list[str] = []
+    errors: list[BaseException] = []
+    # Each of the three files waits at the bucket until all three are there: uploads one after another
+    # never meet (the first waits its minute out, then the test fails).
+    all_three = threading.Barrier(3, timeout=60)
 
-    def slow_put(self: Any, lpath: str, rpath: str, **kw: Any) -> None:
+    def meeting_put(self: Any, lpath: str, rpath: str, **kw: Any) -> None:
         puts.append(Path(lpath).name)
-        time.sleep(0.4)  # a slow link to the bucket
+        try:
+            all_three.wait()
+        except threading.BrokenBarrierError as exc:
+            errors.append(exc)
         real_put(self, lpath, rpath, **kw)
 
-    monkeypatch.setattr(MemoryFileSystem, "put_file", slow_put)
+    monkeypatch.setattr(MemoryFileSystem, "put_file", meeting_put)
     up, _ = make({"target": "memory://wanbatch-parallel", "public_url": "https://cdn.example/p"})
     assert up is not None
     files = []
@@ -75,13 +81,12 @@ def test_different_files_upload_at_once_the_same_file_once(tmp_path: Path, monke
         files.append(tmp_path / f"f{i}.png")
         Image.new("RGB", (8, 8), (i, 0, 0)).save(files[-1], format="PNG")
     work = [*files, files[0]]  # the first file twice: uploaded once
-    t0 = time.monotonic()
     threads = [threading.Thread(target=up.upload, args=(f,)) for f in work]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(10)
-    assert time.monotonic() - t0 < 1.0  # three 0.4 s uploads side by side, not one after another
+        t.join(120)
+    assert errors == []  # the three were at the bucket side by side, not one after another
     assert sorted(puts) == ["f0.png", "f1.png", "f2.png"]
 
 

@@ -478,14 +478,12 @@ class RemoteBackend(Backend):
 
 
 def _render_time(done_after: float, running_at: float | None, eta: float | None, submitted_at: float) -> float:
-    """Best estimate of how long the provider took, from what the polls saw: the last `eta` hint where one was
-    given, else midway between the last poll that found the job running and the one that found it done."""
-    if running_at is None:
-        return done_after  # done at the first poll: no later than that
-    since = running_at - submitted_at
-    if eta is not None:
-        return min(since + eta, done_after)
-    return (since + done_after) / 2
+    """How long such a job takes, as the polls saw it, for the next one's first poll: never an estimate that
+    would poll before the job is done (a poll too early costs a wait of poll.interval_s). The last `eta` hint
+    where one was given (a little past it, as polls are), else the time of the poll that found it done."""
+    if running_at is not None and eta is not None:
+        return min(running_at - submitted_at + eta * 1.02 + 0.05, done_after)
+    return done_after
 
 
 class PollSchedule:

@@ -119,7 +119,10 @@ class Prober:
         for path in paths:
             args += ["-i", str(path)]
         try:
-            err = subprocess.run(args, capture_output=True, text=True, timeout=self.timeout).stderr
+            # Its own session: a Ctrl-C in the terminal must not kill the check of a paid download (run_ffmpeg).
+            err = subprocess.run(
+                args, capture_output=True, text=True, timeout=self.timeout, start_new_session=True
+            ).stderr
         except (OSError, subprocess.SubprocessError):
             return {}  # every file is probed alone, and fails there as it would have
         heads = list(_INPUT.finditer(err))

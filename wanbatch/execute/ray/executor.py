@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +54,8 @@ from wanbatch.errors import ConfigError, Issue
 from wanbatch.execute.common import cached_outcome, failed_outcome, first_line_of, store, with_chain_input
 from wanbatch.execute.frontier import Frontier
 from wanbatch.execute.ray.actors import RenderWorker, Shipped, WorkerResult, render_task
+from wanbatch.execute.ray.resources import Reservations, fit
+from wanbatch.execute.ray.watchdog import StallWatch, Waiting, report
 from wanbatch.execute.reporter import Reporter, Silent
 
 STATUS_EVERY_S = 1.0  # how often busy actors are asked for their render's status line
@@ -134,8 +137,30 @@ def check_config(cfg: RayExecutorConfig) -> list[Issue]:
         nullable=True,
         allowed="null (one per GPU) or an integer >= 1",
     )
-    number(issues, "executor.actor_num_cpus", cfg.actor_num_cpus, minimum=0)
-    number(issues, "executor.task_num_cpus", cfg.task_num_cpus, minimum=0)
+    number(
+        issues,
+        "executor.actor_num_cpus",
+        cfg.actor_num_cpus,
+        minimum=0,
+        nullable=True,
+        allowed="null (fitted to the cluster) or a number >= 0",
+    )
+    number(
+        issues,
+        "executor.task_num_cpus",
+        cfg.task_num_cpus,
+        minimum=0,
+        nullable=True,
+        allowed="null (fitted to the cluster) or a number >= 0",
+    )
+    number(
+        issues,
+        "executor.stall_s",
+        cfg.stall_s,
+        minimum=0,
+        nullable=True,
+        allowed="null or 0 (no stall watchdog) or a number of seconds >= 0",
+    )
     number(
         issues,
         "executor.actor_threads",
@@ -190,6 +215,7 @@ class RayExecutor:
         encode: EncodeSettings | None = None,
         progress: Reporter | None = None,
         cancel: threading.Event | None = None,
+        say: Callable[[str], None] | None = None,
     ):
         self.config = config or RayExecutorConfig()
         issues = check_config(self.config)
@@ -199,8 +225,11 @@ class RayExecutor:
         self.encode = encode or EncodeConfig()
         self.progress: Reporter = progress or Silent()
         self.cancel = cancel or threading.Event()
+        self.say = say or _to_stderr  # the stall watchdog's reports
         self.init_s: float | None = None  # seconds ray.init took here; None if Ray was already up
         self.workers: list[dict[str, Any]] = []  # what each render actor did in the last run
+        self.reservations: Reservations | None = None  # fitted by `prepare`
+        self.stalls: list[str] = []  # what the stall watchdog said in the last run
 
     def connect(self) -> None:
         """Start a local Ray (no `address`) or join a cluster, unless this process is connected already."""
@@ -224,10 +253,32 @@ class RayExecutor:
             ray.init(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, **kwargs)
         self.init_s = round(time.perf_counter() - t0, 3)
 
+    def prepare(self, plan: Plan) -> list[str]:
+        """Connect, and fit what the run reserves to what the cluster has (see `resources.py`); raises
+        ConfigError, with the numbers, when it can never run. Nothing is started. Returns notes for the user."""
+        self.connect()
+        import ray
+
+        kinds = {plan.backends[j.backend].kind for j in plan.jobs}
+        res, issues = fit(
+            self.config,
+            ray.cluster_resources(),
+            local_jobs=BackendKind.LOCAL in kinds,
+            cpu_jobs=any(k not in (BackendKind.LOCAL, BackendKind.REMOTE) for k in kinds),
+        )
+        if issues or res is None:
+            raise ConfigError(issues)
+        self.reservations = res
+        fitted = self.config.actor_num_cpus is None or self.config.task_num_cpus is None
+        if fitted and res.shared_out:
+            return [f"ray: {res.describe()}; fitted so the render actors and a preview task run at once"]
+        return []
+
     def run(self, plan: Plan, on_done: Callable[[Outcome], None] = lambda _o: None) -> dict[str, Outcome]:
         """Run every job; returns outcomes by scene id. On KeyboardInterrupt, cancels outstanding work,
         keeps every finished clip, then re-raises."""
-        self.connect()
+        if self.reservations is None:
+            self.prepare(plan)
         run = _Run(self, plan, on_done)
         interrupted = clean = False
         try:
@@ -243,6 +294,7 @@ class RayExecutor:
         finally:
             # Actors go on to the next run only from a run that ended in order (nothing left rendering).
             self.workers = run.stop_workers(keep=self.config.keep_actors and clean)
+            self.stalls = run.watch.said
         if interrupted:
             raise KeyboardInterrupt
         return run.frontier.outcomes
@@ -257,6 +309,8 @@ class RayExecutor:
             "address": self.config.address,
             "init_s": self.init_s,
             "cluster": {k: resources[k] for k in ("CPU", "GPU") if k in resources},
+            "reservations": self.reservations.as_dict() if self.reservations else None,
+            "stalls": self.stalls,
             "workers": self.workers,
         }
 
@@ -279,6 +333,10 @@ class _Run:
 
         self.ray: Any = ray
         self.ex, self.plan = ex, plan
+        assert ex.reservations is not None, "prepare() fits the reservations first"
+        self.res: Reservations = ex.reservations
+        self.watch = StallWatch(ex.config.stall_s, ex.say)
+        self.last_seen: tuple[Any, ...] = ()
         self.cache, self.progress = ex.cache, ex.progress
         self.frontier = Frontier(plan.jobs, progress=ex.progress, on_done=on_done)
         self.flights: dict[Any, _Flight] = {}  # ObjectRef -> flight
@@ -290,6 +348,7 @@ class _Run:
         self.blobs: dict[str, Any] = {}  # sha256 -> ObjectRef of an input's bytes, put once per run
         self.retired: list[dict[str, Any]] = []
         self.next_status = 0.0
+        self.last_status = ""  # the latest status line an actor reported (progress, for the watchdog)
         threads = ex.config.actor_threads
         self.omp_threads = str(threads) if threads else os.environ.get("OMP_NUM_THREADS")
         self.pool_key: tuple[Any, ...] = ()
@@ -302,13 +361,38 @@ class _Run:
     def step(self) -> None:
         self.frontier.fail_blocked()
         self._dispatch()
-        if not self.flights:
+        if self.flights:
+            done, _ = self.ray.wait(list(self.flights), num_returns=1, timeout=0.5)
+            for ref in done:
+                self._land(ref, self.flights.pop(ref))
+            self._relay_status()
+        else:
             time.sleep(0.2)  # every ready job waits for a key another process is rendering
-            return
-        done, _ = self.ray.wait(list(self.flights), num_returns=1, timeout=0.5)
-        for ref in done:
-            self._land(ref, self.flights.pop(ref))
-        self._relay_status()
+        self._watch()
+
+    def _watch(self) -> None:
+        """Anything finished, started or reported progress: the run moves. Else the watchdog may speak."""
+        seen = (len(self.frontier.outcomes), frozenset(f.job.id for f in self.flights.values()), self.last_status)
+        if seen != self.last_seen:
+            self.last_seen = seen
+            self.watch.moved()
+        elif self.frontier.pending:
+            self.watch.check(self._what_waits)
+
+    def _what_waits(self) -> str:
+        """What the stall report says: each waiting job and what it needs, what is out, what is free."""
+        now = time.perf_counter()
+        waiting = []
+        for job in sorted(self.frontier.pending.values(), key=lambda j: j.scene.index):
+            if job.parent is not None and job.parent not in self.frontier.outcomes:
+                waiting.append(Waiting(job.id, "parent", job.parent))
+            elif job.id in self.lock_waits:
+                waiting.append(Waiting(job.id, "key"))
+            else:
+                waiting.append(Waiting(job.id, self.plan.backends[job.backend].kind.value))
+        out = [(f.job.id, f.worker.label if f.worker else "a task", now - f.t0) for f in self.flights.values()]
+        busy = sum(1 for w in self.workers if w.busy)
+        return report(waiting, out, busy, self.res, self.ray.available_resources(), self.ray.cluster_resources())
 
     # -- dispatch ----------------------------------------------------------------------------------
     def _dispatch(self) -> None:
@@ -455,7 +539,7 @@ class _Run:
                 "retry_exceptions": False,
                 "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=self.node_id, soft=False),
             }
-        return {"num_cpus": self.ex.config.task_num_cpus, "max_retries": 1, "retry_exceptions": False}
+        return {"num_cpus": self.res.task_cpus, "max_retries": 1, "retry_exceptions": False}
 
     # -- results -----------------------------------------------------------------------------------
     def _land(self, ref: Any, flight: _Flight) -> None:
@@ -553,6 +637,7 @@ class _Run:
                     scene, msg = self.ray.get(w.status_ref)
                     if scene is not None and scene == w.busy and msg:
                         self.progress.update(scene, "running", f"{w.label}: {msg}")
+                        self.last_status = f"{scene}: {msg}"
                 w.status_ref = None
             if w.busy is not None and w.status_ref is None and now >= self.next_status:
                 w.status_ref = w.handle.status.options(concurrency_group="control").remote()
@@ -568,8 +653,8 @@ class _Run:
         cfg = self.ex.config
         gpus = int(self.ray.cluster_resources().get("GPU", 0))
         prefix = "gpu" if gpus else "cpu"
-        count = cfg.num_actors or max(1, gpus)
-        self.pool_key = (*_session(), prefix, count, cfg.actor_num_cpus, self.omp_threads)
+        count = self.res.actors or cfg.num_actors or max(1, gpus)
+        self.pool_key = (*_session(), prefix, count, self.res.actor_cpus, self.omp_threads)
         kept = _KEPT.pop(self.pool_key, None)
         release_actors()  # kept for another shape of pool (or another Ray session): not ours to reuse
         self.workers = kept or [_Worker(slot, prefix) for slot in range(count)]
@@ -587,7 +672,7 @@ class _Run:
     def _new_actor(self, w: _Worker) -> Any:
         return self.actor_class.options(
             num_gpus=1 if w.prefix == "gpu" else 0,
-            num_cpus=self.ex.config.actor_num_cpus,
+            num_cpus=self.res.actor_cpus,
             max_restarts=0,
             max_task_retries=0,
         ).remote(w.label, self.omp_threads)
@@ -669,6 +754,10 @@ class _Run:
             )
         self.flights.clear()
         self.frontier.cancel_rest()
+
+
+def _to_stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def _since(t0: float) -> float:

@@ -281,7 +281,7 @@ def status_answer(job: FakeJob, video_url: str, *, with_payload: bool = True) ->
         "processing": "TASK_STATUS_PROCESSING",
         "success": "TASK_STATUS_SUCCEED",
     }.get(status, "TASK_STATUS_FAILED")
-    left = max(0.0, job.done_at - now)
+    left = job.eta(now)
     return {
         "extra": {"seed": str(job.seed)},
         "task": {
@@ -290,7 +290,9 @@ def status_answer(job: FakeJob, video_url: str, *, with_payload: bool = True) ->
             "status": word,
             "reason": job.reason if word == "TASK_STATUS_FAILED" else "",
             "eta": round(left, 2),  # seconds
-            "progress_percent": 100 if status == "success" else int(100 * (1 - left / max(job.latency, 1e-9))),
+            "progress_percent": 100
+            if status == "success"
+            else max(0, min(99, int(100 * (1 - left / max(job.latency, 1e-9))))),
         },
         "images": [],
         "videos": [{"video_url": video_url, "video_url_ttl": str(int(job.url_ttl)), "video_type": "mp4"}]

@@ -10,6 +10,8 @@ Routes (the providers' own, under one host):
     GET  /_fake/videos/{id}.mp4?expires=T             the "signed" video URL
     GET  /_fake/stats  /_fake/jobs                    counters per model; jobs with their payloads
     POST /_fake/faults /_fake/settings /_fake/reset   control (JSON bodies)
+    POST /_fake/holds {"phase", "model", "after_polls"}   hold jobs or requests (answers {"hold": n})
+    POST /_fake/release {"hold": n} (or {}: every hold)    let them go; GET /_fake/holds lists them
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from wanbatch.testing.fakeprovider import protocols as P
-from wanbatch.testing.fakeprovider.state import FAULT_KINDS, FakeJob, Fault, Settings, State
+from wanbatch.testing.fakeprovider.state import FAULT_KINDS, FakeJob, Fault, Hold, Settings, State
 from wanbatch.testing.fakeprovider.video import clip_bytes, prepare, tagged, thumbnail
 
 log = logging.getLogger("wanbatch.testing.fakeprovider")
@@ -130,6 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.state.count("submit_attempts", model)
         if not self._authorized(provider):
             return
+        self._wait_if_held("submit", model)
         fault = self.state.take_fault("submit", model, AFTER_BODY)
         if fault is not None and fault.kind in STATUS_FAULTS:  # refused before acceptance: no job
             return self._status_fault(fault)
@@ -148,6 +151,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.state.count("polls", model)
         if not self._authorized(provider):
             return
+        if job is not None and job.provider == provider:
+            self.state.polled(job)
+        self._wait_if_held("poll", model)
         fault = self.state.take_fault("poll", model)
         if fault is not None and fault.kind in STATUS_FAULTS:
             return self._status_fault(fault)
@@ -159,6 +165,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.state.count("lists", model or "?")
         if not self._authorized("gmi"):
             return
+        self._wait_if_held("list", model or None)
         fault = self.state.take_fault("list", model)
         if fault is not None and fault.kind in STATUS_FAULTS:
             return self._status_fault(fault)
@@ -183,6 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
         job = self.state.jobs.get(name.removesuffix(".mp4"))
         model = job.model if job is not None else "?"
         self.state.count("downloads", model)
+        self._wait_if_held("download", model)
         fault = self.state.take_fault("download", model)
         if job is None or job.status(time.time()) != "success" or (fault is not None and fault.kind == "404"):
             return self._send(404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml")
@@ -223,10 +231,20 @@ class _Handler(BaseHTTPRequestHandler):
             return self._download(what[len("videos/") :], query)
         if method == "GET" and what.startswith("thumbs/"):
             return self._send(200, thumbnail(), "image/png")
-        if method == "POST" and what in ("faults", "settings", "reset"):
+        if method == "GET" and what == "holds":
+            return self._json(200, [_hold_summary(n, h) for n, h in enumerate(list(self.state.holds))])
+        if method == "POST" and what in ("faults", "settings", "reset", "holds", "release"):
             body = self._body_json()
             try:
-                if what == "faults":
+                if what == "holds":
+                    held = self.state.add_hold(Hold(**dict(body or {})))
+                    return self._json(200, {"hold": self.state.holds.index(held)})
+                if what == "release":
+                    chosen = dict(body or {}).get("hold")
+                    for n, hold in enumerate(list(self.state.holds)):
+                        if chosen is None or n == chosen:
+                            hold.release()
+                elif what == "faults":
                     for item in body if isinstance(body, list) else [body]:
                         self.state.add_fault(Fault(**item))
                 elif what == "settings":
@@ -275,9 +293,15 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, obj)
         self._misbehave(fault, json.dumps(obj).encode(), "application/json")
 
+    def _wait_if_held(self, phase: str, model: str | None) -> None:
+        hold = self.state.take_hold(phase, model)
+        if hold is not None:
+            hold.wait_released()
+
     def _misbehave(self, fault: Fault, data: bytes, ctype: str) -> None:
         if fault.kind == "slow":
-            time.sleep(fault.delay if fault.delay is not None else self.state.settings.slow_s)
+            # Stalls until the delay is over, or until reset(): a test's leftover stall ends with the test.
+            self.state.interrupt.wait(fault.delay if fault.delay is not None else self.state.settings.slow_s)
             return self._send(200, data, ctype)
         if fault.kind == "drop":
             raise _Drop
@@ -305,6 +329,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data)
+
+
+def _hold_summary(n: int, hold: Hold) -> dict[str, Any]:
+    return {"hold": n, "phase": hold.phase, "model": hold.model, "arrivals": hold.arrivals, "released": hold.released}
 
 
 class FakeProvider:
@@ -365,6 +393,17 @@ class FakeProvider:
     def fault(self, kind: str, **rule: Any) -> None:
         """Add a fault rule: kind (see state.FAULT_KINDS), phase, model, times, retry_after, delay, reason."""
         self.state.add_fault(Fault(kind, **rule))
+
+    def hold(
+        self, phase: str = "result", *, model: str | None = None, after_polls: int | None = None, limit_s: float = 120
+    ) -> Hold:
+        """Hold jobs (`result`) or requests (`submit`, `poll`, `list`, `download`) until `.release()`; see
+        `state.Hold`. Returns the hold: `hold.wait_arrivals(n)` waits until n jobs or requests met it."""
+        return self.state.add_hold(Hold(phase, model=model, after_polls=after_polls, limit_s=limit_s))
+
+    def release_all(self) -> None:
+        for hold in list(self.state.holds):
+            hold.release()
 
     def configure(self, **settings: Any) -> None:
         self.state.settings.update(settings)

@@ -1,11 +1,14 @@
-"""The fake provider's memory: settings, jobs, fault rules and counters.
+"""The fake provider's memory: settings, jobs, fault rules, holds and counters.
 
 A job's status is computed from the clock (submitted at t, done at t + latency), so thousands of jobs in
-flight cost nothing between polls: no thread, no timer per job.
+flight cost nothing between polls: no thread, no timer per job. A hold keeps a job from finishing, or a
+request from being answered, until the test releases it: a test that needs a job in a given state waits for
+that state, never for a latency.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -42,6 +45,58 @@ LIST_SHAPES = (
     "no_model",  # items without `model`
     "no_payload",  # items without their `payload` echo
 )
+
+
+@dataclass(eq=False)
+class Hold:
+    """Jobs or requests held in place until `release()`. Example::
+
+        hold = fake.hold("result")          # jobs submitted from now on stay queued/processing
+        ...                                 # the client submits; hold.wait_arrivals(1) returns once it has
+        hold.release()                      # they finish now (or at their latency, if that is later)
+
+        hold = fake.hold("download")        # video downloads wait before their first byte
+        hold = fake.hold("result", after_polls=5)   # a job finishes at its 5th poll, however slow the client
+
+    `phase` is `result` (the job), or `submit`, `poll`, `list` or `download` (the request waits before it is
+    answered; a submit before it is accepted). A held request lets go by itself after `limit_s` (a test that
+    forgets must not hang), and `reset()` releases every hold."""
+
+    phase: str
+    model: str | None = None
+    after_polls: int | None = None
+    limit_s: float = 120.0
+    arrivals: int = 0  # jobs (or requests) that met this hold
+    released_at: float | None = None
+    _arrived: threading.Condition = field(default_factory=threading.Condition, repr=False)
+    _released: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.phase not in PHASES:
+            raise ValueError(f"unknown phase {self.phase!r}; known: {', '.join(PHASES)}")
+
+    @property
+    def released(self) -> bool:
+        return self._released.is_set()
+
+    def arrive(self) -> None:
+        with self._arrived:
+            self.arrivals += 1
+            self._arrived.notify_all()
+
+    def wait_arrivals(self, n: int = 1, timeout: float = 120.0) -> bool:
+        """Block until `n` jobs or requests have met the hold; False if they did not within `timeout` s."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: self.arrivals >= n, timeout)
+
+    def release(self) -> None:
+        if self.released_at is None:
+            self.released_at = time.time()
+        self._released.set()
+
+    def wait_released(self) -> None:
+        """Where a held request waits."""
+        self._released.wait(self.limit_s)
 
 
 @dataclass
@@ -105,10 +160,25 @@ class FakeJob:
     outcome: str = "success"  # success | failed | cancelled
     reason: str = ""
     expired: bool = False
+    gate: Hold | None = None  # a `result` hold: not done before it is released
+    polls: int = 0
 
     @property
     def done_at(self) -> float:
-        return self.created + self.latency
+        nominal = self.created + self.latency
+        if self.gate is None:
+            return nominal
+        released = self.gate.released_at
+        if released is None:
+            return math.inf
+        return released if self.gate.after_polls is not None else max(nominal, released)
+
+    def eta(self, now: float) -> float:
+        """Seconds left, as the provider would guess: a held job past its latency guesses one more latency."""
+        if self.gate is not None and self.gate.released_at is None:
+            left = self.created + self.latency - now
+            return left if left > 0 else self.latency
+        return max(0.0, self.done_at - now)
 
     def status(self, now: float) -> str:
         """queued (first fifth of its latency), processing, then its outcome."""
@@ -126,6 +196,7 @@ class FakeJob:
             "status": self.status(now),
             "created": self.created,
             "expired": self.expired,
+            "polls": self.polls,
         }
 
 
@@ -136,8 +207,10 @@ class State:
         self.settings = Settings(**self._initial)
         self.jobs: dict[str, FakeJob] = {}
         self.faults: list[Fault] = []
+        self.holds: list[Hold] = []
         self.counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.max_active: Counter[str] = Counter()
+        self.interrupt = threading.Event()  # set by reset(): `slow` answers stop stalling
         # ("open" | "answer" | "other answer", connection) in the order they happened ("answer": to an API call;
         # "other answer": to a download or a control call): how a client's connections came, all at once or a
         # few at a time as answers came back. `opened_for`: each connection's first request, "api" or "download".
@@ -149,14 +222,42 @@ class State:
             self.settings = Settings(**self._initial)
             self.jobs.clear()
             self.faults.clear()
+            for hold in self.holds:
+                hold.release()
+            self.holds.clear()
             self.counts.clear()
             self.max_active.clear()
             self.timeline.clear()
             self.opened_for.clear()
+            self.interrupt.set()
+            self.interrupt = threading.Event()
 
     def event(self, what: str, connection: int) -> None:
         with self.lock:
             self.timeline.append((what, connection))
+
+    def add_hold(self, hold: Hold) -> Hold:
+        with self.lock:
+            self.holds.append(hold)
+        return hold
+
+    def take_hold(self, phase: str, model: str | None) -> Hold | None:
+        """The first unreleased hold on this phase and model, counting the arrival."""
+        with self.lock:
+            hold = next(
+                (h for h in self.holds if h.phase == phase and not h.released and h.model in (None, model)), None
+            )
+        if hold is not None:
+            hold.arrive()
+        return hold
+
+    def polled(self, job: FakeJob) -> None:
+        """Count a poll of `job`; a `result` hold with `after_polls` lets the job finish at that poll."""
+        with self.lock:
+            job.polls += 1
+            gate = job.gate
+        if gate is not None and gate.after_polls is not None and job.polls >= gate.after_polls:
+            gate.release()
 
     def add_fault(self, fault: Fault) -> None:
         with self.lock:
@@ -183,6 +284,7 @@ class State:
         self, provider: str, model: str, payload: dict[str, Any], *, width: int, height: int, seconds: int, seed: int
     ) -> FakeJob:
         result = self.take_fault("result", model)
+        gate = self.take_hold("result", model)
         now = time.time()
         with self.lock:
             job = FakeJob(
@@ -197,6 +299,7 @@ class State:
                 seconds=seconds,
                 seed=seed,
                 url_ttl=self.settings.url_ttl_s,
+                gate=gate,
             )
             if result is not None:
                 job.outcome = result.kind
