@@ -106,7 +106,8 @@ def test_the_info_of_a_render_says_where_its_time_went(remote: rf.Remote) -> Non
     t = got[0].info["timings"]
     assert set(t) == {"submit", "provider", "download"} and all(v > 0 for v in t.values())
     assert t["provider"] >= 0.3 and held_for >= 0.3
-    assert t["submit"] + t["provider"] + t["download"] <= got[0].info["seconds"]
+    # each figure is rounded to the millisecond: the parts may add up to 1.5 ms past the rounded whole
+    assert t["submit"] + t["provider"] + t["download"] <= got[0].info["seconds"] + 0.0015
 
 
 def test_reattaching_after_the_url_expired_reports_it_then_renders_again(remote: rf.Remote) -> None:
