@@ -40,6 +40,7 @@ BENCHMARKS = [
     ("ray", "bench_ray", "Ray executor"),
     ("scale", "bench_scale", "projects at scale through the console script: dry runs, 100 remote jobs end to end"),
     ("cache", "bench_cache", "verified dry runs, opening a cache, rebuilding its index"),
+    ("sweep", "bench_sweep", "seed experiments: a sweep's comparison page, takes, reproduce"),
 ]
 TIMEOUT_S = 1200
 

@@ -12,10 +12,18 @@ from omegaconf import OmegaConf
 
 import wanbatch
 from wanbatch.backends import build_backends
-from wanbatch.config.load import CONF_DIR, RECIPES_DIR, backend_config, backend_configs, load_config
+from wanbatch.config.load import (
+    CONF_DIR,
+    RECIPES_DIR,
+    backend_config,
+    backend_configs,
+    load_config,
+    saved_config,
+)
 from wanbatch.config.schema import GROUP_SCHEMAS, WanbatchConfig
 from wanbatch.core.plan import make_plan
 from wanbatch.core.project import load_project
+from wanbatch.errors import ConfigError
 
 DEMO = RECIPES_DIR / "demo" / "project.yaml"
 GROUP_OPTIONS = sorted((p.parent.name, p.stem) for p in CONF_DIR.glob("*/*.yaml"))
@@ -63,6 +71,35 @@ def test_every_recipe_composes_validates_and_plans(recipe, monkeypatch, tmp_path
     plan = make_plan(project, build_backends(project.backend_configs), encode=cfg.encode)
     assert len(plan.jobs) == len(cfg.scenes) >= 1
     assert len({j.key for j in plan.jobs}) == len(plan.jobs)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["stitch.fade_in=0.5", "encode.crf=18"],
+        ["executor=ray", "executor.num_gpus=2", "backend=diffusers", "backend.dtype=float32"],
+    ],
+    ids=["defaults", "ray+diffusers"],
+)
+def test_a_saved_config_reads_back_as_the_typed_config_it_was(overrides, tmp_path):
+    """`wanbatch reproduce` plans a run's `.hydra/config.yaml` again: read back, it is the typed config the run
+    composed, each group the schema of the option it chose (not the base class, not a plain dict)."""
+    cfg = load_config(DEMO, overrides)
+    saved = tmp_path / "config.yaml"
+    OmegaConf.save(OmegaConf.structured(cfg), saved)
+    again = saved_config(saved)
+    assert again == cfg
+    assert type(again.backend) is type(cfg.backend) and type(again.executor) is type(cfg.executor)
+
+
+def test_a_saved_config_with_an_unknown_key_is_a_config_error_naming_it(tmp_path):
+    saved = tmp_path / "config.yaml"
+    raw = OmegaConf.to_container(OmegaConf.structured(load_config(DEMO)))
+    assert isinstance(raw, dict)
+    raw["stitch"]["sparkle"] = True
+    OmegaConf.save(OmegaConf.create(raw), saved)
+    with pytest.raises(ConfigError, match=r"stitch\.sparkle"):
+        saved_config(saved)
 
 
 def test_the_core_imports_without_torch():

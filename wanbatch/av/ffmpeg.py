@@ -19,6 +19,14 @@ def ffmpeg_exe() -> str:
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
+@functools.cache
+def ffmpeg_version() -> str:
+    """The version ffmpeg reports (`n9.0.2-17-g2a571b6068-20260930`), or `unknown` if it says none."""
+    proc = subprocess.run([ffmpeg_exe(), "-version"], capture_output=True, text=True, timeout=60)
+    m = re.match(r"ffmpeg version (\S+)", proc.stdout)
+    return m.group(1) if m else "unknown"
+
+
 def run_ffmpeg(args: list[str], *, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run ffmpeg quietly; raise with its last lines of stderr when it fails."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *args]

@@ -122,10 +122,9 @@ def _project_root() -> Path:
     """The folder of the project file: the `--config-dir` Hydra was given."""
     from hydra.core.hydra_config import HydraConfig
 
-    for src in HydraConfig.get().runtime.config_sources:
-        if src.provider == "command-line" and src.schema == "file":
-            return Path(src.path).resolve()
-    return Path.cwd()
+    from wanbatch.config.load import project_root_from
+
+    return project_root_from(HydraConfig.get().runtime.config_sources) or Path.cwd()
 
 
 def _task(cfg: Any) -> int:

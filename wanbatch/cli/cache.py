@@ -183,6 +183,6 @@ def _why(args: argparse.Namespace) -> int:
         return 2
     cache = Cache(Path(cfg.cache.dir).expanduser(), readonly=True)  # it only reads
     for job in plan.jobs:
-        state = "cached" if cache.peek(job.key) else cache.explain_miss(job.id, job.material)
+        state = "cached" if cache.peek(job.key) else cache.explain_miss(job.scene.id, job.material)
         print(f"{job.id}: {state}")
     return 0

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import platform
-from importlib import metadata
 
-from wanbatch.version import __version__
+from wanbatch.version import __version__, package_versions
 
-# Read from the installed packages' metadata: nothing heavy is imported to say its version.
 SHOWN = ("torch", "diffusers", "transformers", "xfuser", "ray")
 
 
 def version_text() -> str:
     parts = [f"Python {platform.python_version()}"]
-    for name in SHOWN:
-        try:
-            parts.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            continue
+    parts += [f"{name} {version}" for name, version in package_versions(SHOWN).items()]
     return f"wanbatch {__version__} ({', '.join(parts)})"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,15 @@ from omegaconf.errors import OmegaConfBaseException
 from wanbatch.config.apart import ScenesApart, apart
 from wanbatch.config.backends import BACKEND_SCHEMAS, BackendConfig, DiffusersConfig
 from wanbatch.config.checks import choice, merge_issue, schema_issue, unknown_keys
-from wanbatch.config.schema import CacheConfig, WanbatchConfig, register
+from wanbatch.config.schema import (
+    CacheConfig,
+    EncodeConfig,
+    LocalExecutorConfig,
+    RayExecutorConfig,
+    StitchConfig,
+    WanbatchConfig,
+    register,
+)
 from wanbatch.errors import ConfigError, Issue
 
 # conf/ and recipes/ sit at the top of the source tree and are installed as the packages `wanbatch.conf` and
@@ -75,6 +83,44 @@ def load_config(project_file: str | Path | None = None, overrides: Sequence[str]
     except (HydraException, OmegaConfBaseException) as exc:
         raise composition_error(exc, overrides, path if project_file is not None else None) from None
     return to_config(cfg, scenes)
+
+
+def project_root_from(config_sources: Iterable[Any]) -> Path | None:
+    """The folder of the project file, from Hydra's `runtime.config_sources` (the live HydraConfig's, or those a
+    run saved in `.hydra/hydra.yaml`): the `--config-dir` it was given. None where there is none."""
+    for src in config_sources:
+        if src.get("provider") == "command-line" and src.get("schema") == "file" and src.get("path"):
+            return Path(str(src["path"])).resolve()
+    return None
+
+
+def saved_config(path: Path) -> WanbatchConfig:
+    """The typed config a run saved (`RUN_DIR/.hydra/config.yaml`, the composed config as Hydra wrote it): what
+    was saved over the schema of each group option it chose (the backend's by `backend.name`, the executor's by
+    `executor.name`). Raises ConfigError as `to_config` does, ValueError for a file that is not a config."""
+    register()
+    saved = OmegaConf.load(path)
+    if not isinstance(saved, DictConfig):
+        raise ValueError(f"{path} does not hold a mapping")
+    backend = str(OmegaConf.select(saved, "backend.name", default=""))
+    if backend not in BACKEND_NAMES:
+        raise ValueError(f"{path}: `backend.name` = {backend!r} is not a backend ({', '.join(BACKEND_NAMES)})")
+    ray = OmegaConf.select(saved, "executor.name", default="local") == "ray"
+    base = OmegaConf.structured(
+        WanbatchConfig(
+            backend=backend_schema(backend)(),
+            cache=CacheConfig(),
+            executor=RayExecutorConfig() if ray else LocalExecutorConfig(),
+            stitch=StitchConfig(),
+            encode=EncodeConfig(),
+        )
+    )
+    try:
+        merged = OmegaConf.merge(base, saved)
+    except OmegaConfBaseException as exc:
+        raise composition_error(exc) from None
+    assert isinstance(merged, DictConfig)
+    return to_config(merged)
 
 
 def open_backends(overrides: Sequence[str]) -> list[str]:

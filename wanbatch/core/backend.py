@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -139,6 +139,20 @@ class Backend(ABC):
     @abstractmethod
     def render(self, job: Job, ctx: RenderContext) -> RenderResult:
         """Make the clip. Raise RenderError (or a subclass) on failure; never leave partial output."""
+
+    def expect(self, job: Job) -> None:  # noqa: B027 - optional hook
+        """`job` holds its executor slots and is on its way to `render`: jobs take their slots in the order the
+        executor hands them out (grouped by model), but their threads reach `render` in any order. A backend
+        that queues jobs inside (the pipeline pool) uses this to wait for them. `settle` follows in any case."""
+
+    def settle(self, job: Job) -> None:  # noqa: B027 - optional hook
+        """`job` is done with this backend, rendered or not (a cache hit, an error, a cancel)."""
+
+    def environment(self, jobs: Sequence[Job]) -> dict[str, Any]:
+        """What this backend rendered `jobs` with, beyond the package versions every manifest records: a local
+        backend's devices (names, CUDA version), dtype and the resolved revision of each model. Called after
+        the jobs ran (so what they loaded may be read), for the manifest's `environment`; {} says nothing."""
+        return {}
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients, pipelines, threads."""

@@ -92,6 +92,8 @@ def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, 
         own = parse_fields(raw, sid, issues)
         fields = {**_defaults_for(own, defaults), **own}
         fields["id"] = sid
+        _check_takes(sid, fields, issues)
+        fields["declared"] = tuple(own)  # a tuple of str: the garbage collector stops counting it
         for mf in MEDIA_FIELDS:
             if mf in fields:
                 got = _resolve_media(sid, mf, fields[mf], root, media_memo, issues)
@@ -126,17 +128,38 @@ def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, 
 
 # Fields that say the same thing two ways: a scene that sets one side overrides the defaults' other side,
 # so `num_frames: 33` in a scene is not a conflict with a project-wide `duration: 5`.
-ALTERNATIVES = ({"duration"}, {"num_frames"}), ({"resolution"}, {"width", "height"})
+ALTERNATIVES = ({"duration"}, {"num_frames"}), ({"resolution"}, {"width", "height"}), ({"seed"}, {"seeds"})
 
 
 def _defaults_for(own: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     out = dict(defaults)
-    for a, b in ALTERNATIVES:
-        for mine, other in ((a, b), (b, a)):
-            if mine & own.keys():
-                for k in other:
-                    out.pop(k, None)
+    if not out:
+        return out
+    for a, b in ALTERNATIVES:  # per scene: isdisjoint builds no set
+        if not a.isdisjoint(own):
+            for k in b:
+                out.pop(k, None)
+        elif not b.isdisjoint(own):
+            for k in a:
+                out.pop(k, None)
     return out
+
+
+def _check_takes(sid: str, fields: dict[str, Any], issues: list[Issue]) -> None:
+    """`takes`, `pick` and `seeds` agree (after defaults): `takes` defaults to the number of `seeds`, and
+    `pick` names one of the takes."""
+    seeds = fields.get("seeds")
+    if seeds is not None and "seed" in fields:
+        allowed = "unset when `seed` is set: the takes get seed, seed+1, ... or the listed seeds"
+        issues.append(Issue(sid, "seeds", list(seeds), allowed))
+    takes = fields.get("takes")
+    if seeds is not None:
+        if takes is not None and takes != len(seeds):
+            issues.append(Issue(sid, "takes", takes, f"{len(seeds)}, one take per listed seed (or leave it unset)"))
+        fields["takes"] = takes = len(seeds)
+    pick = fields.get("pick")
+    if pick is not None and pick > (takes or 1):
+        issues.append(Issue(sid, "pick", pick, f"a take from 1 to {takes or 1} (the scene has {takes or 1})"))
 
 
 def _resolve_media(

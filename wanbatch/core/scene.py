@@ -63,6 +63,14 @@ class Scene:
     chain_from: str | None = None
     transition: Transition = field(default_factory=Transition)
     title: str | None = None
+    # Takes: `takes` variations of the scene, with seeds seed, seed+1, ... (or the listed `seeds`); `pick`
+    # (1 is the first) is the take that goes into the film.
+    takes: int = 1
+    pick: int = 1
+    seeds: tuple[int, ...] = ()
+    # The fields the scene sets itself (not from project defaults): an override that changes one of them
+    # is written `scenes.N.field=v`; one that adds it, `+scenes.N.field=v`.
+    declared: tuple[str, ...] = ()
 
     def media(self) -> dict[str, Media]:
         return {name: m for name in MEDIA_FIELDS if (m := getattr(self, name)) is not None}
@@ -89,8 +97,10 @@ _SCALARS: dict[str, tuple[tuple[type, ...], str]] = {
     "watermark": ((bool,), "true or false"),
     "chain_from": ((str,), "the id of another scene"),
     "title": ((str,), "a string"),
+    "takes": ((int,), "an integer >= 1: how many takes to render (seeds seed, seed+1, ...)"),
+    "pick": ((int,), "an integer >= 1: the take that goes into the film (1 is the first)"),
 }
-SCENE_FIELDS = frozenset([*_SCALARS, *MEDIA_FIELDS, "loras", "transition"])
+SCENE_FIELDS = frozenset([*_SCALARS, *MEDIA_FIELDS, "loras", "transition", "seeds"])
 
 
 def _type_ok(value: Any, types: tuple[type, ...]) -> bool:
@@ -128,6 +138,10 @@ def parse_fields(raw: dict[str, Any], scene_id: str | None, issues: list[Issue],
             tr = _parse_transition(value, scene_id, name, issues)
             if tr is not None:
                 out[key] = tr
+        elif key == "seeds":
+            seeds = _parse_seeds(value, scene_id, name, issues)
+            if seeds is not None:
+                out[key] = seeds
         else:
             types, allowed = _SCALARS[key]
             if not _type_ok(value, types) or not _in_range(key, value):
@@ -144,7 +158,7 @@ def _in_range(key: str, value: Any) -> bool:
         return value >= -1
     if key == "resolution":
         return value in RESOLUTIONS
-    if key in ("width", "height", "num_frames", "fps", "steps"):
+    if key in ("width", "height", "num_frames", "fps", "steps", "takes", "pick"):
         return value > 0
     if key == "duration":
         return value > 0
@@ -171,6 +185,21 @@ def _parse_loras(value: Any, scene_id: str | None, name: str, issues: list[Issue
             continue
         out.append(Lora(item["path"], float(scale)))
     return tuple(out)
+
+
+def _parse_seeds(value: Any, scene_id: str | None, name: str, issues: list[Issue]) -> tuple[int, ...] | None:
+    """`seeds`: the seeds of the takes, one per take, written down (e.g. the ones worth keeping)."""
+    allowed = "a non-empty list of distinct integers >= 0, one seed per take"
+    ok = (
+        isinstance(value, (list, tuple))
+        and bool(value)
+        and all(_type_ok(v, (int,)) and v >= 0 for v in value)
+        and len(set(value)) == len(value)
+    )
+    if not ok:
+        issues.append(Issue(scene_id, name, list(value) if isinstance(value, tuple) else value, allowed))
+        return None
+    return tuple(value)
 
 
 def _parse_transition(value: Any, scene_id: str | None, name: str, issues: list[Issue]) -> Transition | None:

@@ -33,7 +33,7 @@ def store(cache: Cache, job: Job, result: RenderResult, took: float) -> Hit:
         result.video,
         material=job.material,
         meta={
-            "scene_id": job.id,
+            "scene_id": job.scene.id,  # a take's misses are explained against the scene's other renders
             "backend": job.backend,
             "model": result.model,
             "seed": job.scene.seed,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import partial
 from pathlib import Path
@@ -74,36 +74,48 @@ class LocalExecutor:
         # its bookkeeping, and then this is where the outcome is found once the threads have ended.
         ended: dict[str, Outcome] = {}
 
-        def task(job: Job, parent_clip: Path | None) -> Outcome:
-            at_work.acquire()
-            release = _Once(at_work.release)
+        order = _InOrder()
 
+        def task(job: Job, parent_clip: Path | None, ticket: tuple[str, int]) -> Outcome:
+            backend = plan.backends[job.backend]
+            with contextlib.ExitStack() as held:
+                # Threads start in any order: slots are taken in the order the jobs were handed out (grouped
+                # by model), so a job cannot overtake an earlier one of its backend and make a device switch
+                # models twice; `expect` then tells the backend which jobs are on their way.
+                with order.turn(ticket):
+                    at_work.acquire()
+                    release = _Once(at_work.release)
+                    held.callback(release)
+                    held.enter_context(limits[job.backend])
+                    backend.expect(job)
+                held.callback(backend.settle, job)
+                return run(job, parent_clip, release)
+
+        def run(job: Job, parent_clip: Path | None, release: _Once) -> Outcome:
             def off_backend() -> None:
                 with paid_lock:
                     paid.add(job.id)
                 release()
 
             try:
-                with limits[job.backend]:
-                    self.progress.update(job.id, "running")
+                self.progress.update(job.id, "running")
 
-                    def ctx_factory(workdir: Path) -> RenderContext:
-                        return RenderContext(
-                            workdir=workdir,
-                            journal=self.cache.journal,
-                            encode=self.encode,
-                            cancel=self.cancel,
-                            abandon=self.abandon,
-                            status=partial(self.progress.update, job.id, "running"),
-                            off_backend=off_backend,
-                        )
+                def ctx_factory(workdir: Path) -> RenderContext:
+                    return RenderContext(
+                        workdir=workdir,
+                        journal=self.cache.journal,
+                        encode=self.encode,
+                        cancel=self.cancel,
+                        abandon=self.abandon,
+                        status=partial(self.progress.update, job.id, "running"),
+                        off_backend=off_backend,
+                    )
 
-                    outcome = render_and_store(self.cache, plan.backends[job.backend], job, ctx_factory, parent_clip)
-                    with paid_lock:
-                        ended[job.id] = outcome
-                    return outcome
+                outcome = render_and_store(self.cache, plan.backends[job.backend], job, ctx_factory, parent_clip)
+                with paid_lock:
+                    ended[job.id] = outcome
+                return outcome
             finally:
-                release()
                 with paid_lock:
                     paid.discard(job.id)
 
@@ -115,7 +127,10 @@ class LocalExecutor:
                     frontier.fail_blocked()
                     for job in frontier.ready()[: max(0, self.concurrency * 2 - len(running))]:
                         frontier.start(job)
-                        running[pool.submit(task, job, frontier.parent_clip(job))] = job.id
+                        ticket = order.ticket(job.backend)
+                        fut = pool.submit(task, job, frontier.parent_clip(job), ticket)
+                        fut.add_done_callback(partial(_give_up_turn, order, ticket))
+                        running[fut] = job.id
                     if not running:
                         continue
                     done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
@@ -179,6 +194,47 @@ class LocalExecutor:
             except KeyboardInterrupt:
                 self.abandon.set()
         frontier.cancel_rest()
+
+
+def _give_up_turn(order: _InOrder, ticket: tuple[str, int], fut: Future[Outcome]) -> None:
+    if fut.cancelled():  # its thread never ran: the jobs after it must not wait for it
+        order.done(ticket)
+
+
+class _InOrder:
+    """Turns per backend: ticket n of a backend goes once tickets 0..n-1 of it have gone (or were cancelled)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._issued: dict[str, int] = {}
+        self._next: dict[str, int] = {}
+        self._gone: set[tuple[str, int]] = set()
+
+    def ticket(self, backend: str) -> tuple[str, int]:
+        with self._cond:
+            n = self._issued.get(backend, 0)
+            self._issued[backend] = n + 1
+            return (backend, n)
+
+    @contextlib.contextmanager
+    def turn(self, ticket: tuple[str, int]) -> Iterator[None]:
+        backend, n = ticket
+        with self._cond:
+            self._cond.wait_for(lambda: self._next.get(backend, 0) == n)
+        try:
+            yield
+        finally:
+            self.done(ticket)
+
+    def done(self, ticket: tuple[str, int]) -> None:
+        """`ticket` has had its turn, or never will (its job was cancelled before it started)."""
+        backend = ticket[0]
+        with self._cond:
+            self._gone.add(ticket)
+            while (backend, self._next.get(backend, 0)) in self._gone:
+                self._gone.discard((backend, self._next.get(backend, 0)))
+                self._next[backend] = self._next.get(backend, 0) + 1
+            self._cond.notify_all()
 
 
 class _Once:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from wanbatch.av.files import link_or_copy
 from wanbatch.cache.live import Registration
 from wanbatch.cache.store import Cache
 from wanbatch.config.schema import StitchConfig
+from wanbatch.core.job import Job
 from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan, key_of
 from wanbatch.core.project import Soundtrack
@@ -35,18 +37,24 @@ class RunOutputs:
         cache: Cache | None = None,
         posters: EarlyPosters | None = None,
         probe: bool = False,
+        environment: Callable[[bool], dict[str, Any] | None] | None = None,
     ):
         """`cache`: told where each clip was linked; `posters`: cut each clip's poster for the report as the clip
         lands (see wanbatch.runs.posters); `probe`: read each clip's header for the film as it lands."""
         self.run_dir = run_dir
         self.plan = plan
         self.started = started
-        self.estimates = estimates or {}  # USD each scene was estimated to cost this run (None = unknown)
+        self.estimates = estimates or {}  # USD each job was estimated to cost this run (None = unknown)
         self.cache = cache  # told where each clip was linked, so a repaired blob repairs the link too
         self.posters = posters
         self.probe = probe  # describe clips for the film as they land
         self.probed: dict[Path, Any] = {}  # clip path -> wanbatch.film.clips.ClipInfo
-        self._index = {j.id: i for i, j in enumerate(plan.jobs)}  # the scene's place in the manifest and report
+        # a scene's place in the manifest and report: its row is its picked take's, in film order
+        self._index = {j.scene.id: i for i, j in enumerate(plan.film_jobs)}
+        # the manifest's `environment`: what this process is (ready some time into the run; `wait` for it), and
+        # what the backends that rendered say of themselves (set once the jobs are over)
+        self._environment = environment
+        self.backends_environment: dict[str, Any] = {}
         self.outcomes: dict[str, Outcome] = {}
         self.clips: dict[str, str] = {}
         self.records: dict[str, SceneRecord] = {}
@@ -60,7 +68,7 @@ class RunOutputs:
         clip = outcome.clip
         if outcome.ok and clip is not None:
             job = self.plan.job(outcome.scene)
-            rel = f"clips/{job.scene.index + 1:03d}-{_safe(job.id)}.mp4"
+            rel = f"clips/{clip_name(job)}"
             try:
                 link_or_copy(clip, self.run_dir / rel)
             except FileNotFoundError:
@@ -85,19 +93,34 @@ class RunOutputs:
         )
         self.records[outcome.scene] = record
         if self.posters is not None and linked is not None:
-            duration = record.get("duration")
-            self.posters.add(
-                poster_name(self._index[outcome.scene], record),
-                self.run_dir / linked,
-                float(duration) if isinstance(duration, (int, float)) else None,
-                record.get("cache_key"),
-            )
+            self._poster(self.plan.job(outcome.scene), record, self.run_dir / linked)
         now = time.monotonic()
         if now - self._written >= MANIFEST_EVERY_S or len(self.outcomes) == len(self.plan.jobs):
             manifest.write(self.run_dir, self.manifest())
             self._written = now
 
+    def _poster(self, job: Job, record: SceneRecord, video: Path) -> None:
+        """Queue the report's posters of a clip that just landed, named as the report names them: the scene's
+        (its picked take's clip) and, for a scene with several takes, the take's."""
+        index = self._index.get(job.scene.id)
+        if self.posters is None or index is None:
+            return
+        duration = record.get("duration")
+        seconds = float(duration) if isinstance(duration, (int, float)) else None
+        names = [poster_name(index, record, job.take)] if job.takes > 1 else []
+        if job.picked:
+            names.append(poster_name(index, record))
+        for name in names:
+            self.posters.add(name, video, seconds, record.get("cache_key"))
+
     def manifest(self, film: str | None = None, extra: RunNotes | None = None) -> Manifest:
+        """The manifest as it stands; with `extra` (the run's closing notes) it is the final one, which waits
+        for the environment record (the rewrites during the run carry it once it is ready)."""
+        env = self._environment(extra is not None) if self._environment is not None else None
+        if env is not None:
+            notes: RunNotes = {"environment": {**env, "backends": self.backends_environment}}
+            notes.update(extra or {})
+            extra = notes
         return manifest.build(
             self.plan,
             self.outcomes,
@@ -117,8 +140,9 @@ class RunOutputs:
         cache: Cache,
         registration: Registration | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        """film.mp4 from the clips. The film is cached too, keyed by its clips' keys and everything else
-        that shapes it, so a fully cached rerun does not even re-join (a compose costs real seconds)."""
+        """film.mp4 from the picked take of every scene. The film is cached too, keyed by its clips' keys and
+        everything else that shapes it, so a fully cached rerun does not even re-join (a compose costs real
+        seconds), and another `pick` is another film made from clips already there."""
         from wanbatch.film.clips import FilmClip
         from wanbatch.film.stitch import stitch_film
 
@@ -126,7 +150,7 @@ class RunOutputs:
         key = key_of(
             {
                 "film": FILM_VERSION,
-                "clips": [[j.key, j.scene.transition.type, j.scene.transition.duration] for j in self.plan.jobs],
+                "clips": [[j.key, j.scene.transition.type, j.scene.transition.duration] for j in self.plan.film_jobs],
                 "stitch": {k: v for k, v in sorted(dataclasses.asdict(settings).items()) if k != "enabled"},
                 "encode": encode.identity(),
                 "soundtrack": None
@@ -143,8 +167,8 @@ class RunOutputs:
                 cache.record_link(key, hit.path.stem, film)
                 return film.name, {**hit.entry["film"], "cached": True, "cache_key": key}
             clips = [
-                FilmClip(path=self.run_dir / self.clips[j.id], scene_id=j.id, transition=j.scene.transition)
-                for j in self.plan.jobs
+                FilmClip(path=self.run_dir / self.clips[j.id], scene_id=j.scene.id, transition=j.scene.transition)
+                for j in self.plan.film_jobs
             ]
             result = stitch_film(
                 clips, film, settings=settings, encode=encode, soundtrack=soundtrack, probed=self.probed
@@ -183,6 +207,12 @@ class RunOutputs:
         """Stop the poster workers (a run that writes no report leaves no thread behind)."""
         if self.posters is not None:
             self.posters.close()
+
+
+def clip_name(job: Job) -> str:
+    """A clip's file name in a run folder: scene number and id, and the take where there are several."""
+    take = f"-take{job.take}" if job.takes > 1 else ""
+    return f"{job.scene.index + 1:03d}-{_safe(job.scene.id)}{take}.mp4"
 
 
 def _vanished(outcome: Outcome) -> Outcome:

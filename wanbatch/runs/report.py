@@ -3,7 +3,9 @@
 Each scene card has a poster frame (a PNG cut from its clip into `posters/`, or taken from the cache's
 `posters/` when the same clip had one cut before), the clip to play inline,
 and what made it: prompt, seed, backend, model, cache status, render time and the provider's request
-id; a failed scene shows its error instead. The page is one self-contained file: inline CSS, no script,
+id; a failed scene shows its error instead. A scene with several takes shows them side by side, each
+with its seed, the picked one marked, and the overrides that make it permanent. The environment that
+made the clips closes the page, collapsed. The page is one self-contained file: inline CSS, no script,
 no fonts or anything else from the network, and only relative links, so it works from `file://` and
 when the run folder is moved or zipped. Every text from the manifest is HTML-escaped.
 
@@ -14,16 +16,26 @@ Example::
 
 from __future__ import annotations
 
-import html
-import os
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from wanbatch.runs.manifest import Manifest, SceneRecord
-from wanbatch.runs.posters import EarlyPosters, cut_poster, poster_name
+from wanbatch.runs.manifest import Manifest
+from wanbatch.runs.page import (
+    BASE_CSS,
+    badge,
+    css_word,
+    e,
+    environment_section,
+    local_file,
+    number,
+    safe_relative,
+    table,
+    url,
+    when,
+    write_page,
+)
+from wanbatch.runs.posters import EarlyPosters, cut_posters, poster_name
 
 __all__ = ["write_report"]
 
@@ -36,52 +48,46 @@ def write_report(
     `early`, a clip whose poster was cut while the run rendered (see wanbatch.runs.posters) gets that one.
     A manifest read back from disk may be from another version or edited: every field is checked as read."""
     run_dir = Path(run_dir)
-    scenes = [s for s in manifest.get("scenes") or [] if isinstance(s, Mapping)]
-    film = _local(run_dir, manifest.get("film"))
+    scenes: list[Mapping[str, Any]] = [s for s in manifest.get("scenes") or [] if isinstance(s, Mapping)]
+    film = local_file(run_dir, manifest.get("film"))
 
-    # 1. Posters, cut in parallel (one ffmpeg each): the film's, then each clip's
+    # 1. Posters, cut in parallel (one ffmpeg each): the film's, then each clip's (each take's)
     jobs: dict[str, tuple[Path, float | None, Any]] = {}
     if film:
         stitch = manifest.get("stitch") if isinstance(manifest.get("stitch"), Mapping) else {}
         # not at 0 s: the film may fade in
-        jobs["film"] = (run_dir / film, _number((stitch or {}).get("duration")), (stitch or {}).get("cache_key"))
-    clips = [_local(run_dir, s.get("clip")) for s in scenes]  # only clips that are there are shown
+        jobs["film"] = (run_dir / film, number((stitch or {}).get("duration")), (stitch or {}).get("cache_key"))
+    clips = [local_file(run_dir, s.get("clip")) for s in scenes]  # only clips that are there are shown
     for i, (s, clip) in enumerate(zip(scenes, clips, strict=True)):
         if clip:
-            jobs[poster_name(i, s)] = (run_dir / clip, _number(s.get("duration")), s.get("cache_key"))
-    posters: dict[str, str | None] = {}
-    if jobs:
-        (run_dir / "posters").mkdir(exist_ok=True)
-
-        def cut(name: str) -> tuple[str, str | None]:
-            video, duration, key = jobs[name]
-            return name, cut_poster(run_dir, name, video, duration, key, poster_cache)
-
-        # Those cut while the run rendered are done, or nearly: cut the others (the film's) meanwhile.
-        todo = [n for n in jobs if early is None or not early.has(n, jobs[n][0])]
-        with ThreadPoolExecutor(max_workers=min(4, max(1, len(todo)))) as pool:
-            cutting = pool.map(cut, todo)
-            for name in jobs:
-                if early is not None and name not in todo:
-                    got = early.get(name, jobs[name][0])
-                    posters[name] = cut(name)[1] if got is ... else got
-            posters.update(cutting)
+            jobs[poster_name(i, s)] = (run_dir / clip, number(s.get("duration")), s.get("cache_key"))
+        for take in _takes(s):
+            take_clip = local_file(run_dir, take.get("clip"))
+            if take_clip:
+                name = poster_name(i, s, take.get("take"))
+                jobs[name] = (run_dir / take_clip, number(s.get("duration")), take.get("cache_key"))
+    posters = cut_posters(run_dir, jobs, poster_cache, early)
 
     # 2. The page
     # The timeline export is linked when the manifest names it or it is already there.
     timeline = manifest.get("timeline") if isinstance(manifest.get("timeline"), str) else None
     timeline = timeline or next((n for n in ("film.otio", "film.edl") if (run_dir / n).is_file()), None)
-    page = _page(manifest, scenes, clips, film, posters, timeline)
-    out = run_dir / "index.html"
-    tmp = run_dir / ".index.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    page = _page(run_dir, manifest, scenes, clips, film, posters, timeline)
+    return write_page(run_dir / "index.html", page)
+
+
+def _takes(scene: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    takes = scene.get("takes")
+    return [t for t in takes if isinstance(t, Mapping)] if isinstance(takes, list) else []
+
+
+# -- the page ---------------------------------------------------------------------------------------------
 
 
 def _page(
-    manifest: Manifest,
-    scenes: list[SceneRecord],
+    run_dir: Path,
+    manifest: Mapping[str, Any],
+    scenes: list[Mapping[str, Any]],
     clips: list[str | None],
     film: str | None,
     posters: Mapping[str, str | None],
@@ -98,25 +104,27 @@ def _page(
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<link rel="icon" href="data:,">',  # no favicon request
-        f"<title>{_e(name)} · wanbatch</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<header><h1>{_e(name)}</h1><p class=summary>{len(scenes)} scenes: {_e(summary)}</p></header>",
+        f"<title>{e(name)} · wanbatch</title>",
+        f"<style>{BASE_CSS}{_CSS}</style></head><body>",
+        f"<header><h1>{e(name)}</h1><p class=summary>{len(scenes)} scenes: {e(summary)}</p></header>",
         _film_section(manifest, film, posters.get("film"), timeline),
         '<h2>Scenes</h2><main class="sheet">',
     ]
     for i, (s, clip) in enumerate(zip(scenes, clips, strict=True)):
-        parts.append(_card(i, s, clip, posters.get(poster_name(i, s))))
+        takes = _takes_strip(run_dir, i, s, posters)
+        parts.append(_card(i, s, clip, posters.get(poster_name(i, s)), takes))
     parts.append("</main>")
-    parts.append(f"<footer>made by wanbatch · {_e(_when(manifest))}</footer></body></html>")
+    parts.append(environment_section(manifest.get("environment")))
+    parts.append(f"<footer>made by wanbatch · {e(when(manifest.get('finished')))}</footer></body></html>")
     return "\n".join(parts) + "\n"
 
 
-def _film_section(manifest: Manifest, film: str | None, poster: str | None, timeline: str | None) -> str:
+def _film_section(manifest: Mapping[str, Any], film: str | None, poster: str | None, timeline: str | None) -> str:
     if not film:
         why = "the film was not made (a scene failed, or stitching is off)"
         if manifest.get("report_error") or manifest.get("stitch_error"):
             why = str(manifest.get("stitch_error") or manifest.get("report_error"))
-        return f'<section class="film missing"><p>{_e(why)}</p></section>'
+        return f'<section class="film missing"><p>{e(why)}</p></section>'
     rows = []
     stitch = manifest.get("stitch")
     if isinstance(stitch, Mapping) and stitch:
@@ -124,40 +132,44 @@ def _film_section(manifest: Manifest, film: str | None, poster: str | None, time
             if stitch.get(key) is not None:
                 value = stitch[key]
                 if key in ("duration", "seconds"):
-                    value = f"{_number(value) or 0:.2f} s"
+                    value = f"{number(value) or 0:.2f} s"
                 rows.append((f"stitch {key}" if key != "duration" else "film duration", value))
-    links = [f'<a href="{_url(film)}" download>{_e(film)}</a>']
+    links = [f'<a href="{url(film)}" download>{e(film)}</a>']
     for target in (timeline, "manifest.json"):
-        if target and _safe_relative(target):
-            links.append(f'<a href="{_url(target)}">{_e(target)}</a>')
-    poster_attr = f' poster="{_url(poster)}"' if poster else ""
+        if target and safe_relative(target):
+            links.append(f'<a href="{url(target)}">{e(target)}</a>')
+    poster_attr = f' poster="{url(poster)}"' if poster else ""
     return (
-        f'<section class="film"><video id="film" controls preload="metadata" src="{_url(film)}"{poster_attr}>'
-        f"</video>{_table(rows)}<p class=links>{' · '.join(links)}</p></section>"
+        f'<section class="film"><video id="film" controls preload="metadata" src="{url(film)}"{poster_attr}>'
+        f"</video>{table(rows)}<p class=links>{' · '.join(links)}</p></section>"
     )
 
 
-def _card(index: int, s: SceneRecord, clip: str | None, poster: str | None) -> str:
+def _card(index: int, s: Mapping[str, Any], clip: str | None, poster: str | None, takes: str) -> str:
     sid = str(s.get("id") or f"scene {index + 1}")
     status = str(s.get("status") or "unknown")
-    if clip:
-        poster_attr = f' poster="{_url(poster)}"' if poster else ""
-        media = f'<video controls preload="metadata" src="{_url(clip)}"{poster_attr}></video>'
+    if takes:  # the takes side by side stand for the scene's clip
+        media = takes
+    elif clip:
+        poster_attr = f' poster="{url(poster)}"' if poster else ""
+        media = f'<video controls preload="metadata" src="{url(clip)}"{poster_attr}></video>'
     elif poster:
-        media = f'<img src="{_url(poster)}" alt="">'
+        media = f'<img src="{url(poster)}" alt="">'
     else:
         missing = f"clip missing: {s['clip']}" if isinstance(s.get("clip"), str) and s.get("clip") else "no clip"
-        media = f'<div class="nomedia">{_e(missing)}</div>'
+        media = f'<div class="nomedia">{e(missing)}</div>'
     cache = _CACHE_WORDS.get(status, status)
     given = s.get("transition")
     transition = None
     if isinstance(given, Mapping) and given.get("type") not in (None, "cut"):
-        transition = f"{given.get('type')} {_number(given.get('duration')) or 0:g} s"
+        transition = f"{given.get('type')} {number(given.get('duration')) or 0:g} s"
     elif given is not None and not isinstance(given, Mapping):
         transition = given
-    seconds = _number(s.get("seconds"))
-    duration = _number(s.get("duration"))
+    seconds = number(s.get("seconds"))
+    duration = number(s.get("duration"))
+    picked = f"take {s.get('take')} of {len(_takes(s))}" if takes else None
     rows = [
+        ("in the film", picked),
         ("seed", s.get("seed")),
         ("backend", s.get("backend")),
         ("model", s.get("model")),
@@ -170,15 +182,16 @@ def _card(index: int, s: SceneRecord, clip: str | None, poster: str | None) -> s
         ("cache key", s.get("cache_key")),
         ("clip", clip),
     ]
-    title = f'<p class="scene-title">{_e(s["title"])}</p>' if s.get("title") else ""
+    title = f'<p class="scene-title">{e(s["title"])}</p>' if s.get("title") else ""
     prompt = s.get("prompt")
-    prompt_html = f'<p class="prompt">{_e(prompt)}</p>' if prompt else '<p class="prompt none">no prompt</p>'
-    error = f'<pre class="error">{_e(s["error"])}</pre>' if s.get("error") else ""
+    prompt_html = f'<p class="prompt">{e(prompt)}</p>' if prompt else '<p class="prompt none">no prompt</p>'
+    error = f'<pre class="error">{e(s["error"])}</pre>' if s.get("error") else ""
+    wide = " has-takes" if takes else ""
     return (
-        f'<article class="scene {_e(_css_word(status))}" id="scene-{index + 1}" data-scene="{_e(sid)}" '
-        f'data-status="{_e(status)}"><div class="media">{media}</div>'
-        f'<div class="meta"><h3>{index + 1:02d} · {_e(sid)} <span class="badge">{_e(status)}</span></h3>'
-        f"{title}{prompt_html}{error}{_table(rows)}</div></article>"
+        f'<article class="scene {e(css_word(status))}{wide}" id="scene-{index + 1}" data-scene="{e(sid)}" '
+        f'data-status="{e(status)}"><div class="media">{media}</div>'
+        f'<div class="meta"><h3>{index + 1:02d} · {e(sid)} {badge(status)}</h3>'
+        f"{title}{prompt_html}{error}{table(rows)}</div></article>"
     )
 
 
@@ -186,83 +199,57 @@ def _card(index: int, s: SceneRecord, clip: str | None, poster: str | None) -> s
 _CACHE_WORDS: dict[str, str] = {"cached": "hit (from the cache)", "rendered": "miss (rendered now)"}
 
 
-def _table(rows: list[tuple[str, Any]]) -> str:
-    cells = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows if v is not None and v != "")
-    return f"<dl>{cells}</dl>" if cells else ""
-
-
-# -- small helpers ---------------------------------------------------------------------------------------
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _safe_relative(path: str) -> bool:
-    """Only paths inside the run folder are linked: no scheme, no absolute path, no `..`."""
-    p = Path(path)
-    return bool(path) and ":" not in path and not path.startswith(("/", "\\")) and ".." not in p.parts
-
-
-def _local(run_dir: Path, value: Any) -> str | None:
-    if isinstance(value, str) and _safe_relative(value) and (run_dir / value).is_file():
-        return value
-    return None
-
-
-def _url(rel: str) -> str:
-    return _e(quote(Path(rel).as_posix()))
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def _css_word(value: str) -> str:
-    return "".join(c for c in value if c.isalnum() or c == "-") or "unknown"
-
-
-def _when(manifest: Manifest) -> str:
-    import datetime as dt
-
-    finished = _number(manifest.get("finished"))
-    if finished is None:
+def _takes_strip(run_dir: Path, index: int, s: Mapping[str, Any], posters: Mapping[str, str | None]) -> str:
+    """A scene's takes side by side: each playable, with its seed, status, the picked one marked, and the
+    overrides that make it permanent. Empty for a scene with one take."""
+    takes = _takes(s)
+    if not takes:
         return ""
-    return dt.datetime.fromtimestamp(finished).strftime("%Y-%m-%d %H:%M:%S")
+    cells = []
+    for t in takes:
+        k = t.get("take")
+        clip = local_file(run_dir, t.get("clip"))
+        poster = posters.get(poster_name(index, s, k))
+        status = str(t.get("status") or "unknown")
+        if clip:
+            poster_attr = f' poster="{url(poster)}"' if poster else ""
+            media = f'<video controls preload="metadata" src="{url(clip)}"{poster_attr}></video>'
+        else:
+            media = f'<div class="nomedia">{e(t.get("error") or "no clip")}</div>'
+        picked = t.get("picked") is True
+        keep = t["keep"] if isinstance(t.get("keep"), Mapping) else {}
+        hints = []
+        if keep.get("pick") and not picked:
+            hints.append(f"<li>put it in the film: <code>{e(keep['pick'])}</code></li>")
+        if keep.get("seed"):
+            hints.append(f"<li>keep only this take: <code>{e(keep['seed'])}</code></li>")
+        mark = '<span class="badge picked">picked</span>' if picked else ""
+        cells.append(
+            f'<figure class="take{" picked" if picked else ""}" data-take="{e(k)}">{media}<figcaption>'
+            f"take {e(k)} · seed {e(t.get('seed'))} {badge(status)} {mark}"
+            f"<ul>{''.join(hints)}</ul></figcaption></figure>"
+        )
+    return f'<div class="takes">{"".join(cells)}</div>'
 
 
 _CSS = """
-:root { color-scheme: dark; --bg: #0f1218; --card: #181d26; --line: #2a3140; --text: #e8eaee; --dim: #98a2b3;
-        --ok: #3fb27f; --hit: #4f8cff; --bad: #ff5d5d; }
-* { box-sizing: border-box; }
-body { margin: 0; padding: 24px; background: var(--bg); color: var(--text);
-       font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-header h1 { margin: 0 0 4px; font-size: 24px; }
-.summary, footer { color: var(--dim); }
-footer { margin-top: 32px; font-size: 12px; }
-h2 { font-size: 18px; margin: 28px 0 12px; }
-.film video { width: 100%; max-width: 960px; display: block; background: #000; border-radius: 6px; }
+.film video { max-width: 960px; border-radius: 6px; }
 .film.missing { padding: 16px; border: 1px dashed var(--line); border-radius: 6px; color: var(--dim); }
-.links a { color: var(--hit); }
 .sheet { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 16px; }
 .scene { background: var(--card); border: 1px solid var(--line); border-radius: 8px; overflow: hidden; }
 .scene.failed { border-color: var(--bad); }
-.media video, .media img { width: 100%; display: block; background: #000; aspect-ratio: 16 / 9; object-fit: contain; }
+.scene.has-takes { grid-column: 1 / -1; }
 .nomedia { aspect-ratio: 16 / 9; display: grid; place-items: center; color: var(--dim); background: #000; }
+.takes { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 8px; padding: 8px; }
+.take { margin: 0; border: 2px solid transparent; border-radius: 6px; overflow: hidden; }
+.take.picked { border-color: var(--pick); }
+.take figcaption { padding: 6px 8px; font-size: 12px; }
+.take ul { margin: 4px 0 0; padding-left: 16px; color: var(--dim); }
 .meta { padding: 10px 14px 14px; }
 .meta h3 { margin: 0 0 6px; font-size: 15px; }
-.badge { font-size: 11px; padding: 1px 7px; border-radius: 10px; background: var(--line); vertical-align: middle; }
-.rendered .badge { background: var(--ok); color: #04120b; }
-.cached .badge { background: var(--hit); color: #020a1c; }
-.failed .badge { background: var(--bad); color: #1c0202; }
 .scene-title { margin: 0 0 4px; font-weight: 600; }
 .prompt { margin: 0 0 8px; white-space: pre-wrap; }
 .prompt.none { color: var(--dim); font-style: italic; }
 .error { margin: 0 0 8px; padding: 8px; white-space: pre-wrap; word-break: break-word; color: #ffd7d7;
          background: #3a1414; border-radius: 4px; font-size: 12px; }
-dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 0; font-size: 12px; }
-dt { color: var(--dim); }
-dd { margin: 0; word-break: break-all; }
 """

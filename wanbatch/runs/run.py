@@ -145,7 +145,9 @@ def run_project(
                 f"{swept['partial']} partial blob(s) ({swept['bytes'] / 1e6:.1f} MB)",
                 file=out,
             )
-        return _execute(cfg, plan, encode, cache, executor, progress, run_dir, started, out, registration, est)
+        return _execute(
+            cfg, plan, encode, cache, executor, progress, run_dir, project_root, started, out, registration, est
+        )
     finally:
         if registration is not None:
             registration.close()
@@ -160,22 +162,31 @@ def _execute(
     executor: Any,
     progress: Progress,
     run_dir: Path,
+    project_root: Path,
     started: float,
     out: TextIO,
     registration: Registration | None,
     est: Estimate,
 ) -> RunResult:
     """Steps 3 and 4: once work has begun, every way out keeps what finished and says where it is."""
-    from wanbatch.runs import manifest
+    from wanbatch.runs import environment, manifest
     from wanbatch.runs.outputs import RunOutputs
 
     run_dir.mkdir(parents=True, exist_ok=True)
     from wanbatch.runs.posters import EarlyPosters
 
-    # The report's posters are cut as the clips land, alongside the renders (not after the last one)
+    # The report's posters are cut as the clips land, alongside the renders (not after the last one); what made
+    # the clips (versions, ffmpeg, the project's git commit) is read while they render
     early = EarlyPosters(run_dir, cache.dir / "posters") if cfg.report else None
     outputs = RunOutputs(
-        run_dir, plan, started, estimates=est.per_scene, cache=cache, posters=early, probe=cfg.stitch.enabled
+        run_dir,
+        plan,
+        started,
+        estimates=est.per_scene,
+        cache=cache,
+        posters=early,
+        probe=cfg.stitch.enabled,
+        environment=environment.collect_in_background(project_root),
     )
     interrupted = False
     try:
@@ -189,13 +200,18 @@ def _execute(
             outcomes = outputs.outcomes
         finally:
             progress.stop()
+            # what the backends that rendered say of themselves (devices, models), while they are still open
+            rendered = [plan.job(o.scene) for o in outputs.outcomes.values() if o.status == "rendered"]
+            outputs.backends_environment = environment.backends_ran(plan.backends, rendered)
             _close(plan)
 
-        # 4. Film and report: only from a complete set of clips, so the film never silently skips a scene.
+        # 4. Film and report: only from a complete set of clips (the picked take of every scene), so the film
+        # never silently skips a scene.
         failed = [o for o in outcomes.values() if not o.ok]
+        complete = all(j.id in outcomes and outcomes[j.id].ok for j in plan.film_jobs)
         film = None
         notes: dict[str, Any] = {}
-        if not failed and not interrupted and cfg.stitch.enabled:
+        if complete and not interrupted and cfg.stitch.enabled:
             try:
                 film, notes = outputs.stitch(cfg.stitch, encode, plan.project.soundtrack, cache, registration)
             except KeyboardInterrupt:
@@ -387,8 +403,8 @@ def print_summary(
         state = est.why_free.get(job.id)  # cached, or not sent again (the estimate looked each job up once)
         if state is None and job.id in est.corrupt:
             state = "blob missing or corrupt: will re-render"
-        elif state is None:
-            state = cache.explain_miss(job.id, job.material) if cache is not None else "new: empty cache"
+        elif state is None:  # a take's miss is explained against its scene's other renders
+            state = cache.explain_miss(job.scene.id, job.material) if cache is not None else "new: empty cache"
         return state
 
     rows = plan_rows(plan, state_of, lambda job: est.per_scene.get(job.id))
@@ -403,9 +419,11 @@ def print_summary(
     limit = f" (budget ${budget:.2f})" if budget is not None else ""
     cached = sum(1 for why in est.why_free.values() if why == "cached")
     held = len(est.why_free) - cached  # paid already (re-attached) or ambiguous: not sent again
+    scenes = len(plan.film_jobs)
+    what = f"{scenes} scenes" if scenes == len(plan.jobs) else f"{scenes} scenes ({len(plan.jobs)} takes)"
     written = f"; the plan is in {plan_out}" if plan_out is not None else ""
     print(
-        f"{len(plan.jobs)} scenes: {cached} cached, {f'{held} not sent again, ' if held else ''}{to_render} to render "
+        f"{what}: {cached} cached, {f'{held} not sent again, ' if held else ''}{to_render} to render "
         f"({seconds:.1f} s of video, est. cost {est.describe()}{limit}){written}",
         file=out,
     )

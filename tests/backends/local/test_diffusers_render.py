@@ -138,10 +138,13 @@ def test_same_seed_twice_gives_identical_frames_and_another_seed_does_not(tiny_m
 
 
 def test_a_run_loads_each_model_once_across_its_scenes(
-    tiny_models_dir: Path, render_cache: Cache, images: dict[str, Path]
+    tiny_models_dir: Path, render_cache: Cache, images: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Through the real executor: 4 T2V scenes and 2 I2V scenes, interleaved in the project, on one
-    device that keeps one pipeline warm: each model is loaded once (jobs on one model are grouped)."""
+    device that keeps one pipeline warm: each model is loaded once (jobs on one model are grouped).
+    Without the grace period for late threads: the executor says which jobs are coming, however slow
+    their threads are on a loaded machine."""
+    monkeypatch.setattr(PipelinePool, "switch_grace_s", 0.0)
     b = backend(tiny_models_dir)
     scenes = [
         scene(f"t{i}", seed=i, **SMALL)

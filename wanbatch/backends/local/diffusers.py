@@ -25,7 +25,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -34,6 +34,7 @@ from wanbatch.backends.local.models.registry import (
     UnknownModel,
     folder_identity,
     hf_offline,
+    hub_commit,
     in_hf_cache,
     known_names,
     resolve,
@@ -368,7 +369,7 @@ class DiffusersBackend(Backend):
         status("waiting for a device")
         phase = "loading"
         try:
-            with self._pool().lease(load, cancel) as lease:
+            with self._pool().lease(load, cancel, job_id=job.id, model=job.model) as lease:
                 phase = "rendering"
                 status(f"rendering on {lease.device}")
                 t0 = time.perf_counter()
@@ -387,6 +388,12 @@ class DiffusersBackend(Backend):
             "num_frames": int(frames.shape[0]),
         }
         return frames, info
+
+    def expect(self, job: Job) -> None:
+        self._pool().expect(job.id, job.model)
+
+    def settle(self, job: Job) -> None:
+        self._pool().settle(job.id)
 
     def load_spec(self, job: Job) -> LoadSpec:
         """How `job`'s pipeline is loaded (tiny models are built here on first use)."""
@@ -408,6 +415,51 @@ class DiffusersBackend(Backend):
             vae_tiling=bool(job.params["vae_tiling"]),
             local_files_only=self.options.local_files_only or hf_offline(),
         )
+
+    def environment(self, jobs: Sequence[Job]) -> dict[str, Any]:
+        """The devices (names, CUDA version), dtype and torch of these renders, and each model's resolved
+        revision: a hub model's commit in the local Hugging Face cache, a folder's (or tiny model's) content
+        hash. Called once the jobs ran, so torch is already imported."""
+        import torch
+
+        devices = []
+        for d in self.devices():
+            if d.startswith("cuda") and torch.cuda.is_available():
+                name = torch.cuda.get_device_name(int(d.partition(":")[2] or 0))
+            else:
+                name = _cpu_name()
+            devices.append({"device": d, "name": name})
+        models: dict[str, Any] = {}
+        for job in jobs:
+            ref = job.scene.model or self.options.model
+            if ref in models:
+                continue
+            got = self._resolve(job.scene)
+            if isinstance(got, str):
+                continue
+            spec = got.spec
+            if spec.kind == "hub":
+                models[ref] = {"source": spec.source, "revision": got.revision or "main"}
+                models[ref]["commit"] = hub_commit(spec.source, got.revision)
+            else:  # a folder: what its files hold (a tiny model's is built on first use, wherever models_dir is)
+                folder = Path(self.load_spec(job).source)
+                models[ref] = {"model": job.model, "content": self._folder_identity(folder)}
+        return {
+            "devices": devices,
+            "dtype": self.dtype(),
+            "torch": str(torch.__version__),
+            "cuda": torch.version.cuda,
+            "models": models,
+        }
+
+    def _folder_identity(self, folder: Path) -> str:
+        with self._lock:
+            ident = self._identities.get(str(folder))
+        if ident is None:
+            ident = folder_identity(folder)
+            with self._lock:
+                self._identities[str(folder)] = ident
+        return ident
 
     def close(self) -> None:
         if self._pool_obj is not None:
@@ -634,6 +686,20 @@ class DiffusersBackend(Backend):
             )
             return RenderError(f"could not load {job.model} for `{job.id}`: {type(exc).__name__}: {exc}. Fix: {fix}")
         return RenderError(f"rendering `{job.id}` with {job.model} failed: {type(exc).__name__}: {exc}")
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), else what platform knows of it."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
 
 
 def _gpu_device_nodes() -> bool:

@@ -178,15 +178,38 @@ class PipelinePool:
         # device -> checkpoint -> {pipeline class name: pipeline}, least recently used first
         self._warm: dict[str, OrderedDict[tuple[Any, ...], dict[str, Any]]] = {d: OrderedDict() for d in devices}
         self.loads: Counter[tuple[str, str | None, str, str]] = Counter()  # (source, revision, class, device)
+        # Jobs the executor has let in that are not at the pool yet (job id -> model), and the model of each
+        # checkpoint seen: a device does not switch away from a model while a job of it is on its way.
+        self._coming: dict[str, tuple[int, str]] = {}  # job id -> (order, model)
+        self._model_of: dict[tuple[Any, ...], str] = {}
 
     @property
     def load_count(self) -> int:
         return sum(self.loads.values())
 
+    def expect(self, job_id: str, model: str) -> None:
+        """A job of `model` holds its executor slots and will ask for a device (or `settle`). It is served in
+        the order it was expected, against the jobs already waiting, even before its thread gets here."""
+        with self._cond:
+            self._ticket += 1
+            self._coming[job_id] = (self._ticket, model)
+
+    def settle(self, job_id: str) -> None:
+        with self._cond:
+            if self._coming.pop(job_id, None) is not None:
+                self._cond.notify_all()
+
     @contextlib.contextmanager
-    def lease(self, spec: LoadSpec, cancel: threading.Event | None = None) -> Iterator[Lease]:
+    def lease(
+        self,
+        spec: LoadSpec,
+        cancel: threading.Event | None = None,
+        *,
+        job_id: str | None = None,
+        model: str | None = None,
+    ) -> Iterator[Lease]:
         """Hold a device with `spec` loaded on it. Blocks while every device is busy."""
-        device = self._take(spec.checkpoint, cancel)
+        device = self._take(spec.checkpoint, cancel, job_id, model)
         try:
             t0 = time.perf_counter()
             pipe, loaded = self._get(device, spec)
@@ -197,23 +220,31 @@ class PipelinePool:
                 self._released_at[device] = time.monotonic()
                 self._cond.notify_all()
 
-    def _take(self, checkpoint: tuple[Any, ...], cancel: threading.Event | None) -> str:
-        # Waiters are served by (checkpoint already warm on the free device, arrival order): a device
-        # keeps rendering its model while anyone waits for it, so interleaved jobs do not reload.
+    def _take(
+        self, checkpoint: tuple[Any, ...], cancel: threading.Event | None, job_id: str | None, model: str | None
+    ) -> str:
+        # Jobs are served by (model already warm on the free device, order): a device keeps rendering its model
+        # while any job of it waits or is on its way, so interleaved jobs do not reload. The order is the one the
+        # executor expected the jobs in (`expect`), else arrival here.
         with self._cond:
-            self._ticket += 1
-            me = (self._ticket, checkpoint)
-            self._waiting.append(me)
+            expected = self._coming.pop(job_id, None) if job_id is not None else None
+            if expected is None:
+                self._ticket += 1
+            me = (expected[0] if expected else self._ticket, checkpoint)
+            if model is not None:
+                self._model_of.setdefault(checkpoint, model)
+            self._waiting.append(me)  # from coming to waiting under one hold of the lock
+            self._cond.notify_all()
             try:
                 while True:
                     for device in self._preferred_devices(checkpoint):
-                        best = min(self._waiting, key=lambda w: (w[1] not in self._warm[device], w[0]))
-                        if best is not me:
-                            continue
-                        # Switching a warm device to another model costs a load: first give a job of the
-                        # warm model that is on its way (its thread not here yet) a moment to arrive.
-                        linger = self.switch_grace_s - (time.monotonic() - self._released_at.get(device, 0.0))
                         warm = self._warm[device]
+                        best = min(self._waiting, key=lambda w: (w[1] not in warm, w[0]))
+                        if best is not me or self._coming_first(device, (checkpoint not in warm, me[0])):
+                            continue
+                        # Switching a warm device to another model costs a load. Jobs the executor did not
+                        # announce (Ray's actors) may still be on their way: give them a moment's grace.
+                        linger = self.switch_grace_s - (time.monotonic() - self._released_at.get(device, 0.0))
                         evicts = checkpoint not in warm and len(warm) >= self.warm_per_device
                         if evicts and linger > 0:
                             self._cond.wait(timeout=linger)
@@ -229,6 +260,11 @@ class PipelinePool:
             finally:
                 self._waiting.remove(me)
                 self._cond.notify_all()
+
+    def _coming_first(self, device: str, rank: tuple[bool, int]) -> bool:
+        """Whether a job on its way ranks before `rank` on `device` (it holds its slots, so it will come)."""
+        models = {self._model_of.get(c) for c in self._warm[device]}
+        return any((m not in models, seq) < rank for seq, m in self._coming.values())
 
     def _preferred_devices(self, checkpoint: tuple[Any, ...]) -> list[str]:
         free = [d for d in self.devices if d not in self._busy]

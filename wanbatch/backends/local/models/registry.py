@@ -336,16 +336,27 @@ def hf_offline() -> bool:
 
 def in_hf_cache(hub_id: str, revision: str | None) -> bool:
     """Whether the checkpoint's model_index.json is in the local Hugging Face cache (no network)."""
+    return _cached_model_index(hub_id, revision) is not None
+
+
+def hub_commit(hub_id: str, revision: str | None) -> str | None:
+    """The commit a branch or tag of `hub_id` resolves to in the local Hugging Face cache (what a load without
+    network reads: the cache keeps each commit in `snapshots/<commit>/`); None where it is not cached."""
+    got = _cached_model_index(hub_id, revision)
+    return Path(got).parent.name if got is not None else None
+
+
+def _cached_model_index(hub_id: str, revision: str | None) -> str | None:
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
-        return False
+        return None
     # read the cache location now, not at huggingface_hub's import, so a late HF_HUB_CACHE counts
     cache_dir = os.environ.get("HF_HUB_CACHE") or (
         str(Path(os.environ["HF_HOME"]) / "hub") if os.environ.get("HF_HOME") else None
     )
     got = try_to_load_from_cache(hub_id, "model_index.json", revision=revision or "main", cache_dir=cache_dir)
-    return isinstance(got, str)
+    return got if isinstance(got, str) else None
 
 
 __all__ = [
@@ -356,6 +367,7 @@ __all__ = [
     "UnknownModel",
     "folder_identity",
     "hf_offline",
+    "hub_commit",
     "in_hf_cache",
     "known_names",
     "resolve",
