@@ -103,7 +103,7 @@ def test_a_bad_row_names_the_file_and_line_and_every_problem_is_reported(tmp_pat
 
     (root / "shots.csv").unlink()
     project = _project(root, SHOTS[:1], scenes_file="shots.jsonl")
-    (root / "shots.jsonl").write_text('{"id": "b", "prompt": "x"}\n\n["not", "a", "scene"]\n{"id": "c", "seeds": 1}\n')
+    (root / "shots.jsonl").write_text('{"id": "b", "prompt": "x"}\n\n["not", "a", "scene"]\n{"id": "c", "seedz": 1}\n')
     with pytest.raises(ConfigError) as err:
         _plan_of(project, tmp_path)
     said = [str(i) for i in err.value.issues]
@@ -112,7 +112,7 @@ def test_a_bad_row_names_the_file_and_line_and_every_problem_is_reported(tmp_pat
         == "scene `#2` (shots.jsonl line 3): `scene` = ['not', 'a', 'scene'] is not allowed; a mapping of scene fields"
     )
     assert said[1].startswith(
-        "scene `c` (shots.jsonl line 4): `seeds` = 1 is not allowed; unknown field (did you mean seed?)"
+        "scene `c` (shots.jsonl line 4): `seedz` = 1 is not allowed; unknown field (did you mean seed, seeds?)"
     )
 
 
