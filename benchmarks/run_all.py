@@ -41,6 +41,7 @@ BENCHMARKS = [
     ("scale", "bench_scale", "projects at scale through the console script: dry runs, 100 remote jobs end to end"),
     ("cache", "bench_cache", "verified dry runs, opening a cache, rebuilding its index"),
     ("sweep", "bench_sweep", "seed experiments: a sweep's comparison page, takes, reproduce"),
+    ("hostile", "bench_hostile", "hostile input: an alias bomb, long titles, media proved whole"),
 ]
 TIMEOUT_S = 1200
 

@@ -103,6 +103,22 @@ def run_cfg(tmp_path: Path) -> Callable[..., tuple[int, Path, str]]:
     return _run
 
 
+def write_project(folder: Path, scenes: list[dict[str, Any]], **top: Any) -> Path:
+    """A project file of tiny preview scenes in `folder` (top-level keys in `top` are added or replace)."""
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    doc: dict[str, Any] = {
+        "defaults": ["wanbatch", "_self_"],
+        "project": {"name": "hostile", "defaults": {"width": 64, "height": 48, "fps": 8, "duration": 0.5}},
+        "scenes": scenes,
+        **top,
+    }
+    path = folder / "project.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+    return path
+
+
 def blobs(cache_dir: Path) -> list[Path]:
     return sorted((cache_dir / "blobs").glob("*/*.mp4")) if cache_dir.exists() else []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -23,6 +24,19 @@ def test_demo_renders_a_film_then_reruns_entirely_from_the_cache(tmp_path, compo
         cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr
+    # Piped (plain mode) from a fresh cache: one state per line, counts that never go back, no library output.
+    states = [line for line in proc.stderr.splitlines() if line.startswith("[")]
+    assert states and all(re.fullmatch(r"\[\d+/\d+ done: [^\]]*\] [\w-]+: \w+( \(.*\))?", line) for line in states)
+    done = [int(line[1:].split("/", 1)[0]) for line in states]
+    assert done == sorted(done)
+    assert not [line for line in states if line.endswith(": running") and ": cached" in line]
+    for noise in ("Writing model shards", "%|", "HTTP Request", "torchvision", "Traceback"):
+        assert noise not in proc.stderr + proc.stdout, noise
+    assert proc.stdout.count("rounded to the nearest 4k+1") == 3  # the tiny scenes, about to render
+    assert "joining film ..." in proc.stderr and "writing report ..." in proc.stderr
+    assert "0 failed, 0 cancelled" in proc.stdout
+    log = (run_dir / "wanbatch.log").read_text()  # what the console did not show is in the run's log
+    assert "tiny_t2v: running (step 1/2)" in log and "title: rendered" in log
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert {s["status"] for s in manifest["scenes"]} == {"rendered"}
     assert len(manifest["scenes"]) >= 4
@@ -35,6 +49,7 @@ def test_demo_renders_a_film_then_reruns_entirely_from_the_cache(tmp_path, compo
     backends = counting_backends(cfg)
     code, rerun_dir, out = run_cfg(cfg, root=DEMO.parent, backends=backends)
     assert code == 0
+    assert "rounded to the nearest" not in out  # told when the scenes rendered, not for every cache hit
     assert sum(len(b.calls) for b in backends.values()) == 0  # not one render: counted at the backends
     rerun = json.loads((rerun_dir / "manifest.json").read_text())
     assert {s["status"] for s in rerun["scenes"]} == {"cached"}

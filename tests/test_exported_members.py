@@ -23,6 +23,7 @@ SUBPACKAGES = {
     "execute",
     "film",
     "runs",
+    "secrets",
     "testing",
     "version",
     "conf",

@@ -2,6 +2,7 @@
 
     WanbatchError
      ├── ConfigError        the project is invalid: nothing ran, nothing was sent or cached (exit 2)
+     │    ├── ProjectFileError    the project file is not a project (YAML syntax, no `defaults` line)
      │    └── MissingExtraError   an optional dependency is not installed (names the extra)
      ├── RenderError        a scene failed at run time; other scenes carry on (exit 1)
      │    ├── ProviderError       a remote API answered with a failure (carries its reason)
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from wanbatch.secrets import redact
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,8 @@ class Issue:
         who = f"scene `{self.scene}`" if self.scene is not None else "project"
         if self.where:
             who = f"{who} ({self.where})"
-        return f"{who}: `{self.field}` = {self.value!r} is not allowed; {self.allowed}"
+        # An override such as `+backend.token=sk-...` is an unknown option, shown here: never its value.
+        return redact(f"{who}: `{self.field}` = {self.value!r} is not allowed; {self.allowed}")
 
 
 class WanbatchError(Exception):
@@ -39,15 +43,32 @@ class WanbatchError(Exception):
 
 
 class ConfigError(WanbatchError):
-    """The project (or an option) is invalid. Carries every issue found, not just the first."""
+    """The project (or an option) is invalid. Carries every issue found, not just the first. One issue reads as
+    one line; several as a head line and one line each."""
 
     def __init__(self, issues: list[Issue] | str):
         if isinstance(issues, str):
             issues = [Issue(None, "config", None, issues)]
         self.issues = list(issues)
         lines = [str(i) for i in self.issues]
-        head = f"the project is invalid ({len(lines)} problem{'s' if len(lines) != 1 else ''}):"
+        if len(lines) == 1:
+            super().__init__(lines[0])
+            return
+        head = f"the project is invalid ({len(lines)} problems):"
         super().__init__("\n".join([head, *("  - " + line for line in lines)]))
+
+
+class ProjectFileError(ConfigError):
+    """The project file cannot be read as a project: told as `file:line:column: message`, as compilers do."""
+
+    def __init__(self, path: str, message: str, line: int | None = None, column: int | None = None):
+        self.path, self.line, self.column = path, line, column
+        super().__init__([Issue(None, "project file", path, message)])
+        where = path if line is None else f"{path}:{line}:{column}"
+        self.args = (f"{where}: {message}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class MissingExtraError(ConfigError):

@@ -126,12 +126,48 @@ def test_list_why_and_prune_from_the_command_line(compose_demo, run_cfg, cache_d
     assert why.returncode == 0, why.stderr
     lines = dict(line.split(": ", 1) for line in why.stdout.strip().splitlines())
     assert lines["title"] == "cached"
-    assert lines["sunrise"] == "changed: params.seed"
-    assert lines["day_to_night"] == "changed: params.prompt"
+    assert lines["sunrise"].startswith("changed: params.seed ") and lines["sunrise"].endswith(" → 99")
+    assert (
+        lines["day_to_night"].startswith("changed: params.prompt '") and "→ 'Hills at dusk.'" in lines["day_to_night"]
+    )
+
+    table = subprocess.run([*cli, "list", "--dir", str(cache_dir)], capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0, table.stderr
+    rows = table.stdout.strip().splitlines()
+    assert rows[0].split()[:3] == ["KEY", "CREATED", "PROJECT"]
+    total_mb = sum(e["size"] for e in entries) / 1e6
+    assert rows[-1] == f"5 entries, {total_mb:.2f} MB, in {cache_dir.resolve()}"
+    project = {e["project"] for e in entries}.pop()
+    only = subprocess.run(
+        [*cli, "list", "--dir", str(cache_dir), "--project", project], capture_output=True, text=True, timeout=60
+    )
+    assert only.stdout.strip().splitlines()[-1].startswith(f"5 entries of project {project},")
+    other = subprocess.run(
+        [*cli, "list", "--dir", str(cache_dir), "--project", "nope"], capture_output=True, text=True, timeout=60
+    )
+    assert other.stdout.strip().splitlines()[-1].startswith("0 entries of project nope,")
 
     assert len(list((cache_dir / "posters").glob("*.png"))) == 5  # the report's, one per clip (no film here)
+    kept = _state(cache_dir)
+    # Paid renders are not deleted on a whim: without a terminal and without --yes, nothing goes.
+    unasked = subprocess.run(
+        [*cli, "prune", "--dir", str(cache_dir), "--all"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert unasked.returncode == 1 and "nothing deleted" in unasked.stderr and "pass --yes" in unasked.stderr
+    dry = subprocess.run(
+        [*cli, "prune", "--dir", str(cache_dir), "--all", "--dry-run"], capture_output=True, text=True, timeout=60
+    )
+    assert dry.returncode == 0, dry.stderr
+    listed_mb = sum(e["size"] for e in entries) / 1e6
+    assert f"would prune 5 entries ({listed_mb:.2f} MB)" in dry.stdout and "nothing deleted" in dry.stdout
+    assert all(e["scene_id"] in dry.stdout for e in entries)
+    assert _state(cache_dir) == kept
     pruned = subprocess.run(
-        [*cli, "prune", "--dir", str(cache_dir), "--all"], capture_output=True, text=True, timeout=60
+        [*cli, "prune", "--dir", str(cache_dir), "--all", "--yes"], capture_output=True, text=True, timeout=60
     )
     assert pruned.returncode == 0 and "pruned 5 entries and 5 blobs" in pruned.stdout
     assert blobs(cache_dir) == [] and list((cache_dir / "posters").glob("*.png")) == []
@@ -153,8 +189,25 @@ def test_dry_run_prints_the_plan_says_why_and_touches_nothing(compose_demo, run_
     code, _, out = run_cfg(cfg)
     assert code == 0
     assert "4 cached, 1 to render (2.0 s of video, est. cost $0.00)" in out
-    assert "changed: params.seed" in out
+    assert "changed: params.seed" in out and "→" in out  # old → new (the table may fold it)
     assert _state(cache_dir) == before
+
+
+def test_list_and_why_never_make_a_cache(tmp_path):
+    """A typo in --dir, or a project not rendered yet, is told; no cache appears where there was none."""
+    cli = [sys.executable, "-m", "wanbatch.cli", "cache"]
+    typo = tmp_path / "typo"
+    listed = subprocess.run([*cli, "list", "--dir", str(typo)], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 2 and f"`--dir` = '{typo}' is not allowed" in listed.stderr
+    pruned = subprocess.run([*cli, "prune", "--dir", str(typo), "--all"], capture_output=True, text=True, timeout=60)
+    assert pruned.returncode == 2
+    fresh = tmp_path / "fresh"
+    why = subprocess.run(
+        [*cli, "why", "recipe=demo", f"cache.dir={fresh}"], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert why.returncode == 0, why.stderr
+    assert "title: new: no cache at" in why.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def _state(cache_dir: Path) -> tuple[dict[str, int], list[dict]]:

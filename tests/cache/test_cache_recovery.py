@@ -79,7 +79,7 @@ def test_a_prune_loop_during_a_run_takes_nothing_the_run_uses(compose_demo, run_
 
     def prune_loop() -> None:
         while not stop.is_set():
-            passes.append(_cache_cli("prune", "--dir", str(cache_dir), "--all"))
+            passes.append(_cache_cli("prune", "--dir", str(cache_dir), "--all", "--yes"))
             if len(passes) >= 2 and preview.waiting.is_set():
                 preview.gate.set()  # two whole passes ran while sunrise was rendering: the run may end
                 return
@@ -100,7 +100,7 @@ def test_a_prune_loop_during_a_run_takes_nothing_the_run_uses(compose_demo, run_
     code, run_dir, _ = run_cfg(cfg, backends={"preview": again})
     assert code == 0 and again.rendered == [] and set(_statuses(run_dir).values()) == {"cached"}
     # ... and with no run alive, prune takes everything.
-    assert _cache_cli("prune", "--dir", str(cache_dir), "--all").returncode == 0
+    assert _cache_cli("prune", "--dir", str(cache_dir), "--all", "--yes").returncode == 0
     assert blobs(cache_dir) == [] and _keys(cache_dir) == set()
 
 
@@ -207,7 +207,7 @@ def test_a_damaged_or_deleted_index_is_rebuilt_and_nothing_on_disk_renders_again
         (aside,) = cache_dir.glob("index.broken-*")
         assert (aside / "cache.db").stat().st_size == 4096  # kept for a look, not deleted
     # `cache why` and `cache prune` work on the rebuilt index.
-    assert _cache_cli("prune", "--dir", str(cache_dir), "--older-than", "1d").returncode == 0
+    assert _cache_cli("prune", "--dir", str(cache_dir), "--older-than", "1d", "--yes").returncode == 0
     assert len(_keys(cache_dir)) == 6
 
 

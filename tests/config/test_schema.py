@@ -93,7 +93,7 @@ def test_a_backends_entry_must_name_a_backend():
 @pytest.mark.parametrize(
     ("text", "key", "value", "allowed"),
     [
-        ("stitch:\n  fade_inn: 0.5\n", "stitch.fade_inn", 0.5, "unknown option; known: "),
+        ("stitch:\n  fade_inn: 0.5\n", "stitch.fade_inn", 0.5, "unknown option (did you mean fade_in"),
         ("backend:\n  default_fps: soon\n", "backend.default_fps", "soon", "an integer"),
         ("titel: My film\n", "titel", "My film", "unknown key; known: "),
         (
@@ -129,7 +129,11 @@ def test_a_backend_option_built_in_python_is_checked_too():
             ["backends.novita_wan21_t2v.pol.interval_s=1"],
             "error: project: `backends.novita_wan21_t2v.pol` = {'interval_s': 1} is not allowed; unknown option",
         ),
-        (["executor.concurency=2"], "error: project: `executor.concurency` = 2 is not allowed; unknown option; known:"),
+        (
+            ["executor.concurency=2"],
+            "error: project: `executor.concurency` = 2 is not allowed; "
+            "unknown option (did you mean concurrency?); known:",
+        ),
     ],
 )
 def test_the_cli_exits_2_with_one_line_naming_the_key(tmp_path, args, line):

@@ -96,7 +96,7 @@ CASES = [
         _set("harbour_after", image="assets/day.png"),
         ["scene `harbour_after`", "`image`", "`chain_from` provides the first frame"],
     ),
-    ("duplicate id", _dup, ["scene `title`", "`id`", "must be unique"]),
+    ("duplicate id", _dup, ["scene `title`", "`scenes.5.id`", "a unique id: it duplicates the id of scenes.0"]),
     ("unknown backend", _set("title", backend="sora"), ["scene `title`", "`backend`", "'sora'", "one of", "preview"]),
     (
         "bad transition",

@@ -31,6 +31,11 @@ def test_a_failed_scene_keeps_the_others_and_fails_its_chain(compose_demo, run_c
         assert scenes[sid]["status"] == "rendered" and (run_dir / scenes[sid]["clip"]).is_file()
     assert len(blobs(cache_dir)) == 3  # the finished ones are cached
     assert "failed: scene `harbour_voice`: scene harbour_voice failed on purpose" in out
+    assert f"done: 3 rendered, 0 cached, 2 failed, 0 cancelled; run directory {run_dir}" in out
+    assert "failed: scene `harbour_after`: parent scene" in out  # one prefix, not `scene x: scene x:`
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("2 scenes failed; running the same command again renders only those")
+    assert str(run_dir / "manifest.json") in last
     # the rerun renders only what failed
     preview2 = CountingPreview(cfg.backend)
     assert run_cfg(cfg, backends={"preview": preview2})[0] == 0
@@ -119,7 +124,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_clips(compose_demo, run_cfg, ca
     assert all(st in ("rendered", "cancelled") for st in statuses.values())
     assert "cancelled" in statuses.values()
     assert len(blobs(cache_dir)) == len(done)  # every finished clip kept
-    assert "interrupted" in out
+    cancelled = sum(st == "cancelled" for st in statuses.values())
+    assert f"interrupted: {len(done)} rendered, 0 cached, 0 failed, {cancelled} cancelled" in out
     # and the next run renders only the rest
     preview2 = CountingPreview(cfg.backend)
     assert run_cfg(cfg, backends={"preview": preview2})[0] == 0

@@ -330,4 +330,4 @@ def test_ray_executor_config_is_checked_up_front(tmp_path):
         load_config(DEMO, ["executor=ray", "+executor.adress=auto"])
     [issue] = err.value.issues
     assert issue.field == "executor.adress" and issue.value == "auto"
-    assert "unknown option; known:" in issue.allowed and "address" in issue.allowed
+    assert "unknown option (did you mean address?); known:" in issue.allowed and "address" in issue.allowed

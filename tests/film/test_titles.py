@@ -69,3 +69,59 @@ def test_caption_band():
     assert top > 480 // 2  # a lower third
     assert (rgba[..., 3] > 0).all()  # the translucent strip
     assert (rgba[..., :3].min(axis=2) > 200).sum() > 50  # the text
+
+
+class _OverBudget(Exception):
+    pass
+
+
+def _work(monkeypatch: pytest.MonkeyPatch, draw_it, budget: int) -> int:
+    """Characters measured (summed over every `textlength` call) while `draw_it()` runs: the cost of line
+    breaking, counted rather than timed, so the test holds on a loaded machine. Past `budget` it stops the
+    drawing (a quadratic wrap would otherwise run for minutes before failing)."""
+    from PIL import ImageDraw
+
+    measured = [0]
+    real = ImageDraw.ImageDraw.textlength
+
+    def counting(self, text, *args, **kwargs):  # type: ignore[no-untyped-def]
+        measured[0] += len(text)
+        if measured[0] > budget:
+            raise _OverBudget(f"more than {budget} characters measured")
+        return real(self, text, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(ImageDraw.ImageDraw, "textlength", counting)
+        draw_it()
+    return measured[0]
+
+
+@pytest.mark.parametrize(
+    "unit", ["镜头", "supercalifragilistic", "a few words "], ids=["CJK without spaces", "one long word", "words"]
+)
+def test_line_breaking_grows_at_most_linearly_with_the_text(monkeypatch: pytest.MonkeyPatch, unit: str) -> None:
+    """A linear bound on the work (characters measured) for a card with a subtitle and for a caption: a
+    fixed cost (the fonts tried, the few lines kept) plus a small cost per character."""
+    for n in (100, 400, 1600, 6400):
+        text = (unit * n)[:n]
+        budget = 20_000 + 30 * n
+        card = _work(monkeypatch, lambda t=text: title_card(t, 832, 480, subtitle=t), budget)
+        caption = _work(monkeypatch, lambda t=text: title_caption(t, 832, 480), budget)
+        assert card <= budget and caption <= budget
+
+
+def test_an_800_character_cjk_title_fits_the_card_with_an_ellipsis() -> None:
+    from PIL import Image, ImageDraw
+
+    from wanbatch.film import titles
+
+    text = "灯塔看守人" * 160
+    frame = title_card(text, 832, 480)
+    mask = _text_mask(frame)
+    assert mask.any() and not mask[:, :8].any() and not mask[:, -8:].any()
+    draw = ImageDraw.Draw(Image.new("L", (1, 1)))
+    font, lines = titles._fit(draw, text, 715, 201, start=53)
+    assert len(lines) == 4 and lines[-1].endswith("…")
+    assert all(draw.textlength(line, font=font) <= 715 for line in lines)
+    kept = "".join(lines)[:-1]
+    assert kept == text[: len(kept)]  # broken between characters, nothing lost before the ellipsis

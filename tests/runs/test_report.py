@@ -152,6 +152,7 @@ def test_only_relative_links_that_exist_and_no_network(report):
 def test_posters_and_film_at_the_top(report):
     run_dir, _, page = report
     posters = sorted(p.name for p in (run_dir / "posters").glob("*.png"))
+    # named by the scene's number and sanitised id (core.names.file_stem), as the clips are
     assert posters == ["001-s0.png", "002-s1.png", "003-s2.png", "film.png"]
     assert page.index('id="film"') < page.index("<article")
     assert 'poster="posters/001-s0.png"' in page

@@ -31,6 +31,7 @@ __all__ = [
     "boxes",
     "file_boxes",
     "find",
+    "mp4_whole",
     "read_moov",
     "read_movie",
 ]
@@ -120,6 +121,18 @@ def file_boxes(f: BinaryIO) -> Iterator[Box]:
             return
         yield Box(kind, pos, pos + header, pos + box_size)
         pos += box_size
+
+
+def mp4_whole(path: Path) -> bool:
+    """Whether an ISO-BMFF (mp4/mov) file's top-level boxes end exactly at the end of the file. Other
+    containers pass (ffmpeg judges them)."""
+    with open(path, "rb") as f:
+        if f.read(8)[4:8] != b"ftyp":
+            return True
+        end = 0
+        for box in file_boxes(f):  # stops at a box cut off or invalid: its end is not the file's
+            end = box.end
+        return end == f.seek(0, 2)
 
 
 def find(buf: bytes, start: int, end: int, *path: bytes) -> Box | None:

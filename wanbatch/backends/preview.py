@@ -24,6 +24,11 @@ from wanbatch.core.scene import Scene
 from wanbatch.errors import Issue, RenderError
 
 SIZES = {"480P": (832, 480), "720P": (1280, 720), "1080P": (1920, 1080)}
+# An animatic is a sketch: past these it only fills memory and disk (a `width: 20000` scene allocated
+# gigabytes per frame before anything said no).
+MAX_SIDE = 3840
+MAX_FPS = 120
+MAX_SECONDS = 600
 PREVIEW_VERSION = "1"  # bump when the drawing changes, so cached animatics are redrawn
 
 
@@ -69,12 +74,38 @@ class PreviewBackend(Backend):
         for name, v in (("width", width), ("height", height)):
             if v % 2:
                 issues.append(Issue(scene.id, name, v, "an even number of pixels (H.264 4:2:0 needs it)"))
+            if v > MAX_SIDE:
+                issues.append(Issue(scene.id, name, v, f"at most {MAX_SIDE} pixels for the `preview` backend"))
+        if fps > MAX_FPS:
+            issues.append(Issue(scene.id, "fps", fps, f"at most {MAX_FPS} for the `preview` backend"))
         if scene.num_frames is not None and scene.duration is not None:
             issues.append(
                 Issue(scene.id, "num_frames", scene.num_frames, "either `duration` or `num_frames`, not both")
             )
         duration = scene.duration or float(self.config.default_duration)
         num_frames = scene.num_frames or max(1, round(duration * fps))
+        if num_frames > MAX_SECONDS * min(fps, MAX_FPS):
+            field, value = ("num_frames", scene.num_frames) if scene.num_frames else ("duration", duration)
+            issues.append(
+                Issue(
+                    scene.id,
+                    field,
+                    value,
+                    f"at most {MAX_SECONDS} s of video ({MAX_SECONDS * fps} frames at {fps} fps) "
+                    "for the `preview` backend",
+                )
+            )
+        for name, media in scene.media().items():
+            if not media.is_local:  # found at plan time, not after the other scenes have rendered
+                issues.append(
+                    Issue(
+                        scene.id,
+                        name,
+                        media.describe(),
+                        "a local file: the `preview` backend draws offline and fetches nothing "
+                        "(download it and give its path)",
+                    )
+                )
         return {
             "prompt": scene.prompt or "",
             "title": scene.title,

@@ -37,6 +37,7 @@ from filelock import FileLock
 from wanbatch.av.files import sha256_file, sha256_fresh
 from wanbatch.cache import index, links, live, prune, sidecar
 from wanbatch.errors import ReadOnlyCacheError
+from wanbatch.secrets import redact_data
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,23 @@ def diff_material(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return sorted(k for k in a.keys() | b.keys() if a.get(k, "<unset>") != b.get(k, "<unset>"))
 
 
+def describe_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Each differing field as `name old → new` (long values shortened), what `cache why` prints."""
+    a, b = _flatten(old), _flatten(new)
+    return [f"{k} {_short(a.get(k, '<unset>'))} → {_short(b.get(k, '<unset>'))}" for k in diff_material(old, new)]
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = repr(value) if isinstance(value, str) and value != "<unset>" else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def is_cache(directory: str | Path) -> bool:
+    """Whether a render cache exists at `directory` (opening a `Cache` creates one; a look into it must not)."""
+    d = Path(directory).expanduser()
+    return (d / "index").is_dir() or (d / "blobs").is_dir()
+
+
 class Journal:
     """Remote request ids by cache key. Written before the first poll; removed once the clip is cached."""
 
@@ -78,7 +96,7 @@ class Journal:
     def record(self, key: str, **fields: Any) -> None:
         with self._writing:
             current = self._db.get(key) or {}
-            self._db.set(key, {**current, **fields, "updated": time.time()})
+            self._db.set(key, {**current, **redact_data(fields), "updated": time.time()})
 
     def get(self, key: str) -> dict[str, Any] | None:
         got = self._db.get(key)
@@ -130,6 +148,7 @@ class Cache:
 
     def __init__(self, directory: str | Path, *, readonly: bool | None = None):
         self.dir = Path(directory).expanduser().resolve()
+        self.project: str | None = None  # recorded in each entry this Cache puts (`wanbatch cache list --project`)
         self.notes: list[str] = []  # what opening found and did (a rebuilt index), for the user to read
         self.repaired: list[str] = []  # keys whose corrupt entries this process dropped
         self.corrupt: list[str] = []  # keys whose blobs a read-only look found corrupt (and left alone)
@@ -269,9 +288,10 @@ class Cache:
             "key": key,
             "blob": digest,
             "size": size,
-            "material": dict(material),
+            "material": redact_data(dict(material)),
             "created": time.time(),
-            **dict(meta),
+            **({"project": self.project} if self.project else {}),
+            **redact_data(dict(meta)),
         }
         car = sidecar.write(dest, entry)
         try:
@@ -330,7 +350,7 @@ class Cache:
             entry = self._index.get(k)
             if entry is None:
                 continue
-            diff = diff_material(entry["material"], material)
+            diff = describe_change(entry["material"], material)
             if best is None or len(diff) < len(best):
                 best = diff
         if best is None:
@@ -371,4 +391,13 @@ def _writable(directory: Path) -> bool:
     return os.access(directory, os.W_OK | os.X_OK)
 
 
-__all__ = ["Cache", "Hit", "Journal", "ReadOnlyCacheError", "diff_material", "sha256_file"]
+__all__ = [
+    "Cache",
+    "Hit",
+    "Journal",
+    "ReadOnlyCacheError",
+    "describe_change",
+    "diff_material",
+    "is_cache",
+    "sha256_file",
+]

@@ -9,6 +9,7 @@
     wanbatch compare RUN_DIR... [--out DIR]      one page comparing runs (a sweep writes its own)
     wanbatch reproduce RUN_DIR [--scene ID ...]  render a run's scenes again and compare the clips
     wanbatch --version
+    eval "$(wanbatch -sc install=bash)"          TAB completion (zsh too; fish: wanbatch -sc install=fish | source)
 
 Each sub-command lives in its own module and is imported only when asked for, so `--version` and `init`
 start without Hydra.
@@ -16,11 +17,21 @@ start without Hydra.
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        # `wanbatch --help | head`: the reader left; not an error of the user's, so no traceback (and none from
+        # the interpreter's own flush at exit either).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
+
+
+def _dispatch(argv: list[str]) -> None:
     if argv[:1] == ["--version"] or argv[:1] == ["-V"]:
         from wanbatch.cli.version import version_text
 
@@ -30,6 +41,19 @@ def main(argv: list[str] | None = None) -> None:
         from wanbatch.cli.init import main as init_main
 
         sys.exit(init_main(argv[1:]))
+    # From here on the console never shows a secret: the key variables' values and any credential-named
+    # override (`+backend.token=sk-...`) are masked in everything printed, Hydra's own errors included.
+    from wanbatch.config.load import key_variables
+    from wanbatch.secrets import redacting, register_key_variables, register_overrides
+
+    register_overrides(argv)
+    register_key_variables(key_variables())
+    sys.stdout, sys.stderr = redacting(sys.stdout), redacting(sys.stderr)
+
+    if any(a in ("-sc", "--shell-completion") or a.startswith(("-sc=", "--shell-completion=")) for a in argv):
+        from wanbatch.cli.complete import main as complete_main
+
+        sys.exit(complete_main(argv))
     if argv[:1] == ["cache"]:
         from wanbatch.cli.cache import main as cache_main
 

@@ -1,12 +1,16 @@
 """`wanbatch cache list | why | prune | doctor`: look into the render cache, and look after it.
 
-wanbatch cache list [--dir D] [--json]
+wanbatch cache list [--dir D] [--project NAME] [--json]
 wanbatch cache ambiguous [--dir D] [--json]             submits that may have been accepted: check, then resubmit
-wanbatch cache why recipe=demo [HYDRA OVERRIDES...]     which field changed, per scene that misses
+wanbatch cache why recipe=demo [HYDRA OVERRIDES...]     which field changed (old → new), per scene that misses
 wanbatch cache why --config-dir DIR --config-name NAME [OVERRIDES...]
-wanbatch cache prune [--dir D] (--older-than 30d | --all)   safe while runs go on: it keeps what they use
+wanbatch cache prune [--dir D] (--older-than 30d | --all) [--dry-run] [--yes]   keeps what live runs use
 wanbatch cache doctor [--dir D] [--rebuild] [--json]        check every blob; rebuild a missing or
                                                             damaged index from the blobs' sidecars
+
+A cached render may have been paid for: `prune` lists what would go and asks first (`--yes` skips the question;
+without a terminal and without `--yes` it deletes nothing). `list`, `why` and `ambiguous` only read: a folder
+that holds no cache stays as it is.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wanbatch.cache.store import Cache, is_cache
 from wanbatch.config.load import PROJECT_FILE, default_cache_dir, load_config, recipe_dir
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -41,6 +46,7 @@ def main(argv: list[str]) -> int:
     p_list = sub.add_parser("list", help="list cached renders")
     p_list.add_argument("--dir", type=Path, default=None)
     p_list.add_argument("--json", action="store_true")
+    p_list.add_argument("--project", help="only the renders of this project (its `project.name`)")
     p_amb = sub.add_parser(
         "ambiguous",
         help="remote submits that may have been accepted (their answer was lost): check them with the provider, "
@@ -57,59 +63,106 @@ def main(argv: list[str]) -> int:
     group = p_prune.add_mutually_exclusive_group(required=True)
     group.add_argument("--older-than", type=_age)
     group.add_argument("--all", action="store_true")
+    p_prune.add_argument("--dry-run", action="store_true", help="list what would go and the bytes; delete nothing")
+    p_prune.add_argument("--yes", "-y", action="store_true", help="do not ask (scripts)")
     p_doctor = sub.add_parser("doctor", help="check every blob, rebuild a missing or damaged index")
     p_doctor.add_argument("--dir", type=Path, default=None)
     p_doctor.add_argument("--rebuild", action="store_true", help="rebuild the index from the sidecars anyway")
     p_doctor.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from wanbatch.cache.store import Cache
-
     if args.cmd == "why":
         return _why(args)
     if args.cmd == "doctor":
         return _doctor(args)
-    cache = Cache(args.dir or default_cache_dir(), readonly=True if args.cmd == "list" else None)
+    directory = Path(args.dir or default_cache_dir()).expanduser()
+    if not is_cache(directory):
+        # A look must not create a cache where a typo points; an explicit folder that is none is a mistake.
+        if args.dir is not None:
+            print(
+                f"error: `--dir` = {str(args.dir)!r} is not allowed; a folder holding a wanbatch cache", file=sys.stderr
+            )
+            return 2
+        print(f"no cache at {directory} yet: nothing rendered, nothing to {args.cmd}")
+        return 0
+    cache = Cache(directory, readonly=True if args.cmd == "list" else None)
     for note in cache.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.cmd == "ambiguous":
         return _ambiguous(cache, as_json=args.json)
     if args.cmd == "list":
-        entries = sorted(cache.entries(), key=lambda e: e["created"])
-        if args.json:
-            print(
-                json.dumps(
-                    [
-                        {
-                            k: e.get(k)
-                            for k in ("key", "scene_id", "backend", "model", "seed", "size", "created", "request_id")
-                        }
-                        for e in entries
-                    ],
-                    indent=2,
-                )
-            )
-        else:
-            for e in entries:
-                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e["created"]))
-                print(
-                    f"{e['key']}  {when}  {e.get('backend') or '?':<18} {e.get('scene_id') or '(film)':<20} "
-                    f"seed={e.get('seed')}  {e['size'] / 1e6:.2f} MB"
-                )
-            print(f"{len(entries)} entries in {cache.dir}")
-        return 0
+        return _list(cache, args)
     if cache.readonly:
         print(f"error: `--dir` = {str(cache.dir)!r} is not allowed; it is read-only here", file=sys.stderr)
         return 2
+    return _prune(cache, args)
+
+
+def _list(cache: Cache, args: argparse.Namespace) -> int:
+    entries = sorted(cache.entries(), key=lambda e: e["created"])
+    if args.project is not None:
+        entries = [e for e in entries if e.get("project") == args.project]
+    if args.json:
+        fields = ("key", "project", "scene_id", "backend", "model", "seed", "size", "created", "request_id")
+        print(json.dumps([{k: e.get(k) for k in fields} for e in entries], indent=2))
+        return 0
+    print(f"{'KEY':<16}  {'CREATED':<16}  {'PROJECT':<14} {'SCENE':<20} {'BACKEND':<18} {'SEED':>10}  {'SIZE':>9}")
+    for e in entries:
+        print(
+            f"{e['key'][:16]:<16}  {_when(e['created']):<16}  {e.get('project') or '-':<14} "
+            f"{e.get('scene_id') or '(film)':<20} {e.get('backend') or '?':<18} {e.get('seed')!s:>10}  "
+            f"{_mb(e['size']):>9}"
+        )
+    which = f" of project {args.project}" if args.project is not None else ""
+    total = sum(e["size"] for e in entries)
+    print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}{which}, {_mb(total)}, in {cache.dir}")
+    return 0
+
+
+def _prune(cache: Cache, args: argparse.Namespace) -> int:
+    """What would go is listed first (entries old enough; one a live run uses is kept even so); deleting needs
+    a yes, typed at a terminal or given as --yes."""
+    now = time.time()
+    gone = [
+        e
+        for e in cache.entries()
+        if args.all or (args.older_than is not None and now - float(e.get("created", 0)) > args.older_than)
+    ]
+    for e in gone:
+        print(
+            f"  {e['key'][:16]}  {_when(e['created'])}  {e.get('scene_id') or '(film)':<20} {e.get('backend') or '?'}"
+        )
+    summary = f"{len(gone)} entries ({_mb(sum(e['size'] for e in gone))})"
+    if args.dry_run:
+        print(f"would prune {summary} in {cache.dir} (dry run: nothing deleted)")
+        return 0
+    if gone and not args.yes:
+        if not sys.stdin.isatty():
+            print(
+                f"would prune {summary}; nothing deleted: no terminal to ask on, pass --yes to delete", file=sys.stderr
+            )
+            return 1
+        answer = input(f"delete {summary} from {cache.dir}? cached renders may have been paid for [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
     stats = cache.prune(older_than_s=args.older_than, everything=args.all)
     kept = f"; kept {stats['in_use']} in use by live runs" if stats["in_use"] else ""
     back = f"; put {stats['restored']} lost entries back into the index" if stats["restored"] else ""
     print(
-        f"pruned {stats['entries']} entries and {stats['blobs']} blobs ({stats['bytes'] / 1e6:.1f} MB) in "
+        f"pruned {stats['entries']} entries and {stats['blobs']} blobs ({_mb(stats['bytes'])}) in "
         f"{cache.dir}{kept}{back}"
     )
     cache.close()
     return 0
+
+
+def _when(created: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(created))
+
+
+def _mb(size: float) -> str:
+    return f"{size / 1e6:.2f} MB"
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -159,7 +212,6 @@ def _ambiguous(cache: Any, *, as_json: bool) -> int:
 
 def _why(args: argparse.Namespace) -> int:
     from wanbatch.backends import build_backends
-    from wanbatch.cache.store import Cache
     from wanbatch.config.load import backend_configs
     from wanbatch.core.plan import make_plan
     from wanbatch.core.project import load_project
@@ -181,7 +233,12 @@ def _why(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    cache = Cache(Path(cfg.cache.dir).expanduser(), readonly=True)  # it only reads
+    cache_dir = Path(cfg.cache.dir).expanduser()
+    if not is_cache(cache_dir):  # nothing rendered yet: every scene is new, and no cache is made to say so
+        for job in plan.jobs:
+            print(f"{job.id}: new: no cache at {cache_dir} yet")
+        return 0
+    cache = Cache(cache_dir, readonly=True)  # it only reads
     for job in plan.jobs:
         state = "cached" if cache.peek(job.key) else cache.explain_miss(job.scene.id, job.material)
         print(f"{job.id}: {state}")

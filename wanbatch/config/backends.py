@@ -162,6 +162,9 @@ class RemoteConfig(BackendConfig):
     requests_per_second: float | None = (
         5.0  # API calls (submit, poll, list) per second to the provider; null = no limit
     )
+    # A finished video larger than this is refused (by its Content-Length, else while it is read): a storage host
+    # that sends without end must not fill the disk. Generous: a 1080P 10 s clip is tens of MB.
+    max_download_mb: float = 2048.0
     # API calls at once when a client starts, one more per answer, so connections open gradually (fifty submits
     # at once do not open fifty connections in one instant, which a front end may answer with resets); null = all
     # at once

@@ -13,6 +13,7 @@ problem at once::
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -94,6 +95,8 @@ def choice(
     if (value is None and nullable) or (value is not None and not isinstance(value, bool) and value in options):
         return True
     words = f"one of {', '.join(str(c) for c in options)}" + (", or null" if nullable else "")
+    if isinstance(value, str):
+        words += did_you_mean(value, [str(c) for c in options])
     issues.append(Issue(scene, field, value, allowed or words))
     return False
 
@@ -167,7 +170,7 @@ def schema_issue(exc: Exception, *, prefix: str = "", value_of: Callable[[str], 
     value = found.value if found.value is not None or value_of is None else value_of(key)
     if isinstance(found, (ConfigKeyError, ConfigAttributeError)):
         if schema is not None:
-            return Issue(None, key, value, unknown_words(schema))
+            return Issue(None, key, value, unknown_words(schema, key))
         # a free-form mapping (a scene, project.defaults): Hydra changes only what is there
         return Issue(None, key, value, f"a key that is set already; add one with `+{key}=...`")
     if isinstance(found, MissingMandatoryValue):
@@ -196,10 +199,29 @@ def merge_issue(schema: type, layer: Mapping[str, Any], prefix: str = "") -> Iss
     return None
 
 
-def unknown_words(schema: type) -> str:
+def unknown_words(schema: type, key: str | None = None) -> str:
+    """What an unknown key of `schema` could have been: the close names of its fields (to `key`'s last part),
+    then every field. A schema that is not a dataclass (a free-form mapping) has no names to offer."""
     what = "key" if schema.__name__ in ("WanbatchConfig", "ProjectConfig") else "option"
-    known = ", ".join(sorted(f.name for f in dataclasses.fields(schema)))  # type: ignore[arg-type]
-    return f"unknown {what}; known: {known}"
+    if not dataclasses.is_dataclass(schema):
+        return f"unknown {what}"
+    names = sorted(f.name for f in dataclasses.fields(schema))
+    hint = did_you_mean(str(key).rsplit(".", 1)[-1], names) if key is not None else ""
+    return f"unknown {what}{hint}; known: {', '.join(names)}"
+
+
+def close_names(word: str, names: Iterable[str]) -> list[str]:
+    """The names a misspelt `word` most likely meant: near in spelling, or sharing its start."""
+    names = list(names)
+    close = difflib.get_close_matches(word, names, n=3, cutoff=0.6)
+    close += [n for n in names if len(word) >= 3 and n.startswith(word[:3]) and n not in close]
+    return close[:3]
+
+
+def did_you_mean(word: str, names: Iterable[str]) -> str:
+    """` (did you mean prompt?)`, or "" when nothing is close."""
+    close = close_names(word, names)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 
 def _omegaconf_error(exc: BaseException | None) -> OmegaConfBaseException | None:
@@ -225,7 +247,7 @@ def unknown_keys(node: DictConfig, prefix: str = "") -> list[Issue]:
         child = node._get_node(key)
         if key not in names:
             value = OmegaConf.to_container(child) if isinstance(child, (DictConfig, ListConfig)) else child._value()  # type: ignore[union-attr]
-            issues.append(Issue(None, f"{prefix}{key!s}", value, unknown_words(schema)))  # type: ignore[arg-type]
+            issues.append(Issue(None, f"{prefix}{key!s}", value, unknown_words(schema, str(key))))  # type: ignore[arg-type]
         elif isinstance(child, DictConfig) and not child._is_none() and not child._is_missing():
             issues += unknown_keys(child, f"{prefix}{key}.")
     return issues
@@ -233,6 +255,8 @@ def unknown_keys(node: DictConfig, prefix: str = "") -> list[Issue]:
 
 __all__ = [
     "choice",
+    "close_names",
+    "did_you_mean",
     "field_type",
     "flag",
     "mapping",

@@ -11,8 +11,11 @@ What comes out is a `WanbatchConfig` (wanbatch/config/schema.py), every value ty
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import importlib.resources
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -24,7 +27,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from wanbatch.config.apart import ScenesApart, apart
 from wanbatch.config.backends import BACKEND_SCHEMAS, BackendConfig, DiffusersConfig
-from wanbatch.config.checks import choice, merge_issue, schema_issue, unknown_keys
+from wanbatch.config.checks import choice, did_you_mean, merge_issue, schema_issue, unknown_keys
+from wanbatch.config.project_files import check_project
 from wanbatch.config.schema import (
     CacheConfig,
     EncodeConfig,
@@ -34,7 +38,8 @@ from wanbatch.config.schema import (
     WanbatchConfig,
     register,
 )
-from wanbatch.errors import ConfigError, Issue
+from wanbatch.errors import ConfigError, Issue, ProjectFileError
+from wanbatch.secrets import register_overrides
 
 # conf/ and recipes/ sit at the top of the source tree and are installed as the packages `wanbatch.conf` and
 # `wanbatch.recipes` (pyproject's package-dir), so an editable checkout and a wheel find them the same way.
@@ -44,6 +49,23 @@ PROJECT_FILE = "project.yaml"
 CONF_SEARCH_PATH = "pkg://wanbatch.conf"  # how Hydra finds conf/: through the installed package
 #: every backend name: the options of the `backend` config group
 BACKEND_NAMES = tuple(sorted(p.stem for p in (CONF_DIR / "backend").glob("*.yaml")))
+
+
+@functools.cache
+def key_variables() -> tuple[str, ...]:
+    """Every environment variable a built-in backend reads its API key from: the schemas' `api_key_env`, and any
+    conf/backend/ option that sets its own. Their values are secrets in every run, whichever backends it uses."""
+    found = {
+        f.default
+        for schema in BACKEND_SCHEMAS.values()
+        for f in dataclasses.fields(schema)
+        if f.name == "api_key_env" and isinstance(f.default, str) and f.default != "???"
+    }
+    for path in (CONF_DIR / "backend").glob("*.yaml"):  # as text: no YAML parse on the way to the first output
+        match = re.search(r"^api_key_env:\s*([A-Za-z_]\w*)", path.read_text(encoding="utf-8"), re.MULTILINE)
+        if match:
+            found.add(match.group(1))
+    return tuple(sorted(found))
 
 
 def recipe_dir(name: str, cwd: Path | None = None) -> Path | None:
@@ -71,14 +93,19 @@ def load_config(project_file: str | Path | None = None, overrides: Sequence[str]
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
 
+    register_overrides(overrides)  # before Hydra can print one in an error
     register()
     path = Path(project_file).resolve() if project_file is not None else CONF_DIR / "wanbatch.yaml"
+    if project_file is not None:
+        check_project_file(path, str(project_file))
+        if issues := check_project(path.parent, path.stem, overrides):
+            raise ConfigError(issues)  # read as data first: Hydra would run a callback while composing
     GlobalHydra.instance().clear()
     try:
         with apart(path, overrides) as scenes, initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
             cfg = hydra_compose(
                 config_name=path.stem,
-                overrides=[f"hydra.searchpath=[{CONF_SEARCH_PATH}]", *open_backends(overrides)],
+                overrides=[f"hydra.searchpath=[{CONF_SEARCH_PATH}]", *open_overrides(overrides)],
             )
     except (HydraException, OmegaConfBaseException) as exc:
         raise composition_error(exc, overrides, path if project_file is not None else None) from None
@@ -123,10 +150,12 @@ def saved_config(path: Path) -> WanbatchConfig:
     return to_config(merged)
 
 
-def open_backends(overrides: Sequence[str]) -> list[str]:
-    """`backends.<name>.<key>=v` configures a backend that is not the project's default. `backends` starts
-    empty, so in Hydra's struct mode such keys need `++`; we add it, so the plain form works too."""
-    return [f"++{o}" if o.startswith("backends.") else o for o in overrides]
+def open_overrides(overrides: Sequence[str]) -> list[str]:
+    """Overrides whose keys a project may not have yet get Hydra's `++` (add or set), so the plain form works:
+    `backends.<name>.<key>=v` (`backends` starts empty) and `scenes.<i>.<field>=v` (a scene holds only the
+    fields it sets; `+scenes.<i>.<field>=v` for a field it sets is fine too). A scene field's name is checked
+    with the scene (wanbatch.core.scene), which names the close known ones when it is misspelt."""
+    return [f"++{o.lstrip('+')}" if re.match(r"^\+{0,2}(backends\.|scenes\.\d+\.)[^=]*=", o) else o for o in overrides]
 
 
 def to_config(cfg: DictConfig, scenes: ScenesApart | None = None) -> WanbatchConfig:
@@ -170,14 +199,96 @@ def composition_error(
             return OmegaConf.select(OmegaConf.load(project_file), key, default=None)
         return None
 
+    if "index out of range" in str(exc) or "index out of range" in str(exc.__cause__ or ""):
+        issue = _scene_index_issue(overrides, project_file)
+        if issue is not None:
+            return ConfigError([issue])
     issue = schema_issue(exc if isinstance(exc, Exception) else Exception(exc), value_of=value_of)
     if issue is None and isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options:
         group, _, option = str(exc.missing_cfg_file).rpartition("/")
         options = [o for o in exc.options if not o.startswith("base_")]  # not the schemas stored beside them
-        issue = Issue(None, group or "config", option, f"one of {', '.join(options)}")
+        issue = Issue(None, group or "config", option, f"one of {', '.join(options)}{did_you_mean(option, options)}")
     if issue is None:
         issue = Issue(None, "config", None, " ".join(str(exc).split()))
     return ConfigError([issue])
+
+
+def _scene_index_issue(overrides: Sequence[str], project_file: Path | None) -> Issue | None:
+    """`scenes.5.seed=1` for a project of three scenes: name the override and the indexes there are."""
+    count = None
+    if project_file is not None and project_file.is_file():
+        with contextlib.suppress(Exception):
+            raw = OmegaConf.load(project_file)
+            count = len(raw.get("scenes") or []) if isinstance(raw, DictConfig) else None
+    for o in overrides:
+        match = re.match(r"^[+~]*scenes\.(\d+)(\.[^=]*)?=?(.*)$", o)
+        if match and (count is None or int(match.group(1)) >= count):
+            key = f"scenes.{match.group(1)}{match.group(2) or ''}"
+            there = (
+                f"this project has {count} scene{'s' if count != 1 else ''}, scenes.0 to scenes.{count - 1}"
+                if count
+                else "this project has no scene at that index"
+            )
+            return Issue(None, key, _yaml_value(match.group(3)), f"the index of a scene: {there} (counted from 0)")
+    return None
+
+
+def _yaml_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _brings_wanbatch(path: Path, depth: int) -> bool:
+    if depth > 4:
+        return False
+    try:
+        check_project_file(path, depth=depth + 1)
+    except ConfigError:
+        return False
+    return True
+
+
+def check_project_file(path: Path, shown: str | None = None, depth: int = 0) -> None:
+    """Read a project file as Hydra will and stop, in one line, at what would otherwise be a traceback or a puzzle:
+    a YAML syntax error (`file:line:column: message`), a top level that is not a mapping, and a missing
+    `defaults: [wanbatch, _self_]` line (without it no config group composes). Raises ProjectFileError; `shown`
+    is the path as the user gave it."""
+    shown = shown or str(path)
+    try:
+        raw = OmegaConf.load(path)
+    except yaml.MarkedYAMLError as exc:
+        message = exc.problem or exc.context or "not valid YAML"
+        if exc.context and exc.problem and exc.context_mark is not None:
+            start = exc.context_mark
+            message += f" ({exc.context}, which starts at {start.line + 1}:{start.column + 1})"
+        elif exc.context and exc.problem:
+            message = f"{exc.context}: {message}"
+        mark = exc.problem_mark or exc.context_mark
+        raise ProjectFileError(
+            shown, message, mark.line + 1 if mark else None, mark.column + 1 if mark else None
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ProjectFileError(shown, " ".join(str(exc).split())) from None
+    except OSError as exc:
+        raise ProjectFileError(shown, f"cannot be read ({exc.strerror or exc})") from None
+    if not isinstance(raw, DictConfig):
+        raise ProjectFileError(shown, "a project file holds a mapping (defaults:, project:, scenes:), not a list")
+    defaults = raw.get("defaults")
+    names = [str(d).lstrip("/").split("@")[0] for d in defaults if isinstance(d, str)] if defaults else []
+    # A project may build on another of its folder (`defaults: [project, ...]`, as recipes/storyboard/remote.yaml
+    # does): that one brings wanbatch in.
+    siblings = [path.parent / f"{n}.yaml" for n in names if n not in ("wanbatch", "_self_")]
+    if "wanbatch" not in names and not any(
+        _brings_wanbatch(sib, depth) for sib in siblings if sib.is_file() and sib.resolve() != path.resolve()
+    ):
+        raise ProjectFileError(
+            shown,
+            "no `defaults: [wanbatch, _self_]` line; add it at the top: it brings in wanbatch's config groups "
+            "(backend, cache, executor, stitch, encode)"
+            + (f"; this file's defaults are {OmegaConf.to_container(defaults)}" if defaults else ""),
+        )
 
 
 def backend_schema(name: str) -> type[BackendConfig]:

@@ -97,6 +97,9 @@ class StitchConfig:
     duck_ramp: float = 0.3  # seconds the soundtrack takes to duck under a scene's own audio, and to come back
     silence_db: float = -60.0  # a scene whose audio peaks below this (dBFS) counts as silent: no ducking for it
     loop_soundtrack: bool = False  # a soundtrack shorter than the film: stop (false) or loop (true)
+    # A scene that failed: slate (the film is joined with a title card naming it, as long as the scene, in its
+    # place: the storyboard can be watched while the shot is redone) | skip (joined without it) | none (no film)
+    on_failure: str = "slate"
 
 
 @dataclass

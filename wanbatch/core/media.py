@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wanbatch.av.ffmpeg import probe
 from wanbatch.av.files import sha256_file
+from wanbatch.av.whole import image_whole, media_whole
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 AUDIO_SUFFIXES = {".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg"}
@@ -55,7 +56,9 @@ class Media:
 
 
 def inspect_local(field_name: str, path: Path) -> Media:
-    """Read what validation needs: image size, audio/video duration. Raises ValueError with the reason."""
+    """Read what validation needs (image size, audio/video duration) and prove the file whole: an image
+    decodes to its last pixel under a pixel cap, audio decodes to its end, a video's structure is intact.
+    Raises ValueError with the reason."""
     kind = KIND_OF_FIELD[field_name]
     if not path.exists():
         raise ValueError("no such file")
@@ -63,25 +66,20 @@ def inspect_local(field_name: str, path: Path) -> Media:
         raise ValueError("not a file")
     if not os.access(path, os.R_OK):
         raise ValueError("not readable")
-    size = path.stat().st_size
-    width = height = None
-    duration = None
-    if kind == "image":
-        from PIL import Image, UnidentifiedImageError
-
+    st = path.stat()
+    memo_key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, kind)
+    with _memo_lock:
+        found = _memo.get(memo_key)
+    if found is None:
         try:
-            with Image.open(path) as im:
-                width, height = im.size
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ValueError(f"not a readable image ({exc.__class__.__name__})") from exc
-    else:
-        p = probe(path)
-        if kind == "audio" and not p.has_audio:
-            raise ValueError("has no audio stream")
-        if kind == "video" and not p.has_video:
-            raise ValueError("has no video stream")
-        duration = p.duration
-        width, height = p.width, p.height
+            found = _inspect(kind, path)
+        except ValueError as exc:
+            found = str(exc)
+        with _memo_lock:
+            _memo[memo_key] = found
+    if isinstance(found, str):
+        raise ValueError(found)
+    width, height, duration = found
     return Media(
         field=field_name,
         kind=kind,
@@ -90,8 +88,26 @@ def inspect_local(field_name: str, path: Path) -> Media:
         width=width,
         height=height,
         duration=duration,
-        size_bytes=size,
+        size_bytes=st.st_size,
     )
+
+
+# A file is inspected once per process (a sweep plans the same inputs for every member): decoding an image
+# whole costs milliseconds. Keyed like the content hash, so an edited file is inspected again.
+_memo: dict[tuple[str, int, int, str], tuple[int | None, int | None, float | None] | str] = {}
+_memo_lock = threading.Lock()
+
+
+def _inspect(kind: str, path: Path) -> tuple[int | None, int | None, float | None]:
+    if kind == "image":
+        width, height = image_whole(path)
+        return width, height, None
+    p = media_whole(path, decode=kind == "audio")
+    if kind == "audio" and not p.has_audio:
+        raise ValueError("has no audio stream")
+    if kind == "video" and not p.has_video:
+        raise ValueError("has no video stream")
+    return p.width, p.height, p.duration
 
 
 def remote(field_name: str, url: str) -> Media:

@@ -16,9 +16,11 @@ from wanbatch.config.backends import BackendConfig
 from wanbatch.config.checks import number
 from wanbatch.config.schema import SoundtrackConfig, WanbatchConfig
 from wanbatch.core.media import Media, inspect_local, is_url, remote
+from wanbatch.core.names import NAME_RULE, id_problem
 from wanbatch.core.scene import MEDIA_FIELDS, Scene, parse_fields
 from wanbatch.core.scene_file import read_scene_rows
 from wanbatch.errors import ConfigError, Issue
+from wanbatch.secrets import holds_secret, redact
 
 SOUNDTRACK_KEYS = {f.name for f in fields(SoundtrackConfig)}
 
@@ -52,6 +54,8 @@ def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, 
     issues: list[Issue] = []
     proj = cfg.project
     name = str(proj.name or root.name)
+    if (bad_name := project_name_issue(proj.name)) is not None:
+        issues.append(bad_name)
     defaults_raw = proj.defaults or {}
     if not isinstance(defaults_raw, dict):
         issues.append(Issue(None, "project.defaults", defaults_raw, "a mapping of scene fields"))
@@ -74,10 +78,14 @@ def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, 
     if not rows and not any(i.field == "scenes_file" for i in issues):
         issues.append(Issue(None, "scenes", raw_scenes, "a non-empty list of scenes (or a `scenes_file`)"))
 
+    _refuse_secrets(
+        {"name": proj.name, "defaults": proj.defaults, "soundtrack": proj.soundtrack}, "project.", None, issues
+    )
     known_backends = frozenset(backend_configs)
     media_memo: dict[tuple[str, str], Media | str] = {}
     scenes: list[Scene] = []
     seen: dict[str, int] = {}
+    duplicates: set[str] = set()
     for i, (raw, where) in enumerate(rows):
         if not isinstance(raw, dict):
             at = f"scenes.{i}" if where is None else "scene"
@@ -85,10 +93,18 @@ def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, 
             continue
         n_before = len(issues)
         sid = raw.get("id")
-        sid = str(sid) if isinstance(sid, str) and sid.strip() else f"scene{i + 1:02d}"
+        if not isinstance(sid, str) or not sid.strip():
+            sid = f"scene{i + 1:02d}"
+        elif problem := id_problem(sid):
+            # The id is not shown as the scene's name: it may hold a newline or a terminal escape.
+            issues.append(Issue(f"#{i}", "id", sid, problem))
+            sid = f"#{i}"
         if sid in seen:
-            issues.append(Issue(sid, "id", sid, f"ids must be unique; scene #{seen[sid]} has it too"))
-        seen[sid] = i
+            duplicates.add(sid)
+            issues.append(Issue(sid, f"scenes.{i}.id", sid, f"a unique id: it duplicates the id of scenes.{seen[sid]}"))
+        else:
+            seen[sid] = i
+        _refuse_secrets(raw, "", sid, issues)
         own = parse_fields(raw, sid, issues)
         fields = {**_defaults_for(own, defaults), **own}
         fields["id"] = sid
@@ -109,7 +125,8 @@ def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, 
             issues[n_before:] = [dataclasses.replace(x, where=where) for x in issues[n_before:]]
         scenes.append(Scene(index=i, **fields))
 
-    _check_chains(scenes, issues)
+    # A chain through a duplicated id cannot be told apart (which `quay`?): the duplicate is the issue then.
+    _check_chains([s for s in scenes if s.id not in duplicates and s.chain_from not in duplicates], issues)
     soundtrack = _soundtrack(proj.soundtrack, root, media_memo, issues)
 
     used = sorted({s.backend for s in scenes if s.backend in known_backends} | {default_backend} & known_backends)
@@ -124,6 +141,37 @@ def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, 
         backend_configs=configs,
         soundtrack=soundtrack,
     )
+
+
+def project_name_issue(declared: Any) -> Issue | None:
+    """The issue with a declared `project.name`, if any. It names the run's folder (outputs/<name>/...):
+    `../..` put a run, and its index.html, in another folder."""
+    if declared is None:
+        return None
+    rule = f"a project name is {NAME_RULE}"
+    problem = id_problem(declared, rule) if isinstance(declared, str) else rule
+    return Issue(None, "project.name", declared, problem) if problem else None
+
+
+def _refuse_secrets(fields: Mapping[str, Any], prefix: str, sid: str | None, issues: list[Issue]) -> None:
+    """A scene's text is sent to the provider and written into the manifest, the report and the cache: one
+    holding an API key or another credential (`${oc.env:GMI_API_KEY}` in a prompt) is refused, not sent."""
+    for key, value in fields.items():
+        if isinstance(value, Mapping):
+            _refuse_secrets(value, f"{prefix}{key}.", sid, issues)
+        elif isinstance(value, (list, tuple)):
+            _refuse_secrets({str(i): v for i, v in enumerate(value)}, f"{prefix}{key}.", sid, issues)
+        elif isinstance(value, str) and holds_secret(value):
+            issues.append(
+                Issue(
+                    sid,
+                    f"{prefix}{key}",
+                    redact(value),
+                    "text without an API key or credential: scene fields are sent to the provider and written "
+                    "into the manifest, the report and the cache; a backend reads its key only from the "
+                    "environment variable it names",
+                )
+            )
 
 
 # Fields that say the same thing two ways: a scene that sets one side overrides the defaults' other side,

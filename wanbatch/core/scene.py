@@ -11,7 +11,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from wanbatch.config.checks import did_you_mean
 from wanbatch.core.media import Media
+from wanbatch.core.names import ID_RULE
 from wanbatch.errors import Issue
 
 RESOLUTIONS = ("480P", "720P", "1080P")
@@ -78,7 +80,7 @@ class Scene:
 
 # name -> (python type(s), short description of what is allowed)
 _SCALARS: dict[str, tuple[tuple[type, ...], str]] = {
-    "id": ((str,), "a non-empty string"),
+    "id": ((str,), ID_RULE),
     "prompt": ((str,), "a string"),
     "negative_prompt": ((str,), "a string"),
     "seed": ((int,), "an integer >= 0, or -1 for a random seed resolved once at plan time"),
@@ -116,13 +118,14 @@ def parse_fields(raw: dict[str, Any], scene_id: str | None, issues: list[Issue],
     for key, value in raw.items():
         name = f"{prefix}{key}"
         if key not in SCENE_FIELDS:
-            close = [f for f in sorted(SCENE_FIELDS) if f.startswith(str(key)[:3])]
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            hint = did_you_mean(str(key), sorted(SCENE_FIELDS))
             known = ", ".join(sorted(SCENE_FIELDS))
             issues.append(Issue(scene_id, name, value, f"unknown field{hint}; known: {known}"))
             continue
         if value is None:
             continue
+        if key == "resolution" and isinstance(value, str):
+            value = value.upper()  # `480p` is how people write it; the key hashes the one spelling
         if key in MEDIA_FIELDS:
             if not isinstance(value, str) or not value:
                 issues.append(

@@ -12,6 +12,7 @@ from wanbatch.cache.store import Cache, Hit
 from wanbatch.core.backend import Backend, RenderContext, RenderResult
 from wanbatch.core.job import Job
 from wanbatch.core.media import inspect_local
+from wanbatch.core.names import file_stem
 from wanbatch.core.outcome import Outcome
 from wanbatch.errors import Cancelled, RenderError
 
@@ -22,7 +23,10 @@ def with_chain_input(job: Job, parent_clip: Path | None, workdir: Path) -> Job:
         return job
     if parent_clip is None:
         raise RenderError(f"parent scene `{job.parent}` has no clip")
-    png = last_frame(parent_clip, workdir / f"{job.parent}-last.png")
+    # Named by the parent's sanitised id and key, never the raw id (which a project once made `../../x`).
+    chain = job.material.get("media", {}).get("image", {})
+    parent_key = chain.get("chain") if isinstance(chain, dict) else None
+    png = last_frame(parent_clip, workdir / f"{file_stem(job.parent, parent_key)}-last.png")
     return dataclasses.replace(job, inputs={**job.inputs, "image": inspect_local("image", png)})
 
 

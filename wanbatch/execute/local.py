@@ -98,7 +98,8 @@ class LocalExecutor:
                 release()
 
             try:
-                self.progress.update(job.id, "running")
+                if self.cache.peek(job.key) is None:  # a cached scene goes straight to "cached", not via running
+                    self.progress.update(job.id, "running")
 
                 def ctx_factory(workdir: Path) -> RenderContext:
                     return RenderContext(

@@ -40,6 +40,7 @@ __all__ = [
 
 MODES = ("auto", "copy", "compose")
 FITS = ("letterbox", "crop", "stretch")
+ON_FAILURE = ("slate", "skip", "none")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ def check_stitch(st: StitchConfig) -> StitchConfig:
     issues: list[Issue] = []
     choice(issues, "stitch.mode", st.mode, MODES)
     choice(issues, "stitch.fit", st.fit, FITS)
+    choice(issues, "stitch.on_failure", st.on_failure, ON_FAILURE)
     for key in ("fade_in", "fade_out", "title_seconds", "duck_ramp"):
         number(issues, f"stitch.{key}", getattr(st, key), minimum=0, allowed="a number of seconds >= 0")
     number(issues, "stitch.fps", st.fps, above=0, nullable=True)

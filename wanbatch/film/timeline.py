@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 from wanbatch.core.scene import TRANSITIONS, Transition
 from wanbatch.film.clips import layout, probe_clips
+from wanbatch.secrets import redact
 
 __all__ = ["write_timeline"]
 
@@ -201,6 +202,6 @@ def _edl_safe(text: str) -> str:
 
 def _atomic_write(path: Path, text: str) -> Path:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_text(redact(text), encoding="utf-8")
     os.replace(tmp, path)
     return path

@@ -100,7 +100,7 @@ def _fit(
     size = start
     while True:
         font = _font(size)
-        lines = _wrap(draw, text, font, max_w)
+        lines = _wrap(draw, text, font, max_w, limit=max_lines)
         fits = len(lines) <= max_lines and _block_height(draw, lines, font) <= max_h
         if fits or size <= 8:
             if len(lines) > max_lines:
@@ -110,33 +110,104 @@ def _fit(
         size = max(8, int(size * 0.88))
 
 
-def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Font, max_w: int) -> list[str]:
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Font, max_w: int, *, limit: int) -> list[str]:
+    """Lines at most `max_w` wide: broken at spaces, and inside a word (or a run of CJK, which has no spaces)
+    where it overflows. Stops at `limit` + 1 lines, since a caller only asks whether the text fits in
+    `limit`. Widths are sums of per-character advances (each measured once), so breaking costs one pass
+    over the characters of the first lines; each line is then measured exactly once, and kerning that made
+    one wider than its sum narrows the budget for another pass. (An 800-character title without a space
+    took 50 s when every break re-measured the rest of the word one character at a time.)"""
+    advances = _Advances(draw, font)
+    budget = float(max_w)
     lines: list[str] = []
-    for paragraph in text.splitlines() or [""]:
-        line = ""
-        for word in paragraph.split():
-            candidate = f"{line} {word}".strip()
-            if draw.textlength(candidate, font=font) <= max_w:
-                line = candidate
-                continue
-            if line:
-                lines.append(line)
-            # a word wider than the line is broken where it overflows
-            while draw.textlength(word, font=font) > max_w and len(word) > 1:
-                cut = len(word) - 1
-                while cut > 1 and draw.textlength(word[:cut], font=font) > max_w:
-                    cut -= 1
-                lines.append(word[:cut])
-                word = word[cut:]
-            line = word
-        lines.append(line)
+    for _ in range(3):
+        lines = _break(text, advances, budget, limit)
+        over = max((draw.textlength(line, font=font) for line in lines), default=0.0) - max_w
+        if over <= 0:
+            break
+        budget -= over + 1
     return lines
 
 
+class _Advances:
+    """The width of a text in one font as the sum of its characters' advances (kerning aside)."""
+
+    def __init__(self, draw: ImageDraw.ImageDraw, font: Font):
+        self._draw, self._font = draw, font
+        self._known: dict[str, float] = {}
+
+    def of(self, char: str) -> float:
+        width = self._known.get(char)
+        if width is None:
+            width = self._known[char] = float(self._draw.textlength(char, font=self._font))
+        return width
+
+    def __call__(self, text: str) -> float:
+        return sum(self.of(c) for c in text)
+
+
+def _break(text: str, width: _Advances, max_w: float, limit: int) -> list[str]:
+    lines: list[str] = []
+    space = width(" ")
+    for paragraph in text.splitlines() or [""]:
+        line, line_w = "", 0.0
+        for word in paragraph.split():
+            fits = _capacity(word, width, max_w) == len(word)  # reads no further than the line's width
+            word_w = width(word) if fits else max_w + 1
+            if line and line_w + space + word_w <= max_w:
+                line, line_w = f"{line} {word}", line_w + space + word_w
+                continue
+            if line:
+                lines.append(line)
+                if len(lines) > limit:
+                    return lines
+            # a word wider than the line is broken where it overflows
+            while len(word) > 1 and (cut := _capacity(word, width, max_w)) < len(word):
+                lines.append(word[: max(1, cut)])
+                if len(lines) > limit:
+                    return lines
+                word = word[max(1, cut) :]
+            line, line_w = word, width(word)
+        lines.append(line)
+        if len(lines) > limit:
+            return lines
+    return lines
+
+
+def _capacity(word: str, width: _Advances, max_w: float) -> int:
+    """How many leading characters of `word` fit in `max_w` (reads no further than the first that does not)."""
+    used = 0.0
+    for i, c in enumerate(word):
+        used += width.of(c)
+        if used > max_w:
+            return i
+    return len(word)
+
+
+def _fitting_prefix(draw: ImageDraw.ImageDraw, text: str, font: Font, max_w: int) -> int:
+    """The most leading characters of `text` that fit in `max_w`: doubling, then bisecting, so each probe
+    measures at most twice the answer."""
+    hi = 1
+    while hi < len(text) and draw.textlength(text[:hi], font=font) <= max_w:
+        hi *= 2
+    lo, hi = hi // 2, min(hi, len(text))  # text[:lo] fits (or lo is 0); text[:hi] may not
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if draw.textlength(text[:mid], font=font) <= max_w:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def _ellipsize(draw: ImageDraw.ImageDraw, line: str, font: Font, max_w: int) -> str:
-    while line and draw.textlength(line + "…", font=font) > max_w:
-        line = line[:-1]
-    return line.rstrip() + "…"
+    """`line` cut to fit with an ellipsis after it."""
+    keep = _fitting_prefix(draw, line + "…", font, max_w)
+    if keep > len(line):
+        return line.rstrip() + "…"
+    while keep > 0 and draw.textlength(line[:keep] + "…", font=font) > max_w:
+        keep -= 1  # the ellipsis is wider than the character it replaces: a step or two
+    return line[:keep].rstrip() + "…"
 
 
 def _line_height(draw: ImageDraw.ImageDraw, font: Font) -> int:

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypedDict
 from wanbatch.core.job import Job
 from wanbatch.core.outcome import Outcome, Status
 from wanbatch.core.plan import Plan, keep_take
+from wanbatch.secrets import redact
 
 #: A scene's status in the manifest: how its job ended, or `pending` while it has not (or never did).
 SceneStatus = Status | Literal["pending"]
@@ -214,6 +215,6 @@ def build(
 def write(run_dir: Path, manifest: Manifest) -> Path:
     path = run_dir / "manifest.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    tmp.write_text(redact(json.dumps(manifest, indent=2, default=str)))
     os.replace(tmp, path)
     return path

@@ -4,6 +4,7 @@ then the film, index.html and the timeline export."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from wanbatch.cache.live import Registration
 from wanbatch.cache.store import Cache
 from wanbatch.config.schema import StitchConfig
 from wanbatch.core.job import Job
+from wanbatch.core.names import file_stem
 from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan, key_of
 from wanbatch.core.project import Soundtrack
@@ -142,16 +144,26 @@ class RunOutputs:
     ) -> tuple[str, dict[str, Any]]:
         """film.mp4 from the picked take of every scene. The film is cached too, keyed by its clips' keys and
         everything else that shapes it, so a fully cached rerun does not even re-join (a compose costs real
-        seconds), and another `pick` is another film made from clips already there."""
+        seconds), and another `pick` is another film made from clips already there. A scene without a clip (it
+        failed) gets a slate in its place, or is left out (`stitch.on_failure`); the notes then say the film is
+        partial and which scenes it lacks."""
         from wanbatch.film.clips import FilmClip
         from wanbatch.film.stitch import stitch_film
 
         film = self.run_dir / "film.mp4"
+        missing = [j.id for j in self.plan.film_jobs if j.id not in self.clips]
+        stand_in = "" if not missing else settings.on_failure  # slate | skip
         key = key_of(
             {
                 "film": FILM_VERSION,
-                "clips": [[j.key, j.scene.transition.type, j.scene.transition.duration] for j in self.plan.film_jobs],
-                "stitch": {k: v for k, v in sorted(dataclasses.asdict(settings).items()) if k != "enabled"},
+                "clips": [
+                    [j.key if j.id in self.clips else f"{stand_in}:{j.key}", *_cut(j)] for j in self.plan.film_jobs
+                ],
+                "stitch": {
+                    k: v
+                    for k, v in sorted(dataclasses.asdict(settings).items())
+                    if k not in ("enabled", "on_failure")  # a partial film's stand-ins are in its clips
+                },
                 "encode": encode.identity(),
                 "soundtrack": None
                 if soundtrack is None
@@ -167,22 +179,45 @@ class RunOutputs:
                 cache.record_link(key, hit.path.stem, film)
                 return film.name, {**hit.entry["film"], "cached": True, "cache_key": key}
             clips = [
-                FilmClip(path=self.run_dir / self.clips[j.id], scene_id=j.scene.id, transition=j.scene.transition)
+                FilmClip(path=self._clip_or_slate(j.id, encode), scene_id=j.scene.id, transition=j.scene.transition)
                 for j in self.plan.film_jobs
+                if j.id in self.clips or stand_in == "slate"
             ]
             result = stitch_film(
                 clips, film, settings=settings, encode=encode, soundtrack=soundtrack, probed=self.probed
             )
-            notes = {
+            notes: dict[str, Any] = {
                 "method": result.method,
                 "reason": result.reason,
                 "duration": round(result.duration, 3),
                 "seconds": round(result.seconds, 3),
             }
+            if missing:
+                notes["partial"] = {"on_failure": stand_in, "scenes": missing}
             if not cache.readonly:  # a read-only cache serves hits; a film made here is only this run's
                 stored = cache.put(key, film, material={"film": key}, meta={"backend": "stitch", "film": notes})
                 cache.record_link(key, stored.path.stem, film)
         return film.name, {**notes, "cached": False, "cache_key": key}
+
+    def _clip_or_slate(self, scene_id: str, encode: EncodeSettings) -> Path:
+        """The scene's clip, or a slate as long as the scene, the size and fps of the first clip there is."""
+        if scene_id in self.clips:
+            return self.run_dir / self.clips[scene_id]
+        from wanbatch.film.clips import probe_clips
+        from wanbatch.film.slate import write_slate
+
+        like = probe_clips([self.run_dir / next(iter(self.clips.values()))])[0] if self.clips else None
+        job = self.plan.job(scene_id)
+        path = self.run_dir / "clips" / f"{job.scene.index + 1:03d}-{file_stem(job.id, None)}.slate.mp4"
+        return write_slate(
+            path,
+            job.id,
+            job.seconds or 2.0,
+            width=like.width if like else 832,
+            height=like.height if like else 480,
+            fps=like.fps if like else 16.0,
+            encode=encode,
+        )
 
     def report(self, data: Manifest) -> None:
         """The timeline export, then index.html (which links it); a failure here never fails the run."""
@@ -212,7 +247,29 @@ class RunOutputs:
 def clip_name(job: Job) -> str:
     """A clip's file name in a run folder: scene number and id, and the take where there are several."""
     take = f"-take{job.take}" if job.takes > 1 else ""
-    return f"{job.scene.index + 1:03d}-{_safe(job.scene.id)}{take}.mp4"
+    return f"{job.scene.index + 1:03d}-{file_stem(job.scene.id, None)}{take}.mp4"
+
+
+def link_latest(run_dir: Path, project: str) -> Path | None:
+    """`outputs/<project>/latest` -> the run folder just kept, beside its time-stamped siblings (the default
+    `hydra.run.dir`; a folder of the user's choosing gets no link). Swapped in atomically: a reader never finds
+    it missing. A filesystem without symlinks gets none, and the run does not fail for it."""
+    if run_dir.parent.name != project or not run_dir.is_dir():
+        return None
+    link = run_dir.parent / "latest"
+    staged = run_dir.parent / f".latest.{os.getpid()}"
+    try:
+        staged.unlink(missing_ok=True)
+        staged.symlink_to(run_dir.name, target_is_directory=True)
+        os.replace(staged, link)
+    except OSError:
+        staged.unlink(missing_ok=True)
+        return None
+    return link
+
+
+def _cut(job: Any) -> list[Any]:
+    return [job.scene.transition.type, job.scene.transition.duration]
 
 
 def _vanished(outcome: Outcome) -> Outcome:
@@ -223,7 +280,3 @@ def _vanished(outcome: Outcome) -> Outcome:
         error="its clip vanished from the cache before it was linked into the run (deleted from outside "
         "wanbatch?); the next run renders it again",
     )
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -80,9 +80,18 @@ def plan_rows(plan: Plan, state_of: Callable[[Any], str], cost_of: Callable[[Any
     return rows
 
 
-def show(rows: Sequence[PlanRow], title: str, out: Any, *, table: bool = True, written: bool = False) -> None:
+def show(
+    rows: Sequence[PlanRow],
+    title: str,
+    out: Any,
+    *,
+    table: bool = True,
+    written: bool = False,
+    cached_notes: bool = True,
+) -> None:
     """Print the plan (the table, or the summary beyond TABLE_MAX scenes) and its notes to the file `out`;
-    `written`: the whole plan is in a file already (so the summary does not suggest one)."""
+    `written`: the whole plan is in a file already (so the summary does not suggest one); `cached_notes`: the
+    notes of cached scenes too (a real run tells only those about to render)."""
     from rich.console import Console
 
     console = Console(file=out, width=max(110, int(os.environ.get("COLUMNS", "0") or 0)), soft_wrap=True)
@@ -91,7 +100,7 @@ def show(rows: Sequence[PlanRow], title: str, out: Any, *, table: bool = True, w
             _table(console, f"plan for {title}", rows)
         else:
             _summary(console, title, rows, written)
-    notes = [(r.scene, n) for r in rows for n in r.notes]
+    notes = [(r.scene, n) for r in rows if cached_notes or r.cache != "cached" for n in r.notes]
     for scene, note in notes[:NOTES_MAX]:  # decisions the user did not spell out: never silent
         console.print(f"note: scene `{scene}`: {note}", highlight=False)
     if len(notes) > NOTES_MAX:

@@ -31,6 +31,7 @@ from typing import Any
 
 from wanbatch.av.ffmpeg import run_ffmpeg
 from wanbatch.av.files import link_or_copy
+from wanbatch.core.names import file_stem
 
 __all__ = [
     "EARLY_WORKERS",
@@ -52,9 +53,10 @@ PosterJobs = Mapping[str, tuple[Path, float | None, Any]]
 
 
 def poster_name(index: int, scene: Mapping[str, Any], take: Any = None) -> str:
-    """The poster's name (no suffix) of the `index`th scene of a manifest, or of its take `take`."""
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(scene.get("id") or "scene"))
-    return f"{index + 1:03d}-{safe}" + (f"-take{int(take)}" if isinstance(take, int) else "")
+    """The poster's name (no suffix) of the `index`th scene of a manifest, or of its take `take`: its number and
+    sanitised id (`wanbatch.core.names`), as its clip is named."""
+    stem = file_stem(str(scene.get("id") or "scene"), None)
+    return f"{index + 1:03d}-{stem}" + (f"-take{int(take)}" if isinstance(take, int) else "")
 
 
 class EarlyPosters:

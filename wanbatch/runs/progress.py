@@ -1,10 +1,18 @@
 """What a user watches while a run goes: counts by state, a line per scene, an ETA.
 
-A rich live table on a terminal; plain lines (one per state change) in CI logs and pipes.
+A rich live table on a terminal; plain lines otherwise (CI logs, pipes): one state change per line, plus a
+running scene's detail (`step 3/20`, a provider's status) at most once every `detail_every_s` per scene, then the
+phases after rendering (`phase("joining film")`). Every line is written under one lock with the counts it names,
+so lines never interleave and counts never go back: a scene that ended stays ended.
+
+The ETA is per backend, from that backend's own finished renders (a preview clip says nothing about a diffusers
+one); a remote scene's `eta Ns` hint from its provider stands in for the scene's remaining time.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import sys
 import threading
 import time
@@ -12,6 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wanbatch.execute.reporter import ACTIVE, ENDED, STATES, State
+
+_log = logging.getLogger(__name__)  # every update, unthrottled: the run's wanbatch.log (not the console)
+_ETA_HINT = re.compile(r"\beta (\d+(?:\.\d+)?)s\b")
 
 
 @dataclass
@@ -22,6 +33,7 @@ class _Row:
     message: str = ""
     started: float | None = None
     ended: float | None = None
+    shown: float = float("-inf")  # when plain mode last printed this row's detail
 
 
 @dataclass
@@ -31,6 +43,7 @@ class Progress:
     mode: str
     concurrency: int  # jobs at work at once (`executor.concurrency`)
     stream: Any = field(default_factory=lambda: sys.stderr)
+    detail_every_s: float = 5.0  # plain mode: a running scene's detail at most this often
     _rows: dict[str, _Row] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _live: Any = None
@@ -53,7 +66,7 @@ class Progress:
     def update(self, scene: str, state: State, message: str = "") -> None:
         with self._lock:
             row = self._rows.get(scene)
-            if row is None:
+            if row is None or row.state in ENDED:  # an ended scene stays ended: counts never go back
                 return
             changed = state != row.state
             row.state, row.message = state, message
@@ -62,11 +75,23 @@ class Progress:
                 row.started = now
             if state in ENDED:
                 row.ended = now
-        if self.mode == "plain" and changed:
-            extra = f" ({message})" if message else ""
-            print(f"[{self.counts_line()}] {scene}: {state}{extra}", file=self.stream, flush=True)
-        elif self.mode == "rich" and self._live is not None:
-            self._live.update(self._render())
+            _log.info("%s: %s%s", scene, state, f" ({message})" if message else "")
+            if self.mode == "plain":
+                detail = state == "running" and message and now - row.shown >= self.detail_every_s
+                if changed or detail:
+                    if state == "running":
+                        row.shown = now
+                    extra = f" ({message})" if message else ""
+                    print(f"[{self.counts_line()}] {scene}: {state}{extra}", file=self.stream, flush=True)
+            elif self.mode == "rich" and self._live is not None:
+                self._live.update(self._render())
+
+    def phase(self, what: str) -> None:
+        """A step after rendering (`joining film`, `writing report`), so a long one is not silence."""
+        if self.mode in ("plain", "rich"):
+            with self._lock:
+                print(f"{what} ...", file=self.stream, flush=True)
+        _log.info("%s", what)
 
     def counts(self) -> dict[State, int]:
         out = dict.fromkeys(STATES, 0)
@@ -79,22 +104,33 @@ class Progress:
         done = sum(c[s] for s in ENDED)
         eta = self.eta()
         eta_s = f" eta {eta:.0f}s" if eta is not None else ""
+        cancelled = f", {c['cancelled']} cancelled" if c["cancelled"] else ""
         return (
             f"{done}/{len(self._rows)} done: {c['rendered']} rendered, {c['cached']} cached, "
-            f"{c['failed']} failed{eta_s}"
+            f"{c['failed']} failed{cancelled}{eta_s}"
         )
 
     def eta(self) -> float | None:
-        """Remaining seconds: mean render time of finished renders x jobs left / concurrency."""
-        took = [
-            r.ended - r.started
-            for r in self._rows.values()
-            if r.state == "rendered" and r.started is not None and r.ended is not None
-        ]
-        left = sum(1 for r in self._rows.values() if r.state in ACTIVE)
-        if not took or not left:
-            return None
-        return sum(took) / len(took) * left / max(1, self.concurrency)
+        """Remaining seconds: per backend, the mean of its finished renders x its jobs left / concurrency (a
+        running scene's provider hint instead, where given), summed. None while some backend with work left has
+        finished no render yet and gave no hint: a guess from another backend would mislead."""
+        now = time.monotonic()
+        total = 0.0
+        for backend in {r.backend for r in self._rows.values() if r.state in ACTIVE}:
+            rows = [r for r in self._rows.values() if r.backend == backend]
+            took = [r.ended - r.started for r in rows if r.state == "rendered" and r.started and r.ended]
+            mean = sum(took) / len(took) if took else None
+            for r in rows:
+                if r.state not in ACTIVE:
+                    continue
+                hint = _ETA_HINT.search(r.message) if r.state == "running" else None
+                if hint:
+                    total += float(hint.group(1))
+                elif mean is None:
+                    return None
+                else:
+                    total += max(0.0, mean - (now - r.started)) if r.started is not None else mean
+        return total / max(1, self.concurrency) if total else None
 
     def _render(self) -> Any:
         from rich.table import Table

@@ -36,6 +36,7 @@ from wanbatch.runs.page import (
     write_page,
 )
 from wanbatch.runs.posters import EarlyPosters, cut_posters, poster_name
+from wanbatch.secrets import redact
 
 __all__ = ["write_report"]
 
@@ -73,7 +74,7 @@ def write_report(
     timeline = manifest.get("timeline") if isinstance(manifest.get("timeline"), str) else None
     timeline = timeline or next((n for n in ("film.otio", "film.edl") if (run_dir / n).is_file()), None)
     page = _page(run_dir, manifest, scenes, clips, film, posters, timeline)
-    return write_page(run_dir / "index.html", page)
+    return write_page(run_dir / "index.html", redact(page))
 
 
 def _takes(scene: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -134,6 +135,10 @@ def _film_section(manifest: Mapping[str, Any], film: str | None, poster: str | N
                 if key in ("duration", "seconds"):
                     value = f"{number(value) or 0:.2f} s"
                 rows.append((f"stitch {key}" if key != "duration" else "film duration", value))
+        partial = stitch.get("partial")
+        if isinstance(partial, Mapping):
+            how = "a slate stands in for" if partial.get("on_failure") == "slate" else "it leaves out"
+            rows.insert(0, ("partial film", f"{how} {', '.join(map(str, partial.get('scenes') or []))} (failed)"))
     links = [f'<a href="{url(film)}" download>{e(film)}</a>']
     for target in (timeline, "manifest.json"):
         if target and safe_relative(target):

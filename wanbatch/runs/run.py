@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import re
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ from wanbatch.backends import build_backends
 from wanbatch.cache.live import Registration
 from wanbatch.cache.store import Cache
 from wanbatch.config.checks import choice, number
-from wanbatch.config.load import backend_configs
+from wanbatch.config.load import backend_configs, key_variables
 from wanbatch.config.schema import ExecutorConfig, RayExecutorConfig, WanbatchConfig
 from wanbatch.core.backend import Backend
 from wanbatch.core.outcome import Outcome
@@ -41,6 +42,7 @@ from wanbatch.film.clips import check_stitch
 from wanbatch.runs.estimate import Estimate, budget_issues, estimate
 from wanbatch.runs.manifest import Manifest
 from wanbatch.runs.progress import Progress
+from wanbatch.secrets import guard_logging, redacted_console, redacting, register_config, register_key_variables
 
 EXECUTORS = ("local", "ray")
 PROGRESS = ("auto", "rich", "plain", "none")
@@ -80,7 +82,23 @@ def run_project(
         result = run_project(cfg, Path("outputs/demo"), Path("recipes/demo"))
         result.exit_code, result.film      # (0, PosixPath('outputs/demo/film.mp4'))
     """
-    out = out or sys.stdout
+    # Every secret this run could meet is known before anything is printed, sent or written: the key
+    # variables' values, and whatever the config holds under a credential-looking name.
+    register_config(cfg)
+    register_key_variables(key_variables())
+    guard_logging()
+    with redacted_console():
+        return _run(cfg, run_dir, project_root, backends, redacting(out or sys.stdout), cancel)
+
+
+def _run(
+    cfg: WanbatchConfig,
+    run_dir: Path,
+    project_root: Path,
+    backends: Mapping[str, Backend] | None,
+    out: TextIO,
+    cancel: threading.Event | None,
+) -> RunResult:
     started = time.time()
     # 1. Validate and plan. Nothing outside this process is touched until both have passed.
     try:
@@ -114,6 +132,7 @@ def run_project(
             print(f"error: {ConfigError(over)}", file=sys.stderr)
         return RunResult(2 if over else 0)
     cache = Cache(cache_dir)
+    cache.project = plan.project.name  # recorded in each entry it puts (`wanbatch cache list --project`)
     if cache.notes != (found.notes if found is not None else []):
         _print_notes(cache, out)
     progress = Progress(mode=cfg.executor.progress, concurrency=cfg.executor.concurrency)
@@ -170,7 +189,7 @@ def _execute(
 ) -> RunResult:
     """Steps 3 and 4: once work has begun, every way out keeps what finished and says where it is."""
     from wanbatch.runs import environment, manifest
-    from wanbatch.runs.outputs import RunOutputs
+    from wanbatch.runs.outputs import RunOutputs, link_latest
 
     run_dir.mkdir(parents=True, exist_ok=True)
     from wanbatch.runs.posters import EarlyPosters
@@ -205,13 +224,15 @@ def _execute(
             outputs.backends_environment = environment.backends_ran(plan.backends, rendered)
             _close(plan)
 
-        # 4. Film and report: only from a complete set of clips (the picked take of every scene), so the film
-        # never silently skips a scene.
+        # 4. Film and report, from the picked take of every scene. A scene whose picked take failed gets a slate
+        # in the film (or is left out), unless `stitch.on_failure: none`; never a film with no clip at all.
         failed = [o for o in outcomes.values() if not o.ok]
-        complete = all(j.id in outcomes and outcomes[j.id].ok for j in plan.film_jobs)
         film = None
         notes: dict[str, Any] = {}
-        if complete and not interrupted and cfg.stitch.enabled:
+        film_failed = [j for j in plan.film_jobs if not (j.id in outcomes and outcomes[j.id].ok)]
+        partial_ok = cfg.stitch.on_failure != "none" and len(film_failed) < len(plan.film_jobs)
+        if (not film_failed or partial_ok) and not interrupted and cfg.stitch.enabled:
+            progress.phase("joining film")
             try:
                 film, notes = outputs.stitch(cfg.stitch, encode, plan.project.soundtrack, cache, registration)
             except KeyboardInterrupt:
@@ -230,8 +251,10 @@ def _execute(
             },
         )
         if cfg.report:
+            progress.phase("writing report")
             outputs.report(data)
         manifest.write(run_dir, data)
+        link_latest(run_dir, plan.project.name)
     except KeyboardInterrupt:  # a second Ctrl-C while the film or the report was made
         outputs.close()
         data = _last_words(outputs, cache, executor)
@@ -410,7 +433,9 @@ def print_summary(
     rows = plan_rows(plan, state_of, lambda job: est.per_scene.get(job.id))
     if plan_out is not None:
         write_plan(plan_out, rows)
-    show(rows, plan.project.name, out, table=not brief, written=plan_out is not None)
+    # Decisions the user did not spell out (e.g. frames rounded to 4k+1): never silent. A real run (brief) tells
+    # them for the scenes about to render; a cache hit was told when it rendered.
+    show(rows, plan.project.name, out, table=not brief, written=plan_out is not None, cached_notes=not brief)
     to_render = sum(c.to_render for c in est.by_backend.values())
     seconds = sum(c.seconds for c in est.by_backend.values())
     if not brief:
@@ -430,12 +455,30 @@ def print_summary(
 
 
 def _print_result(data: Manifest, run_dir: Path, out: TextIO, interrupted: bool) -> None:
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(data["counts"].items()))
+    """The last lines: the four counts always (a scene not started when Ctrl-C came counts as cancelled), each
+    failure once, and what to do about failures."""
+    c = data["counts"]
+    cancelled = c.get("cancelled", 0) + c.get("pending", 0)
+    counts = (
+        f"{c.get('rendered', 0)} rendered, {c.get('cached', 0)} cached, {c.get('failed', 0)} failed, "
+        f"{cancelled} cancelled"
+    )
     head = "interrupted" if interrupted else "done"
     print(f"{head}: {counts}; run directory {run_dir}", file=out)
     if data["film"]:
-        print(f"film: {run_dir / data['film']}", file=out)
-    for s in data["scenes"]:
-        if s["status"] == "failed":
-            error = str(s["error"]).removeprefix(f"scene `{s['id']}`: ")  # most errors name their scene already
-            print(f"failed: scene `{s['id']}`: {error}", file=out)
+        partial = (data.get("stitch") or {}).get("partial")
+        how = "slates for" if partial and partial["on_failure"] == "slate" else "without"
+        note = f" (partial: {how} {', '.join(partial['scenes'])})" if partial else ""
+        print(f"film: {run_dir / data['film']}{note}", file=out)
+    failed = [s for s in data["scenes"] if s["status"] == "failed"]
+    for s in failed:
+        # An error raised for a scene often names it already; say it once.
+        error = re.sub(rf"^scene `{re.escape(s['id'])}`: ", "", str(s["error"] or ""))
+        print(f"failed: scene `{s['id']}`: {error}", file=out)
+    if failed:
+        print(
+            f"{len(failed)} scene{'s' if len(failed) != 1 else ''} failed; running the same command again renders only "
+            f"{'those' if len(failed) != 1 else 'that one'} (the rest come from the cache); the errors are in "
+            f"{run_dir / 'manifest.json'} and {run_dir / 'wanbatch.log'}",
+            file=out,
+        )

@@ -28,16 +28,18 @@ from remote_fixtures import *  # noqa: F403 - fixtures
 
 REPO = CHECKOUT
 RECIPE = REPO / "recipes" / "remote_mix"
+UPLOADING = ("aiml_wan27_i2v", "gmi_wan27_i2v")  # the recipe's backends that take only URLs
 POLL = "{initial_s:0.2,interval_s:0.2,backoff:1.5,max_interval_s:0.5,min_interval_s:0.05}"
 
 
 def overrides(url: str, cache: Path) -> list[str]:
-    """Every backend of the recipe pointed at the fake, with short polls."""
+    """Every backend of the recipe pointed at the fake, with short polls, uploading beside the cache."""
     out = [f"backend.base_url={url}", f"backend.poll={POLL}", f"cache.dir={cache}", "executor.progress=none"]
     for name in rf.REMOTE:
         if name != "novita_wan21_t2v":  # the project's default backend, configured above
             out += [f"++backends.{name}.base_url={url}", f"++backends.{name}.poll={POLL}"]
-    return out
+    uploads = cache.parent / "uploads"
+    return out + [f"++backends.{name}.uploader.target=file://{uploads}" for name in UPLOADING]
 
 
 def scenes(run_dir: Path) -> dict[str, dict[str, Any]]:
@@ -46,10 +48,9 @@ def scenes(run_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-def uploads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "uploads"
-    monkeypatch.setenv("WANBATCH_UPLOAD_DIR", str(folder))
-    return folder
+def uploads(tmp_path: Path) -> Path:
+    """The folder `overrides` uploads to (the tests' cache is tmp_path/cache)."""
+    return tmp_path / "uploads"
 
 
 def test_remote_mix_renders_one_film_from_all_five_backends(
@@ -163,6 +164,7 @@ def test_the_storyboard_renders_on_a_remote_backend_by_switching_config(
             f"backend.poll={POLL}",
             f"cache.dir={tmp_path / 'cache'}",
             "executor.progress=none",
+            f"backend.uploader.target=file://{uploads}",
         ],
     )
     code = run_project(cfg, tmp_path / "run", storyboard, out=io.StringIO()).exit_code

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from wanbatch.backends.remote.limits import ProviderPool
-from wanbatch.backends.remote.secrets import RedactingFilter, redact, register_secret
 from wanbatch.config.load import backend_config
 from wanbatch.errors import Cancelled, ProviderError, RenderError
+from wanbatch.secrets import RedactingFilter, redact, register_secret
 
 import remote_fixtures as rf
 from remote_fixtures import *  # noqa: F403 - fixtures
@@ -106,8 +106,7 @@ def test_the_info_of_a_render_says_where_its_time_went(remote: rf.Remote) -> Non
     t = got[0].info["timings"]
     assert set(t) == {"submit", "provider", "download"} and all(v > 0 for v in t.values())
     assert t["provider"] >= 0.3 and held_for >= 0.3
-    # each figure is rounded to the millisecond: the parts may add up to 1.5 ms past the rounded whole
-    assert t["submit"] + t["provider"] + t["download"] <= got[0].info["seconds"] + 0.0015
+    assert t["submit"] + t["provider"] + t["download"] <= got[0].info["seconds"] + 0.002  # four roundings to 1 ms
 
 
 def test_reattaching_after_the_url_expired_reports_it_then_renders_again(remote: rf.Remote) -> None:
@@ -349,7 +348,8 @@ def test_a_second_ctrl_c_leaves_the_download_with_its_request_id_kept(remote: rf
     with pytest.raises(KeyboardInterrupt):
         executor.run(plan, on_done=lambda o: done.__setitem__(o.scene, o))
     interrupter.join(60)
-    # The download is left at its first chunk (or its read timeout), after the second Ctrl-C.
+    # The download is left at its first chunk (or its read timeout), after the second Ctrl-C; a body that
+    # stalls is cut at once: tests/backends/remote/test_remote_hostile.py.
     assert done["first"].status == "cancelled" and "abandoned" in (done["first"].error or "")
     kept = remote.cache.journal.get(plan.job("first").key)
     assert kept is not None and kept["state"] == "succeeded" and kept["video_url"]  # a rerun fetches it

@@ -206,8 +206,16 @@ def test_bad_backend_options_are_issues(remote: rf.Remote) -> None:
 @pytest.mark.parametrize(
     ("option", "field", "allowed"),
     [
-        ({"max_in_fligth": 3}, "max_in_fligth", "unknown option; known: api_key_env, base_url"),
-        ({"poll": {"initial": 1}}, "poll.initial", "unknown option; known: backoff, initial_s"),
+        (
+            {"max_in_fligth": 3},
+            "max_in_fligth",
+            "unknown option (did you mean max_in_flight?); known: api_key_env, base_url",
+        ),
+        (
+            {"poll": {"initial": 1}},
+            "poll.initial",
+            "unknown option (did you mean initial_s?); known: backoff, initial_s",
+        ),
         ({"poll": {"initial_s": "soon"}}, "poll.initial_s", "a number"),
         ({"uploader": {"target": "memory://x"}}, "uploader.public_url", "a string: it has no default"),
         ({"webhook_url": ["x"]}, "webhook_url", "a string, or null"),

@@ -101,15 +101,9 @@ def load_pipeline(spec: LoadSpec, device: str, cls: Any = None, **components: An
     }
     # Loads must not overlap other loads, tiny-model builds or lazy imports of diffusers (construction.py).
     with CONSTRUCTION_LOCK:
-        import diffusers
-
+        # diffusers_attr also turns off their per-load tqdm bars (models/quiet.py), which would tear through
+        # wanbatch's own progress display.
         cls = cls or diffusers_attr(spec.pipeline)
-        # Their per-load tqdm bars would tear through wanbatch's own progress display.
-        diffusers.utils.logging.disable_progress_bar()
-        with contextlib.suppress(ImportError):
-            import transformers
-
-            transformers.utils.logging.disable_progress_bar()
         pipe = cls.from_pretrained(
             spec.source,
             revision=spec.revision,

@@ -18,7 +18,7 @@ the answers, and the plan-time mapping of scene fields. The rest lives one conce
     remote_settings.py   the backend's options (typed by RemoteConfig) checked before anything is sent
     remote_scene.py      plan time: a scene's fields against what the model takes
     ambiguous.py         a submit that may have been accepted: the error, the payload summary
-    remote_secrets.py    the API key is redacted from every message and log line
+    (wanbatch/secrets.py) the API key is redacted from every message, log line and written file
     remote_limits.py     jobs in flight and API calls per second, per provider account
     remote_http.py       the HTTP client, and retries that never pay twice
     remote_download.py   the video downloaded at once, and kept only if it is whole (remote_probe.py: ffmpeg)
@@ -50,13 +50,13 @@ from wanbatch.backends.remote.download import download
 from wanbatch.backends.remote.http import Api, _Ambiguous
 from wanbatch.backends.remote.limits import ProviderPool
 from wanbatch.backends.remote.run import Gone, Run
-from wanbatch.backends.remote.secrets import redact, register_secret
 from wanbatch.backends.remote.settings import check_settings
 from wanbatch.backends.remote.uploader import Uploader
 from wanbatch.config.backends import PollConfig, RemoteConfig
 from wanbatch.core.backend import Backend, BackendKind, RenderContext, RenderResult
 from wanbatch.core.media import Media
 from wanbatch.errors import Cancelled, DownloadError, Issue, ProviderError, RenderError
+from wanbatch.secrets import redact, register_secret
 
 if TYPE_CHECKING:
     from wanbatch.core.job import Job
@@ -428,7 +428,9 @@ class RemoteBackend(Backend):
                         run.ctx.journal.observe(kind, took)
                 return status
             running_at, eta = answered, status.eta_s
-            run.ctx.status(f"{status.raw} ({request_id})")
+            # The provider's eta hint is passed on in the words the progress display reads (`eta 12s`).
+            hint = f", eta {status.eta_s:.0f}s" if status.eta_s is not None else ""
+            run.ctx.status(f"{status.raw}{hint} ({request_id})")
             if time.monotonic() > deadline:
                 raise RenderError(
                     f"scene `{run.job.id}`: request {request_id} is still `{status.raw}` after "

@@ -11,6 +11,8 @@ What is retried, and why:
                                                                    have been accepted: `_Ambiguous`, which the
                                                                    life cycle reconciles or reports
     any other 4xx                                                  ProviderError at once, with the provider's reason
+    a redirect (3xx)                                               ProviderError at once, never followed: a
+                                                                   submit would send its body, and pay, elsewhere
 
 Connections are opened gradually (`Ramp`): a client starts with `connection_ramp` calls at once and may run
 one more for every answered call (TCP's slow start, for connections), so fifty submits at once do not open
@@ -38,9 +40,9 @@ import tenacity
 
 from wanbatch.backends.remote.limits import ProviderPool
 from wanbatch.backends.remote.run import Run
-from wanbatch.backends.remote.secrets import redact, register_secret
 from wanbatch.config.backends import RemoteConfig
 from wanbatch.errors import Cancelled, ProviderError, RenderError
+from wanbatch.secrets import redact, register_secret
 
 log = logging.getLogger("wanbatch.remote")
 
@@ -187,7 +189,7 @@ class Api:
                 self._client = httpx.Client(
                     timeout=self._timeout,
                     limits=httpx.Limits(max_connections=self.max_connections),
-                    follow_redirects=True,
+                    follow_redirects=False,  # API calls never follow; downloads follow each hop themselves
                 )
             return self._client
 
@@ -238,6 +240,7 @@ class Api:
                         headers=headers,
                         timeout=self._timeout,
                         extensions={"trace": sent},
+                        follow_redirects=False,  # whatever the (injected) client says
                     )
                 except httpx.RequestError as exc:
                     self.ramp.broke()
@@ -247,6 +250,8 @@ class Api:
                         raise httpx.TransportError(f"{type(exc).__name__}: {exc}") from None  # retried: it never left
                     raise
             self.ramp.answered()
+            if 300 <= resp.status_code < 400:
+                raise self._redirected(what, resp)
             if resp.status_code in (SAFE_SUBMIT_STATUS if submit else RETRY_STATUS):
                 raise _Transient(resp)
             if submit and resp.status_code >= 500:
@@ -298,6 +303,17 @@ class Api:
             sleep=run.wait_paid if paid else run.wait,
             before_sleep=before_sleep,
             reraise=True,
+        )
+
+    def _redirected(self, what: str, resp: httpx.Response) -> ProviderError:
+        # A redirected call was not taken by the API (it asks to be sent elsewhere), so nothing is paid;
+        # following it would send the body, and the bill, to a host the user never named.
+        location = resp.headers.get("location") or "nowhere"
+        return ProviderError(
+            f"{self.provider_title} answered the {what} with a redirect (HTTP {resp.status_code}) to "
+            f"{snippet(location, 200)}; API calls never follow redirects, so nothing was sent there. If you "
+            f"trust that address, point the backend's `base_url` at it",
+            status=str(resp.status_code),
         )
 
     def _refused(self, what: str, resp: httpx.Response) -> ProviderError:

@@ -40,6 +40,7 @@ def check_settings(config: RemoteConfig, where: str, issues: list[Issue]) -> Non
         allowed="a positive integer, or null (no ramp)",
     )
     choice(issues, f"{where}.image_encoding", config.image_encoding, IMAGE_ENCODINGS)
+    number(issues, f"{where}.max_download_mb", config.max_download_mb, above=0)
     for name, section in (("poll", config.poll), ("timeouts", config.timeouts), ("retries", config.retries)):
         for f in fields(section):
             value = getattr(section, f.name)

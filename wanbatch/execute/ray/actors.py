@@ -28,6 +28,7 @@ from wanbatch.cache.store import Journal
 from wanbatch.config.backends import BackendConfig
 from wanbatch.core.backend import Backend, RenderContext
 from wanbatch.core.job import Job
+from wanbatch.core.names import safe_suffix
 from wanbatch.core.outcome import Status
 from wanbatch.errors import Cancelled, RenderError
 from wanbatch.execute.common import failure_info
@@ -112,7 +113,7 @@ def _materialise(job: Job, shipped: Shipped, folder: Path) -> Job:
     folder.mkdir(parents=True, exist_ok=True)
     inputs = dict(job.inputs)
     for name, (filename, data) in shipped.items():
-        path = folder / f"{name}-{filename}"
+        path = folder / f"{name}{safe_suffix(filename)}"  # one file per field; the suffix tells its type
         path.write_bytes(ray.get(data) if isinstance(data, ray.ObjectRef) else data)
         inputs[name] = dataclasses.replace(inputs[name], path=path)
     # The scene's own media fields point here too, for a backend that reads them rather than `inputs`.

@@ -17,6 +17,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from wanbatch.backends.local.models.quiet import quiet_libraries
+
 CONSTRUCTION_LOCK = threading.RLock()
 
 
@@ -25,4 +27,5 @@ def diffusers_attr(name: str) -> Any:
     with CONSTRUCTION_LOCK:
         import diffusers
 
+        quiet_libraries()
         return getattr(diffusers, name)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from wanbatch.backends.local.models.construction import CONSTRUCTION_LOCK
+from wanbatch.backends.local.models.quiet import quiet_libraries
 from wanbatch.backends.local.models.spec import ModelSpec
 from wanbatch.config.load import default_cache_dir
 
@@ -120,6 +121,7 @@ def build_tiny(name: str, path: Path) -> Path:
 
     # One build or load at a time per process (see construction.py), and the caller's RNG left as it was.
     with CONSTRUCTION_LOCK, torch.random.fork_rng(devices=[]):
+        quiet_libraries()  # no "Writing model shards" bar on the console
         pipe = _make_pipeline(name)
         pipe.save_pretrained(str(path), safe_serialization=True)
     (path / MARKER).write_text(json.dumps({"name": name, "version": TINY_VERSION}, sort_keys=True) + "\n")
