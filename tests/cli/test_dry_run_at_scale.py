@@ -102,18 +102,19 @@ def test_a_sweep_over_an_inline_scene_reaches_every_member(tmp_path):
     assert "│ 31 " in got.stdout and "│ 32 " in got.stdout
 
 
-def test_hydra_mode_in_the_project_file_still_makes_a_sweep(tmp_path):
+def test_hydra_mode_in_the_project_file_is_refused_before_composing(tmp_path):
+    # A project file is data (issue 16): it may set only the run or sweep folder of Hydra, never its mode.
     project = _project(tmp_path / "p", 4, hydra={"mode": "MULTIRUN"})
     got = cli(project.parent, "dry_run=true", "scenes.0.seed=11,12")
-    assert got.returncode == 0, got.stderr
-    assert "│ 11 " in got.stdout and "│ 12 " in got.stdout
+    assert got.returncode == 2, got.stdout + got.stderr
+    assert "`hydra.mode" in got.stderr and "belong on the command line" in got.stderr
 
 
 def test_an_override_on_a_scene_past_the_end_is_an_error_naming_it(tmp_path):
     project = _project(tmp_path / "p", 4)
     got = cli(project.parent, "dry_run=true", "+scenes.9.seed=1")
     assert got.returncode == 2, got.stdout + got.stderr
-    assert "`scenes.9`" in got.stderr and "a scene index below 4" in got.stderr
+    assert "`scenes.9.seed`" in got.stderr and "the index of a scene: this project has 4 scenes" in got.stderr
 
 
 def test_a_run_records_the_whole_scene_list_in_hydras_config(tmp_path):

@@ -99,6 +99,8 @@ def test_a_bad_row_names_the_file_and_line_and_every_problem_is_reported(tmp_pat
         "scene `c` (shots.csv line 4): `seed` = 'many' is not allowed; an integer >= 0, or -1 for a random seed "
         "resolved once at plan time",
         "scene `d` (shots.csv line 5): `resolution` = '4K' is not allowed; one of 480P, 720P, 1080P",
+        "scene `#4` (shots.csv line 6): `id` = '[1]' is not allowed; a scene id is letters (any script), digits, "
+        "`_`, `-` and `.`, not starting with `.`, at most 64 characters (it holds '[', ']')",
     ]
 
     (root / "shots.csv").unlink()
@@ -112,7 +114,7 @@ def test_a_bad_row_names_the_file_and_line_and_every_problem_is_reported(tmp_pat
         == "scene `#2` (shots.jsonl line 3): `scene` = ['not', 'a', 'scene'] is not allowed; a mapping of scene fields"
     )
     assert said[1].startswith(
-        "scene `c` (shots.jsonl line 4): `seedz` = 1 is not allowed; unknown field (did you mean seed, seeds?)"
+        "scene `c` (shots.jsonl line 4): `seedz` = 1 is not allowed; unknown field (did you mean seed or seeds?)"
     )
 
 

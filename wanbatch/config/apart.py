@@ -102,8 +102,16 @@ class ScenesApart:
             return composed  # type: ignore[no-any-return]
         extra = sorted(k for k in composed if not (str(k).isdigit() and int(k) < len(self.raw)))
         if extra:
-            n = len(self.raw)
-            raise ConfigError([Issue(None, f"scenes.{extra[0]}", composed[extra[0]], f"a scene index below {n}")])
+            n, key, value = len(self.raw), f"scenes.{extra[0]}", composed[extra[0]]
+            if isinstance(value, dict) and len(value) == 1:  # one field set (`scenes.5.seed=1`): named as typed
+                field, value = next(iter(value.items()))
+                key = f"{key}.{field}"
+            there = (
+                f"this project has {n} scene{'s' if n != 1 else ''}, scenes.0 to scenes.{n - 1}"
+                if n
+                else ("this project has no scene at that index")
+            )
+            raise ConfigError([Issue(None, key, value, f"the index of a scene: {there} (counted from 0)")])
         out: list[Any] = []
         for i, scene in enumerate(self.raw):
             if i in self.shown:
