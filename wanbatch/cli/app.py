@@ -38,6 +38,9 @@ def main(argv: list[str]) -> None:
 
     try:
         argv = _expand_recipe(_default_config_name(argv))
+        # Read as data first, aliases counted (an alias bomb must not be expanded by the syntax check), then
+        # the syntax and the defaults line, each a one-line error.
+        _check_project_files(argv)
         project = _project_file(argv)
         if project is not None:
             from wanbatch.config.load import check_project_file
@@ -47,7 +50,6 @@ def main(argv: list[str]) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     argv = _open(_info_takes_all(argv))
-    _check_project_files(argv)
     sys.argv = [sys.argv[0], *argv]
     try:
         with _scenes_apart(argv):

@@ -97,9 +97,11 @@ def load_config(project_file: str | Path | None = None, overrides: Sequence[str]
     register()
     path = Path(project_file).resolve() if project_file is not None else CONF_DIR / "wanbatch.yaml"
     if project_file is not None:
-        check_project_file(path, str(project_file))
+        # Read as data first, aliases counted: an alias bomb must not be expanded by the syntax check, and Hydra
+        # would run a callback while composing.
         if issues := check_project(path.parent, path.stem, overrides):
-            raise ConfigError(issues)  # read as data first: Hydra would run a callback while composing
+            raise ConfigError(issues)
+        check_project_file(path, str(project_file))
     GlobalHydra.instance().clear()
     try:
         with apart(path, overrides) as scenes, initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
