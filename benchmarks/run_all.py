@@ -38,6 +38,7 @@ BENCHMARKS = [
     ("stitch", "bench_stitch", "stream-copy and composed films"),
     ("gpu", "bench_gpu", "full-size Wan2.1 1.3B architecture on a GPU"),
     ("ray", "bench_ray", "Ray executor"),
+    ("scale", "bench_scale", "projects at scale through the console script: dry runs, 100 remote jobs end to end"),
     ("cache", "bench_cache", "verified dry runs, opening a cache, rebuilding its index"),
     ("sweep", "bench_sweep", "seed experiments: a sweep's comparison page, takes, reproduce"),
     ("hostile", "bench_hostile", "hostile input: an alias bomb, long titles, media proved whole"),

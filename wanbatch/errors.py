@@ -28,11 +28,14 @@ class Issue:
     field: str
     value: Any
     allowed: str
+    where: str | None = None  # where the scene was written, when not in the project file: `scenes.csv line 12`
 
     def __str__(self) -> str:
-        where = f"scene `{self.scene}`" if self.scene is not None else "project"
+        who = f"scene `{self.scene}`" if self.scene is not None else "project"
+        if self.where:
+            who = f"{who} ({self.where})"
         # An override such as `+backend.token=sk-...` is an unknown option, shown here: never its value.
-        return redact(f"{where}: `{self.field}` = {self.value!r} is not allowed; {self.allowed}")
+        return redact(f"{who}: `{self.field}` = {self.value!r} is not allowed; {self.allowed}")
 
 
 class WanbatchError(Exception):

@@ -137,6 +137,34 @@ def test_copy_when_everything_matches(tmp_path, ffmpeg_calls, monkeypatch):
     assert not list(tmp_path.glob(".*")), "temporary files left behind"
 
 
+def test_clips_described_as_they_landed_are_not_read_again(tmp_path, monkeypatch):
+    from wanbatch.film.clips import mp4_header
+
+    clips = [FilmClip(make_clip(tmp_path / f"c{i}.mp4", seconds=1 + i / 2), f"s{i}") for i in range(3)]
+    probed = {c.path: mp4_header(c.path) for c in clips[:2]}  # the third landed last: not described yet
+    read: list[list[Path]] = []
+    real = stitch.probe_clips
+    monkeypatch.setattr(stitch, "probe_clips", lambda paths: (read.append(list(paths)), real(paths))[1])
+    no_compose(monkeypatch)
+    result = stitch_film(clips, tmp_path / "film.mp4", settings=StitchConfig(), encode=FAST, probed=probed)
+    assert read == [[clips[2].path]]
+    assert result.method == "copy" and frame_count(result.path) == 16 + 24 + 32
+
+
+def test_clips_described_two_ways_are_all_read_by_ffmpeg_alike(tmp_path, monkeypatch):
+    from wanbatch.film.clips import mp4_header
+
+    mp4 = make_clip(tmp_path / "c0.mp4")
+    mkv = tmp_path / "c1.mkv"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(make_clip(tmp_path / "c1.mp4")), "-c", "copy", str(mkv)])
+    clips = [FilmClip(mp4, "s0"), FilmClip(mkv, "s1")]
+    no_compose(monkeypatch)
+    result = stitch_film(
+        clips, tmp_path / "film.mp4", settings=StitchConfig(), encode=FAST, probed={mp4: mp4_header(mp4)}
+    )
+    assert result.method == "copy"  # an mp4-header description and an ffmpeg one would never match
+
+
 def test_copy_also_without_audio(tmp_path, monkeypatch):
     clips = [FilmClip(make_clip(tmp_path / f"c{i}.mp4", audio=False), f"s{i}") for i in range(2)]
     no_compose(monkeypatch)

@@ -152,10 +152,10 @@ def test_only_relative_links_that_exist_and_no_network(report):
 def test_posters_and_film_at_the_top(report):
     run_dir, _, page = report
     posters = sorted(p.name for p in (run_dir / "posters").glob("*.png"))
-    # named by the scene's sanitised id and the start of its cache key (these test keys start with zeros)
-    assert posters == ["001-s0-00000000.png", "002-s1-00000000.png", "003-s2-00000000.png", "film.png"]
+    # named by the scene's number and sanitised id (core.names.file_stem), as the clips are
+    assert posters == ["001-s0.png", "002-s1.png", "003-s2.png", "film.png"]
     assert page.index('id="film"') < page.index("<article")
-    assert 'poster="posters/001-s0-00000000.png"' in page
+    assert 'poster="posters/001-s0.png"' in page
 
 
 def test_minimal_and_odd_manifests_are_tolerated(tmp_path):
@@ -178,7 +178,7 @@ def test_minimal_and_odd_manifests_are_tolerated(tmp_path):
 def test_rewriting_replaces_stale_posters(tmp_path):
     manifest = make_run(tmp_path)
     write_report(tmp_path, manifest)
-    first = (tmp_path / "posters" / "001-s0-00000000.png").read_bytes()
+    first = (tmp_path / "posters" / "001-s0.png").read_bytes()
     write_clip(
         [np.full((96, 160, 3), (255, 255, 255), np.uint8)] * 16,
         tmp_path / "clips" / "001-s0.mp4",
@@ -186,7 +186,7 @@ def test_rewriting_replaces_stale_posters(tmp_path):
         settings=FAST,
     )
     write_report(tmp_path, manifest)
-    assert (tmp_path / "posters" / "001-s0-00000000.png").read_bytes() != first
+    assert (tmp_path / "posters" / "001-s0.png").read_bytes() != first
 
 
 def test_a_rerun_links_its_posters_from_the_cache_and_cuts_none(tmp_path, monkeypatch):
@@ -210,7 +210,7 @@ def test_a_rerun_links_its_posters_from_the_cache_and_cuts_none(tmp_path, monkey
     cuts.clear()
     write_report(again, manifest, poster_cache=cache)
     assert cuts == []
-    for name in ("001-s0-00000000.png", "002-s1-00000000.png", "003-s2-00000000.png", "film.png"):
+    for name in ("001-s0.png", "002-s1.png", "003-s2.png", "film.png"):
         assert (again / "posters" / name).read_bytes() == (first / "posters" / name).read_bytes()
 
     # Another file under the same key (a re-render, an edit in place) gets a poster of its own.
@@ -219,6 +219,48 @@ def test_a_rerun_links_its_posters_from_the_cache_and_cuts_none(tmp_path, monkey
         [np.full((96, 160, 3), (255, 255, 255), np.uint8)] * 16, again / "clips" / "001-s0.mp4", fps=16, settings=FAST
     )
     write_report(again, manifest, poster_cache=cache)
-    assert cuts == [str(again / "posters" / "001-s0-00000000.png")]
-    poster = "posters/001-s0-00000000.png"
-    assert (again / poster).read_bytes() != (first / poster).read_bytes()
+    assert cuts == [str(again / "posters" / "001-s0.png")]
+    assert (again / "posters" / "001-s0.png").read_bytes() != (first / "posters" / "001-s0.png").read_bytes()
+
+
+def test_posters_cut_as_clips_land_are_the_reports_and_not_cut_again(tmp_path, monkeypatch):
+    from wanbatch.runs import posters as posters_module
+    from wanbatch.runs.posters import EarlyPosters, poster_name
+
+    cuts: list[str] = []
+    real = posters_module.run_ffmpeg
+    monkeypatch.setattr(posters_module, "run_ffmpeg", lambda args, **kw: (cuts.append(args[-1]), real(args, **kw))[1])
+    manifest = make_run(tmp_path)
+    scenes = manifest["scenes"]
+    early = EarlyPosters(tmp_path, None)
+    try:
+        # Two clips land while the third still renders: their posters are cut meanwhile, on the worker.
+        for i in (0, 1):
+            early.add(poster_name(i, scenes[i]), tmp_path / scenes[i]["clip"], 1.0, scenes[i]["cache_key"])
+        for i in (0, 1):
+            assert early.get(poster_name(i, scenes[i]), tmp_path / scenes[i]["clip"]) == f"posters/00{i + 1}-s{i}.png"
+        assert sorted(p.name for p in (tmp_path / "posters").iterdir()) == ["001-s0.png", "002-s1.png"]
+        assert len(cuts) == 2
+        # The last clip lands; the report cuts only what was not cut yet: that clip's poster and the film's.
+        cuts.clear()
+        page = write_report(tmp_path, manifest, early=early).read_text(encoding="utf-8")
+    finally:
+        early.close()
+    assert {Path(c).name for c in cuts} == {"003-s2.png", "film.png"}  # (the film's may take two seeks)
+    for name in ("001-s0", "002-s1", "003-s2", "film"):
+        assert f'poster="posters/{name}.png"' in page
+
+
+def test_a_poster_queued_for_another_file_is_cut_again(tmp_path):
+    from wanbatch.runs.posters import EarlyPosters, poster_name
+
+    manifest = make_run(tmp_path)
+    s0 = manifest["scenes"][0]
+    early = EarlyPosters(tmp_path, None)
+    try:
+        early.add(poster_name(0, s0), tmp_path / "clips" / "elsewhere.mp4", 1.0, s0["cache_key"])
+        assert not early.has(poster_name(0, s0), tmp_path / s0["clip"])
+        write_report(tmp_path, manifest, early=early)
+    finally:
+        early.close()
+    assert (tmp_path / "posters" / "001-s0.png").is_file()

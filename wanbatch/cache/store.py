@@ -5,7 +5,8 @@ Layout of `cache.dir`::
     index/           diskcache (SQLite): cache key -> entry (blob hash, size, what was hashed, provenance)
     blobs/ab/<sha256>.mp4         video bytes, named by their own hash, written by atomic rename
     blobs/ab/<sha256>.<key>.json  the blob's sidecar: its entry, so the index can be rebuilt (sidecar.py)
-    journal/         diskcache: cache key -> remote request id and state, written before polling starts
+    journal/         diskcache: cache key -> remote request id and state, written before polling starts; and
+                     "render-time:<kind>" -> the last render times observed for that kind of remote job
     locks/<key>.lock one file lock per key: two processes never render the same key at once
     runs/            the runs alive on this cache and the keys they use (live.py): prune keeps those
     links/<key>.txt  the run folders' copies of a clip, repaired with its blob (links.py)
@@ -107,12 +108,31 @@ class Journal:
 
     def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for k in list(self._db.iterkeys()):
+            if str(k).startswith(_RENDER_TIME):
+                continue
             v = self._db.get(k)
             if v is not None:
                 yield str(k), dict(v)
 
+    # Render times observed per kind of job (backend, model, size, duration), so a remote backend polls first
+    # near when such a job is done instead of at a fixed delay; they outlive the request entries above.
+    def observe(self, kind: str, seconds: float) -> None:
+        """One more observed render time of `kind`; the last RENDER_TIMES_KEPT are kept."""
+        with self._writing:
+            seen = list(self._db.get(_RENDER_TIME + kind) or [])
+            self._db.set(_RENDER_TIME + kind, [*seen, round(float(seconds), 3)][-RENDER_TIMES_KEPT:])
+
+    def expected(self, kind: str) -> float | None:
+        """The median of the render times observed for `kind`, or None before the first."""
+        seen = sorted(self._db.get(_RENDER_TIME + kind) or [])
+        return float(seen[len(seen) // 2]) if seen else None
+
     def close(self) -> None:
         self._db.close()
+
+
+RENDER_TIMES_KEPT = 9
+_RENDER_TIME = "render-time:"  # the key prefix of observed render times (request entries are keyed by cache key)
 
 
 class Cache:

@@ -8,9 +8,10 @@ told in one line (exit 2). `--help`, `--info`, `--cfg` and `-sc` work with or wi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 CRASHED = 3  # as runs.run.CRASHED: wanbatch itself failed (see `_task`)
 _exit_codes: list[int] = []
 _tasks_started: list[bool] = []
+_scenes: list[Any] = []  # the ScenesApart of this run's project file (wanbatch.config.apart), when it has one
 
 # Flags that do not run the project, so they need none (each shows wanbatch's own config without one).
 NO_PROJECT_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc")
@@ -50,7 +52,8 @@ def main(argv: list[str]) -> None:
     argv = _open(_info_takes_all(argv))
     sys.argv = [sys.argv[0], *argv]
     try:
-        hydra_main(_task, project)
+        with _scenes_apart(argv):
+            hydra_main(_task, project)
     except _ComposeError as exc:
         # The config did not compose (an unknown key, a value of the wrong type): one line naming it, exit 2.
         print(f"error: {exc.error}", file=sys.stderr)
@@ -144,6 +147,25 @@ def _expand_recipe(argv: list[str]) -> list[str]:
     return ["--config-dir", str(folder), "--config-name", Path(PROJECT_FILE).stem, *argv]
 
 
+@contextlib.contextmanager
+def _scenes_apart(argv: list[str]) -> Iterator[None]:
+    """For a run (not --cfg, --help, --info): Hydra composes the project once, its scenes kept apart (see
+    wanbatch.config.apart); `_task` puts them back."""
+    project = _project_file(argv)
+    if project is None or any(a.split("=", 1)[0] in NO_PROJECT_FLAGS for a in argv):
+        yield
+        return
+    from wanbatch.config.apart import apart
+
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    with apart(project, overrides, compose_once=True) as scenes:
+        _scenes[:] = [scenes]
+        try:
+            yield
+        finally:
+            _scenes.clear()
+
+
 def _flag_value(argv: list[str], names: tuple[str, ...]) -> str | None:
     for i, a in enumerate(argv):
         if a in names and i + 1 < len(argv):
@@ -207,10 +229,11 @@ def _task(cfg: Any) -> int:
     from wanbatch.runs.run import run_project
     from wanbatch.secrets import register_config
 
+    scenes = _scenes[0] if _scenes else None
     capture_warnings()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        typed = to_config(cfg)
+        typed = to_config(cfg, scenes)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return _refused(run_dir)
@@ -219,7 +242,9 @@ def _task(cfg: Any) -> int:
         print(f"error: {issue}", file=sys.stderr)
         return _refused(run_dir)
     _tasks_started.append(True)
-    written = [] if typed.dry_run else _write_hydra_files(cfg, run_dir)
+    # Hydra saw only the scenes overrides name: its record gets the whole list (a dry run leaves no record)
+    whole = typed.scenes if scenes is not None and scenes.active else None
+    written = [] if typed.dry_run else _write_hydra_files(cfg, run_dir, whole)
     try:
         code = run_project(typed, run_dir, _project_root()).exit_code
     except Exception as exc:
@@ -282,10 +307,12 @@ def _run_dir_issue(run_dir: Path, cfg: WanbatchConfig) -> Issue | None:
     )
 
 
-def _write_hydra_files(cfg: object, run_dir: Path) -> list[Path]:
+def _write_hydra_files(cfg: object, run_dir: Path, scenes: list[Any] | None = None) -> list[Path]:
     """Hydra's record of the run (`.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`), written here with
     every secret masked: conf/wanbatch.yaml turns Hydra's own copy off (`hydra.output_subdir: null`); where
-    a user turned it back on, Hydra's files are overwritten with masked ones."""
+    a user turned it back on, Hydra's files are overwritten with masked ones. `scenes`: the whole scene list
+    where Hydra composed only some (see wanbatch.config.apart), recorded as if it had composed them all: one a
+    line as JSON, which is YAML too (a YAML dump costs per scene about what keeping the scenes apart saved)."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
@@ -302,9 +329,18 @@ def _write_hydra_files(cfg: object, run_dir: Path) -> list[Path]:
     written = []
     for name, node in files.items():
         # Masked as data, then dumped: the file stays YAML that Hydra and OmegaConf read back.
-        masked = OmegaConf.create(redact_data(OmegaConf.to_container(node, resolve=False)))
+        data = redact_data(OmegaConf.to_container(node, resolve=False))
         path = folder / name
-        path.write_text(redact(OmegaConf.to_yaml(masked)), encoding="utf-8")
+        if name == "config.yaml" and scenes is not None and isinstance(data, dict):
+            import json
+
+            data.pop("scenes", None)
+            lines = [OmegaConf.to_yaml(OmegaConf.create(data)), "scenes:\n" if scenes else "scenes: []\n"]
+            lines += [f"- {json.dumps(redact_data(s), ensure_ascii=False, default=str)}\n" for s in scenes]
+            text = "".join(lines)
+        else:
+            text = OmegaConf.to_yaml(OmegaConf.create(data))
+        path.write_text(redact(text), encoding="utf-8")
         written.append(path)
     return written
 

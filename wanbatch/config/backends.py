@@ -101,7 +101,10 @@ class XditConfig(DiffusersConfig):
 class PollConfig:
     """When to ask a provider whether a render is done."""
 
-    initial_s: float = 20.0  # first poll this long after the provider took the job
+    # learn: poll first when jobs of the same backend, model, size and length were done before (the journal
+    # keeps their observed render times), or ask a provider that gives an `eta` early; initial_s until then
+    learn: bool = True
+    initial_s: float = 20.0  # first poll this long after the provider took the job (nothing learnt, or learn off)
     interval_s: float = 10.0  # then every interval_s, growing by `backoff` up to max_interval_s, +jitter
     backoff: float = 1.5
     max_interval_s: float = 60.0

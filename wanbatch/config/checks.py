@@ -165,10 +165,14 @@ def schema_issue(exc: Exception, *, prefix: str = "", value_of: Callable[[str], 
     if found is None:
         return None
     key = f"{prefix}{found.full_key}" if found.full_key else prefix.rstrip(".") or "config"
-    schema = found.object_type if isinstance(found.object_type, type) else None
+    typed = isinstance(found.object_type, type) and dataclasses.is_dataclass(found.object_type)
+    schema = found.object_type if typed else None
     value = found.value if found.value is not None or value_of is None else value_of(key)
-    if isinstance(found, (ConfigKeyError, ConfigAttributeError)) and schema is not None:
-        return Issue(None, key, value, unknown_words(schema, key))
+    if isinstance(found, (ConfigKeyError, ConfigAttributeError)):
+        if schema is not None:
+            return Issue(None, key, value, unknown_words(schema, key))
+        # a free-form mapping (a scene, project.defaults): Hydra changes only what is there
+        return Issue(None, key, value, f"a key that is set already; add one with `+{key}=...`")
     if isinstance(found, MissingMandatoryValue):
         tp = field_type(schema, str(found.key)) if schema is not None else Any
         return Issue(None, key, None, f"{type_words(tp)}: it has no default, so it must be set")

@@ -25,6 +25,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from wanbatch.config.apart import ScenesApart, apart
 from wanbatch.config.backends import BACKEND_SCHEMAS, BackendConfig, DiffusersConfig
 from wanbatch.config.checks import choice, did_you_mean, merge_issue, schema_issue, unknown_keys
 from wanbatch.config.project_files import check_project
@@ -103,14 +104,14 @@ def load_config(project_file: str | Path | None = None, overrides: Sequence[str]
         check_project_file(path, str(project_file))
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
+        with apart(path, overrides) as scenes, initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
             cfg = hydra_compose(
                 config_name=path.stem,
                 overrides=[f"hydra.searchpath=[{CONF_SEARCH_PATH}]", *open_overrides(overrides)],
             )
     except (HydraException, OmegaConfBaseException) as exc:
         raise composition_error(exc, overrides, path if project_file is not None else None) from None
-    return to_config(cfg)
+    return to_config(cfg, scenes)
 
 
 def project_root_from(config_sources: Iterable[Any]) -> Path | None:
@@ -159,10 +160,11 @@ def open_overrides(overrides: Sequence[str]) -> list[str]:
     return [f"++{o.lstrip('+')}" if re.match(r"^\+{0,2}(backends\.|scenes\.\d+\.)[^=]*=", o) else o for o in overrides]
 
 
-def to_config(cfg: DictConfig) -> WanbatchConfig:
-    """A composed config (Hydra's) as the typed `WanbatchConfig`. Raises ConfigError for a key added with
-    `+key=value` that the schema has no field for, for a value OmegaConf cannot resolve, and for a bad
-    `backends.<name>.<key>` (checked against that backend's schema)."""
+def to_config(cfg: DictConfig, scenes: ScenesApart | None = None) -> WanbatchConfig:
+    """A composed config (Hydra's) as the typed `WanbatchConfig`; `scenes` puts back the scenes composition
+    kept apart. Raises ConfigError for a key added with `+key=value` that the schema has no field for, for a
+    value OmegaConf cannot resolve, and for a bad `backends.<name>.<key>` (checked against that backend's
+    schema)."""
     issues = unknown_keys(cfg)
     if issues:
         raise ConfigError(issues)
@@ -171,6 +173,10 @@ def to_config(cfg: DictConfig) -> WanbatchConfig:
     except OmegaConfBaseException as exc:
         raise composition_error(exc) from None
     assert isinstance(out, WanbatchConfig), type(out)
+    if scenes is not None:
+        out.scenes = scenes.merged(out.scenes)
+    if out.scenes is None:
+        out.scenes = []
     BackendConfigs(out)  # every `backends.<name>` through its schema now, used by a scene or not
     return out
 

@@ -157,7 +157,16 @@ class WanbatchConfig:
     # each is checked against that backend's schema
     backends: dict[str, Any] = field(default_factory=dict)
     project: ProjectConfig = field(default_factory=ProjectConfig)
-    scenes: list[Any] = field(default_factory=list)
+    # the list of scenes, as written; wanbatch.core.project checks them. (Typed Any, null until a project gives
+    # some: while Hydra composes, the scenes it need not see are kept apart and this holds the others by index,
+    # see wanbatch.config.apart; a composed WanbatchConfig always holds the list.)
+    scenes: Any = None
+    # more scenes, read from a data file (relative to the project file): .jsonl, .csv (a header row of scene
+    # fields) or .yaml (a list); appended after `scenes`, checked the same way, never loaded into OmegaConf
+    scenes_file: str | None = None
+    # write the whole plan here, one JSON line per scene (relative to the working directory); a dry run of
+    # more than a screenful of scenes prints a summary, and this holds every row
+    plan_out: str | None = None
 
 
 #: the schema of each group option that is not a backend, by the name its YAML's `defaults` list gives it

@@ -43,6 +43,10 @@ class Journal(Protocol):
 
     def items(self) -> Iterator[tuple[str, dict[str, Any]]]: ...
 
+    def observe(self, kind: str, seconds: float) -> None: ...  # a render time seen, by kind of job
+
+    def expected(self, kind: str) -> float | None: ...  # the typical render time of that kind, once seen
+
 
 @dataclass
 class RenderContext:

@@ -124,6 +124,7 @@ def make_plan(project: Project, backends: Mapping[str, Backend], encode: EncodeS
         where = "backend" if name == project.default_backend else f"backends.{name}"
         prices[name] = Price.parse(backend.config.price_per_second, f"{where}.price_per_second", issues)
 
+    encode_identity = encode.identity()  # the same for every job: computed once per plan, not per job
     jobs: dict[str, Job] = {}  # by job id (a scene's id, or `scene#k` for its take k)
     picked: dict[str, Job] = {}  # by scene id: the take in the film, which a chained scene starts from
     found: list[Issue] = []
@@ -145,7 +146,7 @@ def make_plan(project: Project, backends: Mapping[str, Backend], encode: EncodeS
             # differ in their seed alone, so a later take reports only the issues the first did not.
             take_scene = scene if seed == scene.seed else replace(scene, seed=seed)  # replace() costs ~10 us
             found.clear()  # one list for every job: fewer objects for the garbage collector to count
-            job = _job(take_scene, backend, price, encode, parent, found, take=take, takes=len(seeds))
+            job = _job(take_scene, backend, price, encode_identity, parent, found, take=take, takes=len(seeds))
             if found:
                 issues.extend(i for i in found if take == 1 or i not in issues)
             if job is None:
@@ -168,7 +169,7 @@ def _job(
     scene: Scene,
     backend: Backend,
     price: Price,
-    encode: EncodeSettings,
+    encode_identity: Mapping[str, Any],
     parent: Job | None,
     issues: list[Issue],
     *,
@@ -194,7 +195,7 @@ def _job(
     if parent is not None:
         material["media"]["image"] = {"chain": parent.key}
     if backend.kind != BackendKind.REMOTE:
-        material["encode"] = encode.identity()
+        material["encode"] = dict(encode_identity)  # a copy: each job's material is its own
     return Job(
         scene=scene,
         backend=backend.name,

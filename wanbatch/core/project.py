@@ -6,6 +6,7 @@ together in one ConfigError (exit 2).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -17,6 +18,7 @@ from wanbatch.config.schema import SoundtrackConfig, WanbatchConfig
 from wanbatch.core.media import Media, inspect_local, is_url, remote
 from wanbatch.core.names import NAME_RULE, id_problem
 from wanbatch.core.scene import MEDIA_FIELDS, Scene, parse_fields
+from wanbatch.core.scene_file import read_scene_rows
 from wanbatch.errors import ConfigError, Issue
 from wanbatch.secrets import holds_secret, redact
 
@@ -64,9 +66,17 @@ def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, 
 
     default_backend = cfg.backend.name
     raw_scenes = cfg.scenes
-    if not isinstance(raw_scenes, list) or not raw_scenes:
-        issues.append(Issue(None, "scenes", raw_scenes, "a non-empty list of scenes"))
+    if not isinstance(raw_scenes, list):
+        issues.append(Issue(None, "scenes", raw_scenes, "a list of scenes"))
         raw_scenes = []
+    rows: list[tuple[Any, str | None]] = [(raw, None) for raw in raw_scenes]
+    if cfg.scenes_file:
+        shown = str(cfg.scenes_file)
+        found = read_scene_rows((root / shown).expanduser(), shown, issues)
+        file_name = Path(shown).name
+        rows += [(raw, f"{file_name} line {line}") for line, raw in found]
+    if not rows and not any(i.field == "scenes_file" for i in issues):
+        issues.append(Issue(None, "scenes", raw_scenes, "a non-empty list of scenes (or a `scenes_file`)"))
 
     _refuse_secrets(
         {"name": proj.name, "defaults": proj.defaults, "soundtrack": proj.soundtrack}, "project.", None, issues
@@ -76,10 +86,12 @@ def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, 
     scenes: list[Scene] = []
     seen: dict[str, int] = {}
     duplicates: set[str] = set()
-    for i, raw in enumerate(raw_scenes):
+    for i, (raw, where) in enumerate(rows):
         if not isinstance(raw, dict):
-            issues.append(Issue(f"#{i}", f"scenes.{i}", raw, "a mapping of scene fields"))
+            at = f"scenes.{i}" if where is None else "scene"
+            issues.append(Issue(f"#{i}", at, raw, "a mapping of scene fields", where))
             continue
+        n_before = len(issues)
         sid = raw.get("id")
         if not isinstance(sid, str) or not sid.strip():
             sid = f"scene{i + 1:02d}"
@@ -109,6 +121,8 @@ def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, 
         if backend not in known_backends:
             issues.append(Issue(sid, "backend", backend, f"one of {', '.join(sorted(known_backends))}"))
         fields["backend"] = backend
+        if where is not None and len(issues) > n_before:  # say where in the file, so it can be found
+            issues[n_before:] = [dataclasses.replace(x, where=where) for x in issues[n_before:]]
         scenes.append(Scene(index=i, **fields))
 
     # A chain through a duplicated id cannot be told apart (which `quay`?): the duplicate is the issue then.

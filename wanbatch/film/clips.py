@@ -135,6 +135,15 @@ def probe_clips(paths: Sequence[Path]) -> list[ClipInfo]:
         return list(pool.map(_ffmpeg_info, [Path(p) for p in paths]))
 
 
+def mp4_header(path: Path) -> ClipInfo | None:
+    """A clip described from its mp4 header alone (no process; what `probe_clips` reads first), or None when
+    that cannot describe it."""
+    try:
+        return _mp4_info(Path(path))
+    except (OSError, ValueError):
+        return None
+
+
 def _ffmpeg_info(path: Path) -> ClipInfo:
     try:
         p = probe(path)

@@ -25,7 +25,7 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from wanbatch.av.encode import EncodeSettings
@@ -113,8 +113,10 @@ def stitch_film(
     settings: StitchConfig,
     encode: EncodeSettings,
     soundtrack: Soundtrack | None = None,
+    probed: Mapping[Path, ClipInfo] | None = None,
 ) -> StitchResult:
-    """Join `clips` (in film order) into `out`, by stream copy when possible, else by composing.
+    """Join `clips` (in film order) into `out`, by stream copy when possible, else by composing. `probed`:
+    clips already described (`probe_clips`, e.g. as each landed during the run); the others are probed here.
 
     Raises ConfigError for invalid `settings`, for `mode: copy` when a stream copy is impossible (with
     the reason) and for transitions that do not fit their clips; RenderError when a clip is unreadable.
@@ -125,7 +127,12 @@ def stitch_film(
     st = check_stitch(settings)
     if not clips:
         raise ValueError("stitch_film needs at least one clip")
-    infos = probe_clips([c.path for c in clips])
+    known = probed or {}
+    unknown = [c.path for c in clips if c.path not in known]
+    found = dict(zip(unknown, probe_clips(unknown), strict=True)) if unknown else {}
+    infos = [known.get(c.path) or found[c.path] for c in clips]
+    if len({i.copy_key[0] for i in infos}) > 1:  # some read from mp4 headers, some by ffmpeg: all alike instead
+        infos = probe_clips([c.path for c in clips])
 
     # 2. Choose the method
     against = _reasons_against_copy(clips, infos, st, soundtrack)

@@ -75,7 +75,9 @@ def _labels(run_dirs: list[Path]) -> list[str]:
             got = yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text())
         except (OSError, yaml.YAMLError):
             got = None
-        overrides.append([str(o) for o in got if not _is_location(str(o))] if isinstance(got, list) else None)
+        # as the user typed them: the `++` wanbatch adds to a scene's or backend's key is not theirs
+        got = [str(o)[2:] if str(o).startswith("++") else str(o) for o in got] if isinstance(got, list) else None
+        overrides.append([o for o in got if not _is_location(o)] if got is not None else None)
     known = [set(o) for o in overrides if o is not None]
     shared = set.intersection(*known) if len(known) == len(run_dirs) and known else set()
     labels = []

@@ -22,6 +22,7 @@ from wanbatch.core.plan import Plan, key_of
 from wanbatch.core.project import Soundtrack
 from wanbatch.runs import manifest
 from wanbatch.runs.manifest import Manifest, RunNotes, SceneRecord
+from wanbatch.runs.posters import EarlyPosters, poster_name
 
 MANIFEST_EVERY_S = 0.5
 FILM_VERSION = 1  # bump when stitching changes its output for the same inputs
@@ -36,13 +37,22 @@ class RunOutputs:
         estimates: dict[str, float | None] | None = None,
         *,
         cache: Cache | None = None,
+        posters: EarlyPosters | None = None,
+        probe: bool = False,
         environment: Callable[[bool], dict[str, Any] | None] | None = None,
     ):
+        """`cache`: told where each clip was linked; `posters`: cut each clip's poster for the report as the clip
+        lands (see wanbatch.runs.posters); `probe`: read each clip's header for the film as it lands."""
         self.run_dir = run_dir
         self.plan = plan
         self.started = started
         self.estimates = estimates or {}  # USD each job was estimated to cost this run (None = unknown)
         self.cache = cache  # told where each clip was linked, so a repaired blob repairs the link too
+        self.posters = posters
+        self.probe = probe  # describe clips for the film as they land
+        self.probed: dict[Path, Any] = {}  # clip path -> wanbatch.film.clips.ClipInfo
+        # a scene's place in the manifest and report: its row is its picked take's, in film order
+        self._index = {j.scene.id: i for i, j in enumerate(plan.film_jobs)}
         # the manifest's `environment`: what this process is (ready some time into the run; `wait` for it), and
         # what the backends that rendered say of themselves (set once the jobs are over)
         self._environment = environment
@@ -72,13 +82,38 @@ class RunOutputs:
                 if self.cache is not None:
                     self.cache.record_link(job.key, clip.stem, self.run_dir / rel)
         self.outcomes[outcome.scene] = outcome
-        self.records[outcome.scene] = manifest.scene_record(
+        linked = self.clips.get(outcome.scene) if outcome.ok else None
+        if self.probe and linked is not None:
+            # the film's copy-path checks read each clip's header as it lands, not all after the last one
+            from wanbatch.film.clips import mp4_header
+
+            info = mp4_header(self.run_dir / linked)
+            if info is not None:
+                self.probed[self.run_dir / linked] = info
+        record = manifest.scene_record(
             self.plan, outcome.scene, outcome, self.clips.get(outcome.scene), self.estimates.get(outcome.scene)
         )
+        self.records[outcome.scene] = record
+        if self.posters is not None and linked is not None:
+            self._poster(self.plan.job(outcome.scene), record, self.run_dir / linked)
         now = time.monotonic()
         if now - self._written >= MANIFEST_EVERY_S or len(self.outcomes) == len(self.plan.jobs):
             manifest.write(self.run_dir, self.manifest())
             self._written = now
+
+    def _poster(self, job: Job, record: SceneRecord, video: Path) -> None:
+        """Queue the report's posters of a clip that just landed, named as the report names them: the scene's
+        (its picked take's clip) and, for a scene with several takes, the take's."""
+        index = self._index.get(job.scene.id)
+        if self.posters is None or index is None:
+            return
+        duration = record.get("duration")
+        seconds = float(duration) if isinstance(duration, (int, float)) else None
+        names = [poster_name(index, record, job.take)] if job.takes > 1 else []
+        if job.picked:
+            names.append(poster_name(index, record))
+        for name in names:
+            self.posters.add(name, video, seconds, record.get("cache_key"))
 
     def manifest(self, film: str | None = None, extra: RunNotes | None = None) -> Manifest:
         """The manifest as it stands; with `extra` (the run's closing notes) it is the final one, which waits
@@ -148,7 +183,9 @@ class RunOutputs:
                 for j in self.plan.film_jobs
                 if j.id in self.clips or stand_in == "slate"
             ]
-            result = stitch_film(clips, film, settings=settings, encode=encode, soundtrack=soundtrack)
+            result = stitch_film(
+                clips, film, settings=settings, encode=encode, soundtrack=soundtrack, probed=self.probed
+            )
             notes: dict[str, Any] = {
                 "method": result.method,
                 "reason": result.reason,
@@ -195,9 +232,16 @@ class RunOutputs:
             from wanbatch.runs.report import write_report
 
             posters = Path(data["cache_dir"]) / "posters" if data.get("cache_dir") else None
-            data["report"] = write_report(self.run_dir, data, poster_cache=posters).name
+            data["report"] = write_report(self.run_dir, data, poster_cache=posters, early=self.posters).name
         except Exception as exc:
             data["report_error"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the poster workers (a run that writes no report leaves no thread behind)."""
+        if self.posters is not None:
+            self.posters.close()
 
 
 def clip_name(job: Job) -> str:

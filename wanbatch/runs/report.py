@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from wanbatch.core.names import file_stem
 from wanbatch.runs.manifest import Manifest
 from wanbatch.runs.page import (
     BASE_CSS,
@@ -36,15 +35,18 @@ from wanbatch.runs.page import (
     when,
     write_page,
 )
-from wanbatch.runs.posters import cut_posters
+from wanbatch.runs.posters import EarlyPosters, cut_posters, poster_name
 from wanbatch.secrets import redact
 
 __all__ = ["write_report"]
 
 
-def write_report(run_dir: Path, manifest: Manifest, *, poster_cache: Path | None = None) -> Path:
+def write_report(
+    run_dir: Path, manifest: Manifest, *, poster_cache: Path | None = None, early: EarlyPosters | None = None
+) -> Path:
     """Write `run_dir/index.html` (and `run_dir/posters/*.png`) for `manifest`; return the page's path.
-    With `poster_cache` (the cache's `posters/`), a clip whose poster was cut before gets that one.
+    With `poster_cache` (the cache's `posters/`), a clip whose poster was cut before gets that one; with
+    `early`, a clip whose poster was cut while the run rendered (see wanbatch.runs.posters) gets that one.
     A manifest read back from disk may be from another version or edited: every field is checked as read."""
     run_dir = Path(run_dir)
     scenes: list[Mapping[str, Any]] = [s for s in manifest.get("scenes") or [] if isinstance(s, Mapping)]
@@ -59,13 +61,13 @@ def write_report(run_dir: Path, manifest: Manifest, *, poster_cache: Path | None
     clips = [local_file(run_dir, s.get("clip")) for s in scenes]  # only clips that are there are shown
     for i, (s, clip) in enumerate(zip(scenes, clips, strict=True)):
         if clip:
-            jobs[_poster_name(i, s)] = (run_dir / clip, number(s.get("duration")), s.get("cache_key"))
+            jobs[poster_name(i, s)] = (run_dir / clip, number(s.get("duration")), s.get("cache_key"))
         for take in _takes(s):
             take_clip = local_file(run_dir, take.get("clip"))
             if take_clip:
-                name = _poster_name(i, s, take.get("take"))
+                name = poster_name(i, s, take.get("take"))
                 jobs[name] = (run_dir / take_clip, number(s.get("duration")), take.get("cache_key"))
-    posters = cut_posters(run_dir, jobs, poster_cache)
+    posters = cut_posters(run_dir, jobs, poster_cache, early)
 
     # 2. The page
     # The timeline export is linked when the manifest names it or it is already there.
@@ -73,11 +75,6 @@ def write_report(run_dir: Path, manifest: Manifest, *, poster_cache: Path | None
     timeline = timeline or next((n for n in ("film.otio", "film.edl") if (run_dir / n).is_file()), None)
     page = _page(run_dir, manifest, scenes, clips, film, posters, timeline)
     return write_page(run_dir / "index.html", redact(page))
-
-
-def _poster_name(index: int, scene: Mapping[str, Any], take: Any = None) -> str:
-    stem = file_stem(str(scene.get("id") or "scene"), None)
-    return f"{index + 1:03d}-{stem}" + (f"-take{int(take)}" if isinstance(take, int) else "")
 
 
 def _takes(scene: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -116,7 +113,7 @@ def _page(
     ]
     for i, (s, clip) in enumerate(zip(scenes, clips, strict=True)):
         takes = _takes_strip(run_dir, i, s, posters)
-        parts.append(_card(i, s, clip, posters.get(_poster_name(i, s)), takes))
+        parts.append(_card(i, s, clip, posters.get(poster_name(i, s)), takes))
     parts.append("</main>")
     parts.append(environment_section(manifest.get("environment")))
     parts.append(f"<footer>made by wanbatch · {e(when(manifest.get('finished')))}</footer></body></html>")
@@ -217,7 +214,7 @@ def _takes_strip(run_dir: Path, index: int, s: Mapping[str, Any], posters: Mappi
     for t in takes:
         k = t.get("take")
         clip = local_file(run_dir, t.get("clip"))
-        poster = posters.get(_poster_name(index, s, k))
+        poster = posters.get(poster_name(index, s, k))
         status = str(t.get("status") or "unknown")
         if clip:
             poster_attr = f' poster="{url(poster)}"' if poster else ""

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
+import gc
 import re
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -102,7 +102,8 @@ def _run(
     started = time.time()
     # 1. Validate and plan. Nothing outside this process is touched until both have passed.
     try:
-        plan, encode = _plan(cfg, project_root, backends)
+        with _no_cyclic_gc():
+            plan, encode = _plan(cfg, project_root, backends)
         _check_executor(cfg)
         if cfg.stitch.enabled:
             check_stitch(cfg.stitch)
@@ -118,8 +119,10 @@ def _run(
     cache_dir = Path(cfg.cache.dir).expanduser()
     found = Cache(cache_dir, readonly=True) if cache_dir.is_dir() else None
     _print_notes(found, out)
-    est = estimate(plan, found, verify=cfg.dry_run)
-    print_summary(plan, found, est, out, brief=not cfg.dry_run, budget=cfg.budget)
+    plan_out = Path(cfg.plan_out).expanduser() if cfg.plan_out else None
+    with _no_cyclic_gc():
+        est = estimate(plan, found, verify=cfg.dry_run)
+        print_summary(plan, found, est, out, brief=not cfg.dry_run, budget=cfg.budget, plan_out=plan_out)
     over = budget_issues(est, cfg.budget)
     if found is not None:
         found.close()
@@ -189,13 +192,19 @@ def _execute(
     from wanbatch.runs.outputs import RunOutputs, link_latest
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    # what made the clips (versions, ffmpeg, the project's git commit) is read while they render
+    from wanbatch.runs.posters import EarlyPosters
+
+    # The report's posters are cut as the clips land, alongside the renders (not after the last one); what made
+    # the clips (versions, ffmpeg, the project's git commit) is read while they render
+    early = EarlyPosters(run_dir, cache.dir / "posters") if cfg.report else None
     outputs = RunOutputs(
         run_dir,
         plan,
         started,
         estimates=est.per_scene,
         cache=cache,
+        posters=early,
+        probe=cfg.stitch.enabled,
         environment=environment.collect_in_background(project_root),
     )
     interrupted = False
@@ -247,11 +256,13 @@ def _execute(
         manifest.write(run_dir, data)
         link_latest(run_dir, plan.project.name)
     except KeyboardInterrupt:  # a second Ctrl-C while the film or the report was made
+        outputs.close()
         data = _last_words(outputs, cache, executor)
         _print_result(data, run_dir, out, True)
         return RunResult(130, run_dir, None, data)
     except Exception as exc:
         # A bug or a broken environment, not a scene: say so, keep the record, point at what is kept.
+        outputs.close()
         traceback.print_exc(file=sys.stderr)
         data = _last_words(outputs, cache, executor)
         done = sum(1 for o in outputs.outcomes.values() if o.ok)
@@ -261,6 +272,7 @@ def _execute(
             file=sys.stderr,
         )
         return RunResult(CRASHED, run_dir, None, data)
+    outputs.close()
     _print_result(data, run_dir, out, interrupted)
     code = 130 if interrupted else 1 if failed else 0
     return RunResult(code, run_dir, run_dir / film if film else None, data)
@@ -304,6 +316,20 @@ def _check_readonly_cache(plan: Plan, cache: Cache) -> None:
                 )
             ]
         )
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Planning makes several objects per scene and frees few: Python's cyclic collector would walk them all
+    over and over as they pile up (a quarter of a 100k-scene dry run). Reference counting still frees what
+    is dropped; the collector runs again afterwards."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _plan(cfg: WanbatchConfig, root: Path, backends: Mapping[str, Backend] | None) -> tuple[Plan, EncodeSettings]:
@@ -388,53 +414,43 @@ def print_summary(
     *,
     brief: bool = False,
     budget: float | None = None,
+    plan_out: Path | None = None,
 ) -> None:
-    """The dry-run table (scene, backend, model, seed, cached or why it missed, seconds of video, estimated
-    cost), the notes, then what would render and what it would cost, per backend and in total."""
-    from rich.console import Console
-    from rich.table import Table
+    """The dry-run plan (a table of scene, backend, model, seed, seconds of video, estimated cost, cached or
+    why it missed, up to TABLE_MAX scenes; beyond, a summary per backend and cache state, see
+    wanbatch.runs.plan_view), the notes, then what would render and what it would cost, per backend and in
+    total; `plan_out` gets every row as a JSON line."""
+    from wanbatch.runs.plan_view import plan_rows, show, write_plan
 
-    rows = []
-    for job in plan.jobs:
+    def state_of(job: Any) -> str:
         state = est.why_free.get(job.id)  # cached, or not sent again (the estimate looked each job up once)
         if state is None and job.id in est.corrupt:
             state = "blob missing or corrupt: will re-render"
         elif state is None:  # a take's miss is explained against its scene's other renders
             state = cache.explain_miss(job.scene.id, job.material) if cache is not None else "new: empty cache"
-        cost = est.per_scene.get(job.id)
-        seed = f"{job.scene.seed}{' (random)' if job.seed_was_random else ''}"
-        shown = "unknown" if cost is None else f"${cost:.2f}"
-        rows.append((job.id, job.backend, job.model, seed, f"{job.seconds:.2f}", shown, state))
-    console = Console(file=out, width=max(110, int(os.environ.get("COLUMNS", "0") or 0)), soft_wrap=True)
-    if not brief:
-        table = Table(title=f"plan for {plan.project.name}")
-        for col in ("scene", "backend", "model", "seed", "video s", "est. cost", "cache"):
-            table.add_column(col, overflow="fold")
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
-    # Decisions the user did not spell out (e.g. frames rounded to 4k+1): never silent. A real run tells them for
-    # the scenes about to render; a cache hit was told when it rendered.
-    for job in [j for j in plan.jobs if not (brief and est.why_free.get(j.id) == "cached")]:
-        for note in plan.backends[job.backend].notes(job.scene, job.params):
-            console.print(f"note: scene `{job.id}`: {note}", highlight=False)
+        return state
+
+    rows = plan_rows(plan, state_of, lambda job: est.per_scene.get(job.id))
+    if plan_out is not None:
+        write_plan(plan_out, rows)
+    # Decisions the user did not spell out (e.g. frames rounded to 4k+1): never silent. A real run (brief) tells
+    # them for the scenes about to render; a cache hit was told when it rendered.
+    show(rows, plan.project.name, out, table=not brief, written=plan_out is not None, cached_notes=not brief)
     to_render = sum(c.to_render for c in est.by_backend.values())
     seconds = sum(c.seconds for c in est.by_backend.values())
     if not brief:
         for name, c in sorted(est.by_backend.items()):
-            console.print(
-                f"cost: {name}: {c.to_render} to render, {c.seconds:.1f} s of video, {c.describe()}",
-                highlight=False,
-            )
+            print(f"cost: {name}: {c.to_render} to render, {c.seconds:.1f} s of video, {c.describe()}", file=out)
     limit = f" (budget ${budget:.2f})" if budget is not None else ""
     cached = sum(1 for why in est.why_free.values() if why == "cached")
     held = len(est.why_free) - cached  # paid already (re-attached) or ambiguous: not sent again
     scenes = len(plan.film_jobs)
     what = f"{scenes} scenes" if scenes == len(plan.jobs) else f"{scenes} scenes ({len(plan.jobs)} takes)"
-    console.print(
+    written = f"; the plan is in {plan_out}" if plan_out is not None else ""
+    print(
         f"{what}: {cached} cached, {f'{held} not sent again, ' if held else ''}{to_render} to render "
-        f"({seconds:.1f} s of video, est. cost {est.describe()}{limit})",
-        highlight=False,
+        f"({seconds:.1f} s of video, est. cost {est.describe()}{limit}){written}",
+        file=out,
     )
 
 

@@ -31,6 +31,7 @@ The API key is read from the environment when used, sent only in the Authorizati
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import mimetypes
 import os
@@ -93,6 +94,7 @@ class RemoteBackend(Backend):
     config_type: ClassVar[type[RemoteConfig]] = RemoteConfig  # the provider's schema: endpoint, key, poll habits
     config: RemoteConfig
     takes: ClassVar[frozenset[str]]  # the scene fields this model maps; others must be unset
+    gives_eta: ClassVar[bool] = False  # a status answer says when the job will be done (Novita's `eta`)
     can_list: ClassVar[bool] = False  # the provider lists requests, so an ambiguous submit can be reconciled
     clock_skew_s: ClassVar[float] = 60.0  # between this machine's clock and the provider's timestamps
 
@@ -390,14 +392,23 @@ class RemoteBackend(Backend):
 
     # 3. Poll --------------------------------------------------------------------------------------
     def _poll(self, run: Run, request_id: str, submitted_at: float | None) -> Status:
-        """Poll until a final state, on `PollSchedule`: the first poll `initial_s` after the provider took the
-        job (at once for a journalled one, which may be long done), then at the provider's `eta` hint, else
-        on a growing interval."""
+        """Poll until a final state, on `PollSchedule`: the first poll when such a job is expected to be done
+        (see `_first_poll`; at once for a journalled one, which may be long done), then at the provider's `eta`
+        hint, else on a growing interval. A job seen done teaches the journal how long such jobs take."""
         p = self.config.poll
-        schedule = PollSchedule(p)
+        kind = self.render_kind(run.job)
         deadline = time.monotonic() + p.timeout_s
-        due = time.monotonic() if submitted_at is None else submitted_at + schedule.first()
+        if submitted_at is None:
+            schedule = PollSchedule(p)
+            due = time.monotonic()
+            run.first_poll = {"based_on": "journal: re-attached to a request sent earlier"}
+        else:
+            after, run.first_poll = self._first_poll(run.ctx.journal, kind)
+            schedule = PollSchedule(p, first_s=after)
+            due = submitted_at + schedule.first()
         first = True
+        running_at: float | None = None  # when a poll last found the job running, and its eta then
+        eta: float | None = None
         while True:
             run.wait(due - time.monotonic())
             url, params = self.status_request(request_id)
@@ -408,18 +419,52 @@ class RemoteBackend(Backend):
                     raise Gone(f"{self.provider_title} no longer knows journalled request {request_id}") from None
                 raise
             first = False
+            answered = time.monotonic()
             status = self.read_status(data, request_id)
             if status.state != "running":
+                if status.state == "succeeded" and submitted_at is not None:
+                    took = _render_time(answered - submitted_at, running_at, eta, submitted_at)
+                    with contextlib.suppress(Exception):  # a lesson for next time; never a reason to fail
+                        run.ctx.journal.observe(kind, took)
                 return status
+            running_at, eta = answered, status.eta_s
             # The provider's eta hint is passed on in the words the progress display reads (`eta 12s`).
-            eta = f", eta {status.eta_s:.0f}s" if status.eta_s is not None else ""
-            run.ctx.status(f"{status.raw}{eta} ({request_id})")
+            hint = f", eta {status.eta_s:.0f}s" if status.eta_s is not None else ""
+            run.ctx.status(f"{status.raw}{hint} ({request_id})")
             if time.monotonic() > deadline:
                 raise RenderError(
                     f"scene `{run.job.id}`: request {request_id} is still `{status.raw}` after "
                     f"{p.timeout_s:g}s; its id stays in the journal, so a rerun re-attaches to it"
                 )
             due = time.monotonic() + schedule.next(status.eta_s)
+
+    def render_kind(self, job: Job) -> str:
+        """What makes jobs take alike long at a provider: backend, model, seconds of video and the parameters
+        that shape the work (size, steps, ...), not the prompt or the seed."""
+        shape = [
+            f"{k}={v}"
+            for k, v in sorted(job.params.items())
+            if "prompt" not in k and k != "seed" and isinstance(v, (int, float, str)) and len(str(v)) <= 16
+        ]
+        return "/".join([self.name, self.model, f"{job.seconds:g}s", *shape])
+
+    def _first_poll(self, journal: Any, kind: str) -> tuple[float, dict[str, Any]]:
+        """When to poll first (seconds after the provider took the job) and what that was based on (for the
+        manifest). In order: the median render time wanbatch has observed for such jobs; else, for a provider
+        that gives an `eta`, an early poll (`min_interval_s`) to read it; else the user's `poll.initial_s`.
+        `poll.learn: false` keeps initial_s. Later polls keep the user's interval and backoff."""
+        p = self.config.poll
+        if p.learn:
+            with contextlib.suppress(Exception):  # a journal that cannot say: as if nothing were known
+                expected = journal.expected(kind)
+                if expected is not None:
+                    after = min(max(expected, p.min_interval_s), p.timeout_s)
+                    basis = {"based_on": "observed render times", "kind": kind, "expected_s": expected}
+                    return after, {**basis, "after_s": round(after, 3)}
+            if self.gives_eta:
+                after = min(p.min_interval_s, p.initial_s)
+                return after, {"based_on": "provider eta, asked early", "after_s": after}
+        return p.initial_s, {"based_on": "poll.initial_s", "after_s": p.initial_s}
 
     # -- the journal and notes -----------------------------------------------------------------------
     def _record(self, run: Run, **fields: Any) -> None:
@@ -434,20 +479,32 @@ class RemoteBackend(Backend):
         run.ctx.status(message)
 
 
+def _render_time(done_after: float, running_at: float | None, eta: float | None, submitted_at: float) -> float:
+    """How long such a job takes, as the polls saw it, for the next one's first poll: never an estimate that
+    would poll before the job is done (a poll too early costs a wait of poll.interval_s). The last `eta` hint
+    where one was given (a little past it, as polls are), else the time of the poll that found it done."""
+    if running_at is not None and eta is not None:
+        return min(running_at - submitted_at + eta * 1.02 + 0.05, done_after)
+    return done_after
+
+
 class PollSchedule:
     """When the polls of one job fall: `first()` after the submit, then `next(eta)` after each answer that
-    says it is still running. Jitter only ever delays a poll: one before the job can be done is wasted."""
+    says it is still running. Jitter only ever delays a poll: one before the job can be done is wasted.
+    `first_s`: when the first poll is due (default `initial_s`; see RemoteBackend._first_poll)."""
 
-    def __init__(self, poll: PollConfig):
+    def __init__(self, poll: PollConfig, first_s: float | None = None):
         self.p = poll
         self.interval = poll.interval_s
+        self.first_s = poll.initial_s if first_s is None else first_s
 
     def first(self) -> float:
-        return _jittered(self.p.initial_s, self.p.jitter)
+        return _jittered(self.first_s, self.p.jitter)
 
     def next(self, eta_s: float | None) -> float:
-        if eta_s is not None:  # the provider's hint, within bounds
-            return _jittered(min(max(eta_s, self.p.min_interval_s), self.p.max_interval_s), self.p.jitter)
+        if eta_s is not None:  # the provider's hint, within bounds; a little past it, since a poll a moment
+            # early would wait min_interval_s for the next
+            return _jittered(min(max(eta_s * 1.02 + 0.05, self.p.min_interval_s), self.p.max_interval_s), self.p.jitter)
         delay, self.interval = self.interval, min(self.interval * self.p.backoff, self.p.max_interval_s)
         return _jittered(delay, self.p.jitter)
 

@@ -35,6 +35,7 @@ class NovitaWan21T2V(RemoteBackend):
     name = "novita_wan21_t2v"
     provider: ClassVar[str] = "novita"
     provider_title: ClassVar[str] = "Novita AI"
+    gives_eta: ClassVar[bool] = True
     config_type: ClassVar[type[RemoteConfig]] = NovitaConfig
     config: NovitaConfig
     takes: ClassVar[frozenset[str]] = frozenset(

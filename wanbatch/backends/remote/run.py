@@ -34,6 +34,7 @@ class Run:
     polls: int = 0
     retries: int = 0
     notes: list[str] = field(default_factory=list)
+    first_poll: dict[str, Any] = field(default_factory=dict)  # when the first poll was due, and based on what
     started: float = field(default_factory=time.monotonic)
     # where the render's time went, in seconds: `submit` (the submit call, retries included), `provider`
     # (from the provider taking the job to wanbatch seeing it final), `download` (download and check)
@@ -62,6 +63,8 @@ class Run:
             "seconds": round(time.monotonic() - self.started, 3),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
+        if self.first_poll:
+            out["first_poll"] = dict(self.first_poll)
         if self.notes:
             out["notes"] = list(self.notes)
         return out

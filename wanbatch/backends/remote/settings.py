@@ -44,6 +44,8 @@ def check_settings(config: RemoteConfig, where: str, issues: list[Issue]) -> Non
     for name, section in (("poll", config.poll), ("timeouts", config.timeouts), ("retries", config.retries)):
         for f in fields(section):
             value = getattr(section, f.name)
+            if isinstance(value, bool):  # a switch (poll.learn): its type is the schema's to check
+                continue
             if f.name == "attempts":
                 number(issues, f"{where}.{name}.attempts", value, minimum=1, integer=True, allowed="a positive integer")
             else:

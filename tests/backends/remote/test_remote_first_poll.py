@@ -1,0 +1,77 @@
+"""The first poll fits the job: a provider's `eta` where it gives one (asked early), else the render times
+already observed for that backend, model, size and length, so the same shipped settings serve a fast job and a
+slow one; the user's `poll.initial_s` where nothing is known (or `poll.learn: false`). The manifest's info says
+what the first poll was based on."""
+
+from __future__ import annotations
+
+import pytest
+
+import remote_fixtures as rf
+from remote_fixtures import *  # noqa: F403 - fixtures
+
+NOVITA = {"id": "s", "prompt": "A fox.", "seed": 1}
+GMI = {"id": "s", "backend": "gmi_wan21_i2v", "prompt": "An eagle.", "image": "first.png", "seed": 2}
+# The shipped first poll (20 s) would outlast these tests: a render that waited for it fails them by timing out.
+SHIPPED_LIKE = {"initial_s": 30.0, "interval_s": 10.0, "max_interval_s": 60.0, "jitter": 0.2, "min_interval_s": 0.05}
+
+
+def test_an_eta_provider_is_asked_early_and_polled_at_its_eta(remote: rf.Remote) -> None:
+    remote.fake.configure(latency_s=0.8)
+    job, backend = remote.job(NOVITA, poll=SHIPPED_LIKE)
+    info = remote.render(job, backend).info
+    assert info["first_poll"]["based_on"] == "provider eta, asked early"
+    assert info["polls"] == 2  # early, which reads the eta; then at the eta, done
+    assert info["seconds"] < 10  # not the 30 s of initial_s
+
+
+def test_a_second_job_of_a_kind_is_polled_first_when_the_first_one_took(remote: rf.Remote) -> None:
+    remote.fake.configure(latency_s=0.8)
+    # The first render learns on a quick fixed interval: about eight polls.
+    quick = {"initial_s": 0.1, "interval_s": 0.1, "backoff": 1.0, "jitter": 0.0, "min_interval_s": 0.05}
+    job, backend = remote.job(GMI, poll=quick)
+    first = remote.render(job, backend).info
+    assert first["first_poll"]["based_on"] == "poll.initial_s" and first["polls"] >= 4
+    # The next one of the same kind, under settings that alone would wait 30 s, polls once near 0.8 s.
+    job, backend = remote.job({**GMI, "seed": 3}, poll=SHIPPED_LIKE)
+    second = remote.render(job, backend).info
+    basis = second["first_poll"]
+    assert basis["based_on"] == "observed render times"
+    assert basis["kind"] == f"gmi_wan21_i2v/{rf.MODEL['gmi_wan21_i2v']}/5s/video_length=5"
+    assert 0.8 <= basis["expected_s"] < 5  # never before the job can be done; nowhere near 30 s
+    assert second["polls"] == 1 and second["seconds"] < 10
+
+
+def test_another_size_learns_nothing_from_this_one(remote: rf.Remote) -> None:
+    remote.fake.configure(latency_s=0.3)
+    quick = {"initial_s": 0.1, "interval_s": 0.1, "backoff": 1.0, "jitter": 0.0, "min_interval_s": 0.05}
+    job, backend = remote.job({**NOVITA, "width": 832, "height": 480}, poll=quick)
+    remote.render(job, backend)
+    job, backend = remote.job({**NOVITA, "width": 1280, "height": 720}, poll=quick)
+    assert remote.render(job, backend).info["first_poll"]["based_on"] == "provider eta, asked early"
+
+
+@pytest.mark.parametrize("backend_scene", [NOVITA, GMI], ids=["novita", "gmi"])
+def test_learn_off_keeps_the_users_first_poll(remote: rf.Remote, backend_scene: dict) -> None:
+    remote.fake.configure(latency_s=0.2)
+    poll = {"learn": False, "initial_s": 0.4, "interval_s": 5.0, "jitter": 0.0, "min_interval_s": 0.05}
+    for seed in (1, 2):  # the second has a history it must not use
+        job, backend = remote.job({**backend_scene, "seed": seed}, poll=poll)
+        info = remote.render(job, backend).info
+        assert info["first_poll"] == {"based_on": "poll.initial_s", "after_s": 0.4}
+        assert info["polls"] == 1 and info["timings"]["provider"] >= 0.4
+
+
+def test_a_reattached_request_says_so(remote: rf.Remote) -> None:
+    job, backend = remote.job(NOVITA)
+    remote.cache.journal.record(job.key, backend="novita_wan21_t2v", request_id="nope", state="submitted")
+    info = remote.render(job, backend).info  # the fake forgot it: reported, then rendered anew
+    assert info["first_poll"]["based_on"] in ("provider eta, asked early", "observed render times")
+
+
+def test_observed_render_times_are_kept_apart_from_request_entries(remote: rf.Remote) -> None:
+    journal = remote.cache.journal
+    for took in (5.0, 1.0, 2.0):
+        journal.observe("k", took)
+    assert journal.expected("k") == 2.0 and journal.expected("other") is None
+    assert list(journal.items()) == []  # `cache list` and re-attaching see only requests
