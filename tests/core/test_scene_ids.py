@@ -90,7 +90,9 @@ def test_a_64_character_unicode_id_renders_and_chains_with_safe_file_names(
     assert code == 0, capsys.readouterr().err
     names = sorted(p.name for p in (run_dir / "clips").iterdir())
     assert len(names) == 3
-    assert names[1].startswith("002-shot-1.2_a-") and names[2].startswith("003-Ünïcödé-")
+    # named by scene number and sanitised id (core.names.file_stem), as their posters are
+    assert names[1] == "002-shot-1.2_a.mp4" and names[2] == "003-Ünïcödé.mp4"
+    assert names[0].startswith("001-镜") and len(names[0].encode()) <= 64 + len("001-.mp4")
     for p in run_dir.rglob("*"):
         assert len(p.name.encode()) <= 100, p.name
     assert (run_dir / "film.mp4").is_file()
