@@ -28,6 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 from wanbatch.config.apart import ScenesApart, apart
 from wanbatch.config.backends import BACKEND_SCHEMAS, BackendConfig, DiffusersConfig
 from wanbatch.config.checks import choice, did_you_mean, merge_issue, schema_issue, unknown_keys
+from wanbatch.config.fastyaml import load_text
 from wanbatch.config.project_files import check_project
 from wanbatch.config.schema import (
     CacheConfig,
@@ -259,7 +260,39 @@ def check_project_file(path: Path, shown: str | None = None, depth: int = 0) -> 
     is the path as the user gave it."""
     shown = shown or str(path)
     try:
-        raw = OmegaConf.load(path)
+        # libyaml's parser with OmegaConf's rules: a large project is read in milliseconds. Only a file that
+        # fails is read again by OmegaConf itself, whose error (and so Hydra's) is the one named.
+        raw = load_text(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        _name_the_yaml_error(path, shown)
+        raise
+    except UnicodeDecodeError:
+        raise ProjectFileError(shown, "not UTF-8 text") from None
+    except OSError as exc:
+        raise ProjectFileError(shown, f"cannot be read ({exc.strerror or exc})") from None
+    if not isinstance(raw, Mapping):
+        raise ProjectFileError(shown, "a project file holds a mapping (defaults:, project:, scenes:), not a list")
+    defaults = raw.get("defaults")
+    names = [str(d).lstrip("/").split("@")[0] for d in defaults if isinstance(d, str)] if defaults else []
+    # A project may build on another of its folder (`defaults: [project, ...]`, as recipes/storyboard/remote.yaml
+    # does): that one brings wanbatch in.
+    siblings = [path.parent / f"{n}.yaml" for n in names if n not in ("wanbatch", "_self_")]
+    if "wanbatch" not in names and not any(
+        _brings_wanbatch(sib, depth) for sib in siblings if sib.is_file() and sib.resolve() != path.resolve()
+    ):
+        raise ProjectFileError(
+            shown,
+            "no `defaults: [wanbatch, _self_]` line; add it at the top: it brings in wanbatch's config groups "
+            "(backend, cache, executor, stitch, encode)"
+            + (f"; this file's defaults are {defaults}" if defaults else ""),
+        )
+
+
+def _name_the_yaml_error(path: Path, shown: str) -> None:
+    """Raise ProjectFileError naming the YAML error in `path` as OmegaConf's loader words it (`file:line:column:
+    message`); returns if OmegaConf reads the file after all."""
+    try:
+        OmegaConf.load(path)
     except yaml.MarkedYAMLError as exc:
         message = exc.problem or exc.context or "not valid YAML"
         if exc.context and exc.problem and exc.context_mark is not None:
@@ -275,22 +308,6 @@ def check_project_file(path: Path, shown: str | None = None, depth: int = 0) -> 
         raise ProjectFileError(shown, " ".join(str(exc).split())) from None
     except OSError as exc:
         raise ProjectFileError(shown, f"cannot be read ({exc.strerror or exc})") from None
-    if not isinstance(raw, DictConfig):
-        raise ProjectFileError(shown, "a project file holds a mapping (defaults:, project:, scenes:), not a list")
-    defaults = raw.get("defaults")
-    names = [str(d).lstrip("/").split("@")[0] for d in defaults if isinstance(d, str)] if defaults else []
-    # A project may build on another of its folder (`defaults: [project, ...]`, as recipes/storyboard/remote.yaml
-    # does): that one brings wanbatch in.
-    siblings = [path.parent / f"{n}.yaml" for n in names if n not in ("wanbatch", "_self_")]
-    if "wanbatch" not in names and not any(
-        _brings_wanbatch(sib, depth) for sib in siblings if sib.is_file() and sib.resolve() != path.resolve()
-    ):
-        raise ProjectFileError(
-            shown,
-            "no `defaults: [wanbatch, _self_]` line; add it at the top: it brings in wanbatch's config groups "
-            "(backend, cache, executor, stitch, encode)"
-            + (f"; this file's defaults are {OmegaConf.to_container(defaults)}" if defaults else ""),
-        )
 
 
 def backend_schema(name: str) -> type[BackendConfig]:
