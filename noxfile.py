@@ -139,7 +139,10 @@ def installed(session: nox.Session) -> None:
     session.run("wanbatch", "init", "myfilm", env=env)
     session.run("wanbatch", "--config-dir", "myfilm", "--config-name", "project", env=env)
     for run in ("demo", "myfilm"):  # each left a film and a manifest that names every scene rendered
-        (manifest,) = (here / "outputs" / run).glob("*/manifest.json")
+        # one run folder, and `latest` pointing at it
+        (manifest,) = (m for m in (here / "outputs" / run).glob("*/manifest.json") if not m.parent.is_symlink())
+        if (here / "outputs" / run / "latest").resolve() != manifest.parent.resolve():
+            session.error(f"{run}: outputs/{run}/latest does not point at its run folder {manifest.parent}")
         data = json.loads(manifest.read_text())
         bad = [s["id"] for s in data["scenes"] if s["status"] not in ("rendered", "cached")]
         if bad or not data["film"]:
