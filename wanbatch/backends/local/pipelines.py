@@ -172,7 +172,7 @@ class PipelinePool:
         # device -> checkpoint -> {pipeline class name: pipeline}, least recently used first
         self._warm: dict[str, OrderedDict[tuple[Any, ...], dict[str, Any]]] = {d: OrderedDict() for d in devices}
         self.loads: Counter[tuple[str, str | None, str, str]] = Counter()  # (source, revision, class, device)
-        # Jobs the executor has let in that are not at the pool yet (job id -> model), and the model of each
+        # Jobs the executor has let in that are not at the pool yet (job id -> order, model), and the model of each
         # checkpoint seen: a device does not switch away from a model while a job of it is on its way.
         self._coming: dict[str, tuple[int, str]] = {}  # job id -> (order, model)
         self._model_of: dict[tuple[Any, ...], str] = {}
