@@ -192,11 +192,7 @@ def test_rewriting_replaces_stale_posters(tmp_path):
 def test_a_rerun_links_its_posters_from_the_cache_and_cuts_none(tmp_path, monkeypatch):
     import os
 
-    from wanbatch.runs import posters as posters_module
-
-    cuts: list[str] = []
-    real = posters_module.run_ffmpeg
-    monkeypatch.setattr(posters_module, "run_ffmpeg", lambda args, **kw: (cuts.append(args[-1]), real(args, **kw))[1])
+    cuts = _count_cuts(monkeypatch)
     first, again, cache = tmp_path / "run1", tmp_path / "run2", tmp_path / "posters"
     manifest = make_run(first)
     manifest["stitch"]["cache_key"] = "e" * 64
@@ -229,7 +225,12 @@ def test_posters_cut_as_clips_land_are_the_reports_and_not_cut_again(tmp_path, m
 
     cuts: list[str] = []
     real = posters_module.run_ffmpeg
-    monkeypatch.setattr(posters_module, "run_ffmpeg", lambda args, **kw: (cuts.append(args[-1]), real(args, **kw))[1])
+
+    def counting(args, **kw):  # every poster an ffmpeg is asked to write (a batch writes several)
+        cuts.extend(a for a in args if a.endswith(".png"))
+        return real(args, **kw)
+
+    monkeypatch.setattr(posters_module, "run_ffmpeg", counting)
     manifest = make_run(tmp_path)
     scenes = manifest["scenes"]
     early = EarlyPosters(tmp_path, None)
@@ -264,3 +265,18 @@ def test_a_poster_queued_for_another_file_is_cut_again(tmp_path):
     finally:
         early.close()
     assert (tmp_path / "posters" / "001-s0.png").is_file()
+
+
+def _count_cuts(monkeypatch) -> list[str]:
+    """Every poster an ffmpeg is asked to write from now on (one ffmpeg cuts a batch of them)."""
+    from wanbatch.runs import posters as posters_module
+
+    cuts: list[str] = []
+    real = posters_module.run_ffmpeg
+
+    def counting(args, **kw):
+        cuts.extend(a for a in args if a.endswith(".png"))
+        return real(args, **kw)
+
+    monkeypatch.setattr(posters_module, "run_ffmpeg", counting)
+    return cuts

@@ -2,10 +2,16 @@
 the way in) into `posters/`, or taken from the cache's `posters/` when the same clip had one cut before, so a
 rerun cuts none.
 
-`cut_posters` cuts a page's posters in parallel. `EarlyPosters` cuts a run's while it renders: the run hands it
-each clip the moment it lands and a worker thread cuts its poster alongside the renders (remote renders leave
-the CPU idle; an ffmpeg cut is ~50 ms), so the report, written after the last clip, finds them done instead of
-cutting a hundred in a row. Example::
+Posters are cut in batches, one ffmpeg for up to `BATCH` clips: an ffmpeg's start-up (~25 ms of CPU, most of
+it exec and page faults of a large static binary) costs more than cutting one small frame, so a hundred
+posters cut one process each took ~2.5 s of CPU, and in a batch ~0.5 s. A batch that fails (a clip with no
+frame where asked) leaves the posters it cut; each missing one is cut on its own, at the start of the clip
+if not a third of the way in.
+
+`cut_posters` cuts a page's posters in parallel batches. `EarlyPosters` cuts a run's while it renders: the run
+hands it each clip the moment it lands and a worker thread cuts its poster alongside the renders (remote
+renders leave the CPU idle), batching the clips that landed while it cut the last ones, so the report,
+written after the last clip, finds them done instead of cutting a hundred in a row. Example::
 
     cut_posters(run_dir, {"001-title": (run_dir / "clips/001-title.mp4", 2.0, cache_key)}, poster_cache)
     # -> {"001-title": "posters/001-title.png"}
@@ -22,9 +28,12 @@ import contextlib
 import hashlib
 import os
 import shutil
+import subprocess
 import threading
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from types import EllipsisType
 from typing import Any
@@ -34,6 +43,7 @@ from wanbatch.av.files import link_or_copy
 from wanbatch.core.names import file_stem
 
 __all__ = [
+    "BATCH",
     "EARLY_WORKERS",
     "POSTER_VERSION",
     "POSTER_WIDTH",
@@ -47,6 +57,8 @@ __all__ = [
 POSTER_WIDTH = 480  # posters are thumbnails: the <video> shows the full frame
 POSTER_VERSION = 1  # bump when the way a poster is cut changes: cached posters are then cut again
 EARLY_WORKERS = 2  # threads cutting posters during a run: each mostly waits on its ffmpeg
+BATCH = 16  # clips one ffmpeg cuts posters from (its inputs are opened at once: a bounded number of files)
+SCALE = f"scale='min({POSTER_WIDTH},iw)':-2"
 
 #: name -> (the video, its duration in seconds if known, its cache key if known)
 PosterJobs = Mapping[str, tuple[Path, float | None, Any]]
@@ -59,71 +71,117 @@ def poster_name(index: int, scene: Mapping[str, Any], take: Any = None) -> str:
     return f"{index + 1:03d}-{stem}" + (f"-take{int(take)}" if isinstance(take, int) else "")
 
 
+@dataclass(frozen=True)
+class _Cut:
+    """One poster to cut: its name, the clip, the clip's duration and cache key when known."""
+
+    name: str
+    video: Path
+    duration: float | None
+    key: Any
+
+
 class EarlyPosters:
     """Posters cut on worker threads as clips land, for `write_report` (through `cut_posters`) to take."""
 
     def __init__(self, run_dir: Path, poster_cache: Path | None, workers: int = EARLY_WORKERS):
         self.run_dir, self.poster_cache = run_dir, poster_cache
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wanbatch-poster")
         self._cuts: dict[str, tuple[Path, Future[str | None]]] = {}
-        self._lock = threading.Lock()
+        self._queue: deque[tuple[_Cut, Future[str | None]]] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
         (run_dir / "posters").mkdir(parents=True, exist_ok=True)
+        self._workers = [
+            threading.Thread(target=self._work, name=f"wanbatch-poster_{i}", daemon=True) for i in range(workers)
+        ]
+        for worker in self._workers:
+            worker.start()
 
     def add(self, name: str, video: Path, duration: float | None, key: Any) -> None:
         """Queue the poster of a clip that just landed (a later add of the same name replaces it)."""
-        with self._lock:
-            if name in self._cuts and self._cuts[name][0] == video:
+        with self._cond:
+            if self._closed or (name in self._cuts and self._cuts[name][0] == video):
                 return
-            future = self._pool.submit(cut_poster, self.run_dir, name, video, duration, key, self.poster_cache)
+            future: Future[str | None] = Future()
             self._cuts[name] = (video, future)
+            self._queue.append((_Cut(name, video, duration, key), future))
+            self._cond.notify()
 
     def has(self, name: str, video: Path) -> bool:
         """Whether the poster of `name` from `video` was queued."""
-        with self._lock:
+        with self._cond:
             got = self._cuts.get(name)
         return got is not None and got[0] == video
 
     def get(self, name: str, video: Path) -> str | EllipsisType | None:
         """The poster cut for `name` from `video` (waiting for it if it is being cut), None when no frame could
         be read, `...` when none was queued for that clip."""
-        with self._lock:
+        with self._cond:
             got = self._cuts.get(name)
         if got is None or got[0] != video:
             return ...
         try:
             return got[1].result()
-        except Exception:
+        except BaseException:  # failed, or cancelled by close
             return ...  # the page cuts it again and says what failed
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the workers; posters still queued are not cut (their `get` says so)."""
+        with self._cond:
+            self._closed = True
+            left = list(self._queue)
+            self._queue.clear()
+            self._cond.notify_all()
+        for _cut, future in left:
+            future.cancel()
+        for worker in self._workers:
+            worker.join()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                # every clip that landed while the last batch was cut, up to a batch
+                batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+            batch = [(cut, future) for cut, future in batch if future.set_running_or_notify_cancel()]
+            try:
+                done = _cut_batch(self.run_dir, [cut for cut, _ in batch], self.poster_cache)
+            except BaseException as exc:  # handed to whoever waits on these posters
+                for _cut, future in batch:
+                    future.set_exception(exc)
+            else:
+                for cut, future in batch:
+                    future.set_result(done[cut.name])
 
 
 def cut_posters(
     out_dir: Path, jobs: PosterJobs, poster_cache: Path | None = None, early: EarlyPosters | None = None
 ) -> dict[str, str | None]:
-    """`out_dir/posters/NAME.png` for every job, cut in parallel (one ffmpeg each). Returns each poster's path
-    relative to `out_dir`, or None where no frame could be read. With `early` (whose run folder is `out_dir`),
-    a poster it cut (or is cutting) from the same clip is taken, not cut again."""
+    """`out_dir/posters/NAME.png` for every job, cut in parallel batches. Returns each poster's path relative
+    to `out_dir`, or None where no frame could be read. With `early` (whose run folder is `out_dir`), a poster
+    it cut (or is cutting) from the same clip is taken, not cut again."""
     if not jobs:
         return {}
     (out_dir / "posters").mkdir(parents=True, exist_ok=True)
-
-    def cut(name: str) -> tuple[str, str | None]:
-        video, duration, key = jobs[name]
-        return name, cut_poster(out_dir, name, video, duration, key, poster_cache)
-
     # Those cut while the run rendered are done, or nearly: cut the others (the film's) meanwhile.
-    todo = [n for n in jobs if early is None or not early.has(n, jobs[n][0])]
+    todo = [_Cut(n, *jobs[n]) for n in jobs if early is None or not early.has(n, jobs[n][0])]
+    threads = min(4, max(1, len(todo)))
+    size = min(BATCH, max(1, -(-len(todo) // threads)))  # every thread busy, no batch over BATCH
+    batches = [todo[i : i + size] for i in range(0, len(todo), size)]
     posters: dict[str, str | None] = {}
-    with ThreadPoolExecutor(max_workers=min(4, max(1, len(todo)))) as pool:
-        cutting = pool.map(cut, todo)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        cutting = pool.map(lambda batch: _cut_batch(out_dir, batch, poster_cache), batches)
         if early is not None:
+            cut_here = {c.name for c in todo}
             for name in jobs:
-                if name not in todo:
+                if name not in cut_here:
                     got = early.get(name, jobs[name][0])
-                    posters[name] = cut(name)[1] if got is ... else got
-        posters.update(cutting)
+                    posters[name] = cut_poster(out_dir, name, *jobs[name], poster_cache) if got is ... else got
+        for done in cutting:
+            posters.update(done)
     return {name: posters[name] for name in jobs}  # in the jobs' order
 
 
@@ -133,32 +191,74 @@ def cut_poster(
     """Cut one frame (a third of the way in: past a fade-in, before any fade-out) into posters/NAME.png,
     or link the one cut before from the same clip. Returns its path relative to out_dir, or None if no
     frame could be read."""
-    rel = f"posters/{name}.png"
-    out = out_dir / rel
-    at = (duration / 3) if duration else 0.0
-    out.unlink(missing_ok=True)  # never show a stale poster from an earlier page
-    cached = _cached_poster(poster_cache, key, video, at)
-    if cached is not None and cached.is_file():
-        link_or_copy(cached, out)
-        return rel
-    scale = f"scale='min({POSTER_WIDTH},iw)':-2"
+    return _cut_batch(out_dir, [_Cut(name, video, duration, key)], poster_cache)[name]
+
+
+def _cut_batch(out_dir: Path, cuts: Sequence[_Cut], poster_cache: Path | None) -> dict[str, str | None]:
+    """The posters of `cuts`: linked from the poster cache where they were cut before, the others cut by one
+    ffmpeg (each on its own where that fails: a clip too short for its seek is cut at its start)."""
+    done: dict[str, str | None] = {}
+    todo: list[tuple[_Cut, Path, float, Path | None]] = []
+    (out_dir / "posters").mkdir(parents=True, exist_ok=True)
+    for cut in cuts:
+        out = out_dir / f"posters/{cut.name}.png"
+        at = (cut.duration / 3) if cut.duration else 0.0
+        out.unlink(missing_ok=True)  # never show a stale poster from an earlier page
+        cached = _cached_poster(poster_cache, cut.key, cut.video, at)
+        if cached is not None and cached.is_file():
+            link_or_copy(cached, out)
+            done[cut.name] = _rel(out_dir, out)
+        else:
+            todo.append((cut, out, at, cached))
+    if len(todo) > 1:
+        # One decoding thread per clip: a batch cuts one frame from each of many clips; threads would only
+        # add start-up. An error (any clip) ends the whole ffmpeg: the posters it wrote stand, the rest are
+        # cut below, one at a time.
+        inputs = [a for c, _, at, _ in todo for a in ("-threads", "1", "-ss", f"{at:.3f}", "-i", str(c.video))]
+        outputs = [
+            a
+            for i, (_c, out, _a, _k) in enumerate(todo)
+            for a in ("-map", f"{i}:v:0", "-frames:v", "1", "-vf", SCALE, "-update", "1", str(out))
+        ]
+        with contextlib.suppress(RuntimeError, OSError, subprocess.TimeoutExpired):
+            run_ffmpeg(["-filter_threads", "1", *inputs, *outputs], timeout=60 + 5 * len(todo))
+    for cut, out, at, cached in todo:
+        if len(todo) == 1 or not out.is_file():
+            _cut_one(cut.video, out, at)
+        if out.is_file():
+            _keep(out, cached)
+            done[cut.name] = _rel(out_dir, out)
+        else:
+            done[cut.name] = None
+    return done
+
+
+def _cut_one(video: Path, out: Path, at: float) -> None:
     for seek in (at, 0.0) if at else (0.0,):
         try:
             run_ffmpeg(
-                ["-ss", f"{seek:.3f}", "-i", str(video), "-frames:v", "1", "-vf", scale, "-update", "1", str(out)],
+                ["-ss", f"{seek:.3f}", "-i", str(video), "-frames:v", "1", "-vf", SCALE, "-update", "1", str(out)],
                 timeout=60,
             )
-        except (RuntimeError, OSError):
+        except (RuntimeError, OSError, subprocess.TimeoutExpired):
             continue
         if out.is_file():
-            if cached is not None:
-                with contextlib.suppress(OSError):  # a poster cache that cannot be written only costs time
-                    cached.parent.mkdir(parents=True, exist_ok=True)
-                    staged = cached.with_name(f".{cached.name}.{os.getpid()}.{threading.get_ident()}")
-                    shutil.copyfile(out, staged)
-                    os.replace(staged, cached)
-            return rel
-    return None
+            return
+
+
+def _keep(out: Path, cached: Path | None) -> None:
+    """Put a poster just cut into the poster cache (staged, then renamed: a reader never sees half of it)."""
+    if cached is None:
+        return
+    with contextlib.suppress(OSError):  # a poster cache that cannot be written only costs time
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        staged = cached.with_name(f".{cached.name}.{os.getpid()}.{threading.get_ident()}")
+        shutil.copyfile(out, staged)
+        os.replace(staged, cached)
+
+
+def _rel(out_dir: Path, out: Path) -> str:
+    return out.relative_to(out_dir).as_posix()
 
 
 def _cached_poster(poster_cache: Path | None, key: Any, video: Path, at: float) -> Path | None:
