@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import quote
 
 from wanbatch.core.scene import TRANSITIONS, Transition
-from wanbatch.film.clips import layout, probe_clips
+from wanbatch.film.clips import ClipInfo, layout, probe_clips
 from wanbatch.secrets import redact
 
 __all__ = ["write_timeline"]
@@ -44,15 +44,21 @@ class _Cut:
     metadata: dict[str, Any]
 
 
-def write_timeline(run_dir: Path, manifest: Mapping[str, Any], durations: Mapping[str, float] | None = None) -> Path:
+def write_timeline(
+    run_dir: Path,
+    manifest: Mapping[str, Any],
+    durations: Mapping[str, float] | None = None,
+    probed: Mapping[Path, ClipInfo] | None = None,
+) -> Path:
     """Write the film's timeline into `run_dir` and return its path.
 
     Uses every scene of `manifest` that has a clip, in order. A clip's duration comes from `durations`
-    (scene id -> seconds) when given, else from the clip file's header. Transitions come from each
-    scene's `transition` ({type, duration} or a type name).
+    (scene id -> seconds) when given, else from the clip file's header: read already in `probed` (clip path
+    -> what `probe_clips` said; a run reads each clip's header as it lands), else now. Transitions come
+    from each scene's `transition` ({type, duration} or a type name).
     """
     run_dir = Path(run_dir)
-    cuts, fps = _cuts(run_dir, manifest, durations or {})
+    cuts, fps = _cuts(run_dir, manifest, durations or {}, probed or {})
     name = str(manifest.get("project") or run_dir.name)
     try:
         otio = importlib.import_module("opentimelineio")
@@ -66,12 +72,17 @@ def write_timeline(run_dir: Path, manifest: Mapping[str, Any], durations: Mappin
 # -- what the cut is ---------------------------------------------------------------------------------------
 
 
-def _cuts(run_dir: Path, manifest: Mapping[str, Any], durations: Mapping[str, float]) -> tuple[list[_Cut], float]:
+def _cuts(
+    run_dir: Path, manifest: Mapping[str, Any], durations: Mapping[str, float], probed: Mapping[Path, ClipInfo]
+) -> tuple[list[_Cut], float]:
     scenes = [s for s in manifest.get("scenes") or [] if isinstance(s, Mapping) and s.get("clip")]
     if not scenes:
         raise ValueError("the manifest has no scene with a clip: there is no cut to export")
     rel = [_relative(str(s["clip"])) for s in scenes]
-    infos = probe_clips([run_dir / r for r in rel])
+    paths = [run_dir / r for r in rel]
+    unread = [p for p in paths if p not in probed]
+    read = dict(zip(unread, probe_clips(unread), strict=True)) if unread else {}
+    infos = [probed[p] if p in probed else read[p] for p in paths]
     cuts = []
     for scene, r, info in zip(scenes, rel, infos, strict=True):
         sid = str(scene.get("id"))

@@ -225,7 +225,7 @@ class RunOutputs:
             try:
                 from wanbatch.film.timeline import write_timeline
 
-                data["timeline"] = write_timeline(self.run_dir, data).name
+                data["timeline"] = write_timeline(self.run_dir, data, probed=self.probed).name
             except Exception as exc:
                 data["timeline_error"] = f"{type(exc).__name__}: {exc}"
         try:
