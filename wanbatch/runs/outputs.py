@@ -25,6 +25,7 @@ from wanbatch.runs.manifest import Manifest, RunNotes, SceneRecord
 from wanbatch.runs.posters import EarlyPosters, poster_name
 
 MANIFEST_EVERY_S = 0.5
+MANIFEST_SHARE = 0.05  # at most this share of the main thread's time goes to rewriting the manifest mid-run
 FILM_VERSION = 1  # bump when stitching changes its output for the same inputs
 
 
@@ -60,13 +61,14 @@ class RunOutputs:
         self.outcomes: dict[str, Outcome] = {}
         self.clips: dict[str, str] = {}
         self.records: dict[str, SceneRecord] = {}
-        self._written = 0.0
+        self._next_write = 0.0  # when the manifest may be rewritten next (time.monotonic())
         (run_dir / "clips").mkdir(parents=True, exist_ok=True)
 
     def add(self, outcome: Outcome) -> None:
         """Record one finished job: link its clip into clips/ and rewrite the manifest. Rewrites are at
-        most twice a second (the clip itself is already safe in the cache; the run ends with a full
-        write), so thousands of quick jobs do not spend their time re-serialising the manifest."""
+        most twice a second, and rarer for a manifest slow to write (the clip itself is already safe in the
+        cache; the run ends with a full write), so thousands of quick jobs do not spend their time
+        re-serialising the manifest."""
         clip = outcome.clip
         if outcome.ok and clip is not None:
             job = self.plan.job(outcome.scene)
@@ -97,9 +99,12 @@ class RunOutputs:
         if self.posters is not None and linked is not None:
             self._poster(self.plan.job(outcome.scene), record, self.run_dir / linked)
         now = time.monotonic()
-        if now - self._written >= MANIFEST_EVERY_S or len(self.outcomes) == len(self.plan.jobs):
-            manifest.write(self.run_dir, self.manifest())
-            self._written = now
+        if now >= self._next_write or len(self.outcomes) == len(self.plan.jobs):
+            manifest.write(self.run_dir, self.manifest(), compact=True)
+            # A manifest of 10,000 scenes takes a while to build and write: rewrites are spaced so that they
+            # take at most MANIFEST_SHARE of this thread, which also hands out the next jobs.
+            took = time.monotonic() - now
+            self._next_write = now + max(MANIFEST_EVERY_S, took / MANIFEST_SHARE)
 
     def _poster(self, job: Job, record: SceneRecord, video: Path) -> None:
         """Queue the report's posters of a clip that just landed, named as the report names them: the scene's

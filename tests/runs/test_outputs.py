@@ -1,0 +1,56 @@
+"""The run folder as it fills: the manifest is rewritten as jobs land, compact and spaced so that a large one
+never takes the thread that hands out jobs; the run's last write is the indented, readable one."""
+
+from __future__ import annotations
+
+import json
+import time
+from types import SimpleNamespace
+from typing import Any
+
+from wanbatch.core.outcome import Outcome
+from wanbatch.runs import manifest as manifest_module
+from wanbatch.runs import outputs as outputs_module
+from wanbatch.runs.outputs import MANIFEST_SHARE, RunOutputs
+
+from conftest import PROJECT
+
+
+def _plan_of(cfg: Any) -> Any:
+    from wanbatch.backends import build_backends
+    from wanbatch.config.load import backend_configs
+    from wanbatch.core.plan import make_plan
+    from wanbatch.core.project import load_project
+
+    project = load_project(cfg, PROJECT.parent, backend_configs(cfg))
+    return make_plan(project, build_backends(project.backend_configs))
+
+
+def test_a_slow_manifest_is_rewritten_less_often_mid_run(compose_demo, tmp_path, monkeypatch):
+    plan = _plan_of(compose_demo())
+    clock = [1000.0]
+    monkeypatch.setattr(outputs_module, "time", SimpleNamespace(monotonic=lambda: clock[0], time=time.time))
+    writes: list[bool] = []
+    real = manifest_module.write
+
+    def slow(run_dir, data, *, compact=False):  # each rewrite takes 0.1 s (on the fake clock)
+        writes.append(compact)
+        clock[0] += 0.1
+        return real(run_dir, data, compact=compact)
+
+    monkeypatch.setattr(manifest_module, "write", slow)
+    outputs = RunOutputs(tmp_path / "run", plan, time.time())
+    jobs = plan.jobs
+    for job in jobs[:-1]:  # one lands every 0.6 s: more than MANIFEST_EVERY_S (0.5 s) apart
+        outputs.add(Outcome(job.id, "failed", job.key, error="boom"))
+        clock[0] += 0.6
+    # A write taking 0.1 s may come once every 0.1 / MANIFEST_SHARE = 2 s: at the first job only (the next
+    # three land 0.7, 1.3 and 1.9 s after it), where 0.5 s spacing alone would have written all four.
+    assert MANIFEST_SHARE == 0.05 and len(jobs) == 5
+    assert writes == [True]
+    mid = (tmp_path / "run" / "manifest.json").read_text()
+    assert "\n" not in mid.strip() and len(json.loads(mid)["scenes"]) == len(plan.film_jobs)
+    outputs.add(Outcome(jobs[-1].id, "failed", jobs[-1].key, error="boom"))  # the last one: always written
+    assert writes == [True, True]
+    manifest_module.write(tmp_path / "run", outputs.manifest())  # as the run's end does: indented
+    assert (tmp_path / "run" / "manifest.json").read_text().startswith('{\n  "project"')
