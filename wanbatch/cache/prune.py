@@ -11,7 +11,6 @@ Entries that only a sidecar still knows (the index lost them) are put back into 
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack
@@ -21,12 +20,13 @@ from typing import Any, Protocol
 from filelock import Timeout
 
 from wanbatch.cache import links, live, sidecar
+from wanbatch.cache.group import GroupWriter
 
 
 class Prunable(Protocol):
     dir: Path
     _index: Any
-    _writing: threading.Lock
+    _writing: GroupWriter  # `with` it: writes alone
 
     def lock(self, key: str, timeout: float = -1) -> AbstractContextManager[None]: ...
 

@@ -36,6 +36,7 @@ from filelock import FileLock
 
 from wanbatch.av.files import sha256_file, sha256_fresh
 from wanbatch.cache import index, links, live, prune, sidecar
+from wanbatch.cache.group import GroupWriter
 from wanbatch.errors import ReadOnlyCacheError
 from wanbatch.secrets import redact_data
 
@@ -86,25 +87,25 @@ class Journal:
 
     def __init__(self, directory: Path):
         self._db = index.open_db(directory)
-        # SQLite takes one writer at a time, and a writer that finds the database busy sleeps in growing steps
-        # (up to 100 ms) before it tries again: fifty job threads writing at once lost far more time asleep than
-        # writing (a `submitted` record, which precedes the first poll, took up to 0.3 s). Writers of this
-        # process queue here instead and go the moment the previous one is done; SQLite's lock still orders
-        # them against other processes.
-        self._writing = threading.Lock()
+        # Fifty job threads write here at once: their writes are committed together (see cache.group), which
+        # also keeps them out of SQLite's busy sleeps (growing steps up to 100 ms) within this process; SQLite's
+        # lock still orders them against other processes.
+        self._writes = GroupWriter(self._db)
 
     def record(self, key: str, **fields: Any) -> None:
-        with self._writing:
-            current = self._db.get(key) or {}
-            self._db.set(key, {**current, **redact_data(fields), "updated": time.time()})
+        update = {**redact_data(fields), "updated": time.time()}
+
+        def merge(db: Any) -> None:
+            db.set(key, {**(db.get(key) or {}), **update})
+
+        self._writes.apply(merge)
 
     def get(self, key: str) -> dict[str, Any] | None:
         got = self._db.get(key)
         return dict(got) if got is not None else None
 
     def remove(self, key: str) -> None:
-        with self._writing:
-            self._db.delete(key)
+        self._writes.apply(lambda db: db.delete(key))
 
     def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for k in list(self._db.iterkeys()):
@@ -118,9 +119,13 @@ class Journal:
     # near when such a job is done instead of at a fixed delay; they outlive the request entries above.
     def observe(self, kind: str, seconds: float) -> None:
         """One more observed render time of `kind`; the last RENDER_TIMES_KEPT are kept."""
-        with self._writing:
-            seen = list(self._db.get(_RENDER_TIME + kind) or [])
-            self._db.set(_RENDER_TIME + kind, [*seen, round(float(seconds), 3)][-RENDER_TIMES_KEPT:])
+        took = round(float(seconds), 3)
+
+        def append(db: Any) -> None:
+            seen = list(db.get(_RENDER_TIME + kind) or [])
+            db.set(_RENDER_TIME + kind, [*seen, took][-RENDER_TIMES_KEPT:])
+
+        self._writes.apply(append)
 
     def expected(self, kind: str) -> float | None:
         """The median of the render times observed for `kind`, or None before the first."""
@@ -153,14 +158,17 @@ class Cache:
         self.repaired: list[str] = []  # keys whose corrupt entries this process dropped
         self.corrupt: list[str] = []  # keys whose blobs a read-only look found corrupt (and left alone)
         self.readonly = bool(readonly) if readonly is not None else not _writable(self.dir)
-        self._writing = threading.Lock()  # as Journal's: this process's writers queue here, not in SQLite's sleeps
+        # as Journal's: this process's writes are committed together; `with self._writing:` writes alone
+        self._writing: GroupWriter
         self._index: Any
         if self.readonly:
             self._index = index.open_readonly(self.dir, self.notes)
+            self._writing = GroupWriter(self._index)  # never used: nothing is written to a read-only cache
             return
         for sub in ("blobs", "locks", "tmp"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         self._index = index.open_checked(self.dir, self.notes)
+        self._writing = GroupWriter(self._index)
         self._backfill_sidecars()
 
     def _backfill_sidecars(self) -> None:
@@ -301,13 +309,16 @@ class Cache:
                 car.unlink(missing_ok=True)
             raise
         scene_id = meta.get("scene_id")
+
         # One transaction: the entry and the scene's list of recent keys (what `explain_miss` compares with).
-        with self._writing, self._index.transact():
-            self._index.set(key, entry)
+        def index_it(db: Any) -> None:
+            db.set(key, entry)
             if scene_id:
                 skey = f"{index.SCENE_PREFIX}{scene_id}"
-                keys = [k for k in (self._index.get(skey) or []) if k != key][-(index.RECENT_KEYS - 1) :]
-                self._index.set(skey, [*keys, key])
+                keys = [k for k in (db.get(skey) or []) if k != key][-(index.RECENT_KEYS - 1) :]
+                db.set(skey, [*keys, key])
+
+        self._writing.apply(index_it)
         links.relink(self.dir, key, dest, digest)
         return Hit(key, dest, entry)
 
