@@ -404,7 +404,7 @@ class RemoteBackend(Backend):
             run.first_poll = {"based_on": "journal: re-attached to a request sent earlier"}
         else:
             after, run.first_poll = self._first_poll(run.ctx.journal, kind)
-            schedule = PollSchedule(p, first_s=after)
+            schedule = PollSchedule(p, first_s=after, timed=run.first_poll["based_on"] == LEARNT)
             due = submitted_at + schedule.first()
         first = True
         running_at: float | None = None  # when a poll last found the job running, and its eta then
@@ -459,7 +459,7 @@ class RemoteBackend(Backend):
                 expected = journal.expected(kind)
                 if expected is not None:
                     after = min(max(expected, p.min_interval_s), p.timeout_s)
-                    basis = {"based_on": "observed render times", "kind": kind, "expected_s": expected}
+                    basis = {"based_on": LEARNT, "kind": kind, "expected_s": expected}
                     return after, {**basis, "after_s": round(after, 3)}
             if self.gives_eta:
                 after = min(p.min_interval_s, p.initial_s)
@@ -488,23 +488,34 @@ def _render_time(done_after: float, running_at: float | None, eta: float | None,
     return done_after
 
 
+# A poll timed to when the job should be done (its kind's observed render time, the provider's eta) is jittered
+# by at most this much, not the full `poll.jitter` (20% as shipped): jitter keeps fixed-interval polls of jobs
+# sent together out of step, but these are already spread as their submits were, and each percent of delay is
+# paid in full by a job already done: 20% of a 10-minute render is two minutes' wait for a finished video.
+TIMED_JITTER = 0.05
+LEARNT = "observed render times"  # the manifest's `first_poll.based_on` for a first poll timed by the journal
+
+
 class PollSchedule:
     """When the polls of one job fall: `first()` after the submit, then `next(eta)` after each answer that
     says it is still running. Jitter only ever delays a poll: one before the job can be done is wasted.
-    `first_s`: when the first poll is due (default `initial_s`; see RemoteBackend._first_poll)."""
+    `first_s`: when the first poll is due (default `initial_s`; see RemoteBackend._first_poll); `timed`: first_s
+    is when such a job is expected done (then, as at an eta, jitter is at most TIMED_JITTER)."""
 
-    def __init__(self, poll: PollConfig, first_s: float | None = None):
+    def __init__(self, poll: PollConfig, first_s: float | None = None, *, timed: bool = False):
         self.p = poll
         self.interval = poll.interval_s
         self.first_s = poll.initial_s if first_s is None else first_s
+        self.timed = timed
 
     def first(self) -> float:
-        return _jittered(self.first_s, self.p.jitter)
+        return _jittered(self.first_s, min(self.p.jitter, TIMED_JITTER) if self.timed else self.p.jitter)
 
     def next(self, eta_s: float | None) -> float:
         if eta_s is not None:  # the provider's hint, within bounds; a little past it, since a poll a moment
             # early would wait min_interval_s for the next
-            return _jittered(min(max(eta_s * 1.02 + 0.05, self.p.min_interval_s), self.p.max_interval_s), self.p.jitter)
+            at = min(max(eta_s * 1.02 + 0.05, self.p.min_interval_s), self.p.max_interval_s)
+            return _jittered(at, min(self.p.jitter, TIMED_JITTER))
         delay, self.interval = self.interval, min(self.interval * self.p.backoff, self.p.max_interval_s)
         return _jittered(delay, self.p.jitter)
 
@@ -513,4 +524,4 @@ def _jittered(seconds: float, jitter: float) -> float:
     return seconds * (1 + random.uniform(0, jitter))
 
 
-__all__ = ["AmbiguousSubmit", "NotListed", "PollSchedule", "RemoteBackend", "Status"]
+__all__ = ["TIMED_JITTER", "AmbiguousSubmit", "NotListed", "PollSchedule", "RemoteBackend", "Status"]
