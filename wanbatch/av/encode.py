@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from wanbatch.av.ffmpeg import run_ffmpeg
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass
@@ -69,6 +70,7 @@ def write_clip(
     or padded to the video's length); with `silent_audio`, a silent track is added instead, so every
     clip has the same audio layout and films join by stream copy."""
     import imageio_ffmpeg
+    import numpy as np  # here, not at the top: a fully cached run reads EncodeSettings and encodes nothing (~65 ms)
 
     it = iter(frames)
     first = next(it)

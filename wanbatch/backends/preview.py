@@ -10,9 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PIL import Image
 
 from wanbatch.av.ffmpeg import last_frame
@@ -22,6 +21,9 @@ from wanbatch.core.backend import Backend, BackendKind, RenderContext, RenderRes
 from wanbatch.core.job import Job
 from wanbatch.core.scene import Scene
 from wanbatch.errors import Issue, RenderError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SIZES = {"480P": (832, 480), "720P": (1280, 720), "1080P": (1920, 1080)}
 # An animatic is a sketch: past these it only fills memory and disk (a `width: 20000` scene allocated
@@ -163,6 +165,8 @@ def _animate(first: Image.Image, last: Image.Image | None, w: int, h: int, n: in
     # A slow Ken Burns move: zoom in by 8%, drifting in a direction picked by the seed.
     dx, dy = ((1, 0), (-1, 0), (0, 1), (0, -1))[seed % 4]
     zoom_to = 1.08
+    import numpy as np  # imported when frames are made: a cached run makes none
+
     a = np.asarray(first, dtype=np.float32)
     b = np.asarray(last, dtype=np.float32) if last is not None else None
     for i in range(n):

@@ -153,7 +153,6 @@ class RunOutputs:
         failed) gets a slate in its place, or is left out (`stitch.on_failure`); the notes then say the film is
         partial and which scenes it lacks."""
         from wanbatch.film.clips import FilmClip
-        from wanbatch.film.stitch import stitch_film
 
         film = self.run_dir / "film.mp4"
         missing = [j.id for j in self.plan.film_jobs if j.id not in self.clips]
@@ -183,6 +182,8 @@ class RunOutputs:
                 link_or_copy(hit.path, film)
                 cache.record_link(key, hit.path.stem, film)
                 return film.name, {**hit.entry["film"], "cached": True, "cache_key": key}
+            from wanbatch.film.stitch import stitch_film  # (numpy and the mixer: not for a film already made)
+
             clips = [
                 FilmClip(path=self._clip_or_slate(j.id, encode), scene_id=j.scene.id, transition=j.scene.transition)
                 for j in self.plan.film_jobs

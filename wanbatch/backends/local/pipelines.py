@@ -28,11 +28,12 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from wanbatch.backends.local.models.construction import CONSTRUCTION_LOCK, diffusers_attr
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DTYPES = ("bfloat16", "float16", "float32")
 OFFLOAD = ("none", "model", "sequential", "group")
@@ -384,6 +385,8 @@ def pipeline_kwargs(params: Mapping[str, Any], images: Mapping[str, Any]) -> dic
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:
     """Float frames in [0, 1] to uint8, rounding exactly as diffusers' `numpy_to_pil`."""
+    import numpy as np  # imported when frames are made: a cached run makes none
+
     return (frames * 255).round().astype(np.uint8)
 
 
@@ -422,6 +425,8 @@ def call_pipeline(
         callback_on_step_end=callback,
     )
     # 5. Frames as diffusers would hand them to PIL
+    import numpy as np  # imported when frames are made: a cached run makes none
+
     return to_uint8(np.asarray(out.frames[0]))
 
 
