@@ -17,8 +17,34 @@ start without Hydra.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import sys
+import threading
+
+
+def console() -> None:
+    """The console script: `main`, then a quick exit. Once a run has ended (its files closed, its threads
+    joined, the atexit handlers run: logs flushed, Ray shut down), the interpreter's teardown only frees memory
+    object by object, which took 0.1-0.15 s of a fully cached rerun's ~0.7 s. It is skipped when no other thread
+    is left; with one still running, Python exits as usual (and waits for it)."""
+    code: str | int | None
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    status = 0 if code is None else code if isinstance(code, int) else 1
+    if isinstance(code, str):
+        print(code, file=sys.stderr)  # as sys.exit("message") prints it
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a reader that left (`| head`) has nothing more to read
+            stream.flush()
+    os._exit(status)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,5 @@
 """`python -m wanbatch.cli`: the console script, for environments without it on PATH."""
 
-from wanbatch.cli import main
+from wanbatch.cli import console
 
-main()
+console()
