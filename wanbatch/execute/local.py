@@ -13,6 +13,7 @@ bookkeeping is `execute/frontier.py`'s, shared with `executor=ray`; this module 
 from __future__ import annotations
 
 import contextlib
+import queue
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -75,6 +76,9 @@ class LocalExecutor:
         ended: dict[str, Outcome] = {}
 
         order = _InOrder()
+        # Jobs put themselves here as they end: `concurrent.futures.wait` over a hundred running jobs hooked
+        # onto and off every one of them each time one ended.
+        finished: queue.SimpleQueue[Future[Outcome]] = queue.SimpleQueue()
 
         def task(job: Job, parent_clip: Path | None, ticket: tuple[str, int]) -> Outcome:
             backend = plan.backends[job.backend]
@@ -131,13 +135,14 @@ class LocalExecutor:
                         ticket = order.ticket(job.backend)
                         fut = pool.submit(task, job, frontier.parent_clip(job), ticket)
                         fut.add_done_callback(partial(_give_up_turn, order, ticket))
+                        fut.add_done_callback(finished.put)
                         running[fut] = job.id
                     if not running:
                         continue
-                    done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
-                    for fut in done:  # finished before it is forgotten: a Ctrl-C in between loses nothing
-                        frontier.finish(fut.result())
-                        del running[fut]
+                    for fut in _finished(finished):  # finished before forgotten: a Ctrl-C in between loses nothing
+                        if fut in running:
+                            frontier.finish(fut.result())
+                            del running[fut]
             except KeyboardInterrupt:
                 interrupted = True
                 self.cancel.set()
@@ -197,22 +202,39 @@ class LocalExecutor:
         frontier.cancel_rest()
 
 
+def _finished(finished: queue.SimpleQueue[Future[Outcome]]) -> list[Future[Outcome]]:
+    """The jobs that ended: at least one, waited for up to half a second (so a Ctrl-C is seen: the wait wakes
+    for it), then every other one already there."""
+    try:
+        done = [finished.get(timeout=0.5)]
+    except queue.Empty:
+        return []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            done.append(finished.get_nowait())
+    return done
+
+
 def _give_up_turn(order: _InOrder, ticket: tuple[str, int], fut: Future[Outcome]) -> None:
     if fut.cancelled():  # its thread never ran: the jobs after it must not wait for it
         order.done(ticket)
 
 
 class _InOrder:
-    """Turns per backend: ticket n of a backend goes once tickets 0..n-1 of it have gone (or were cancelled)."""
+    """Turns per backend: ticket n of a backend goes once tickets 0..n-1 of it have gone (or were cancelled).
+    A ticket's thread waits on an event of its own, set when its turn comes: fifty threads waiting on one
+    condition were all woken at every turn, to find it was not theirs (thousands of wake-ups in a burst of
+    remote jobs, each taking the GIL from the ones with work to do)."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._issued: dict[str, int] = {}
         self._next: dict[str, int] = {}
         self._gone: set[tuple[str, int]] = set()
+        self._waiting: dict[tuple[str, int], threading.Event] = {}
 
     def ticket(self, backend: str) -> tuple[str, int]:
-        with self._cond:
+        with self._lock:
             n = self._issued.get(backend, 0)
             self._issued[backend] = n + 1
             return (backend, n)
@@ -220,8 +242,10 @@ class _InOrder:
     @contextlib.contextmanager
     def turn(self, ticket: tuple[str, int]) -> Iterator[None]:
         backend, n = ticket
-        with self._cond:
-            self._cond.wait_for(lambda: self._next.get(backend, 0) == n)
+        with self._lock:
+            mine = None if self._next.get(backend, 0) == n else self._waiting.setdefault(ticket, threading.Event())
+        if mine is not None:
+            mine.wait()
         try:
             yield
         finally:
@@ -230,12 +254,15 @@ class _InOrder:
     def done(self, ticket: tuple[str, int]) -> None:
         """`ticket` has had its turn, or never will (its job was cancelled before it started)."""
         backend = ticket[0]
-        with self._cond:
+        with self._lock:
             self._gone.add(ticket)
             while (backend, self._next.get(backend, 0)) in self._gone:
                 self._gone.discard((backend, self._next.get(backend, 0)))
                 self._next[backend] = self._next.get(backend, 0) + 1
-            self._cond.notify_all()
+            # the ticket whose turn it now is (its thread may not be waiting yet: then it finds out itself)
+            waiting = self._waiting.pop((backend, self._next.get(backend, 0)), None)
+        if waiting is not None:
+            waiting.set()
 
 
 class _Once:
