@@ -9,7 +9,8 @@ between a small and a large project divided by the scenes added, so start-up (Py
 - dry run, scenes from `scenes_file` (JSONL): 10 vs 100,000 scenes (target <= 100 us/scene), and the peak
   RSS of the 100k dry run (target < 1 GB) with the RSS of the smaller runs, to say how it grows;
 - 100 remote jobs on the fake provider (Novita protocol, 2 s per job, 50 in flight; ideal 2 waves x 2 s =
-  4 s), end to end with film and report: the run minus a dry run of the same project. Once with polls tuned
+  4 s), end to end with film and report: the run minus a dry run of the same project (the median of three
+  runs, each in a fresh cache: this machine is shared and one run moves by +-10%). Once with polls tuned
   to the job (target <= 1.3x ideal), once with the shipped poll settings after one earlier render of that
   backend in the cache (target <= 1.5x ideal and <= 3 polls per job, counted by the fake).
 """
@@ -152,21 +153,33 @@ def _remote_project(root: Path, jobs: int, first: int = 0) -> Path:
     return root
 
 
+def _remote_once(
+    tmp: Path, server: FakeServer, jobs: int, poll: dict[str, Any] | None, warm: bool, env: dict[str, str]
+) -> tuple[float, float, float]:
+    """One end-to-end run in a cache of its own: (run wall, dry-run wall, polls per job)."""
+    work = tmp / str(time.monotonic_ns())
+    root = _remote_project(work / "p", jobs)
+    if warm:  # one earlier render of this backend (another scene) in the same cache
+        _run(_remote_project(work / "warm", 1, first=1000), *_remote_args(work, server.url, poll), env=env)
+    dry = _run(root, "dry_run=true", *_remote_args(work, server.url, poll), env=env)[0]
+    server.reset()
+    wall, _ = _run(root, *_remote_args(work, server.url, poll), env=env)
+    return wall, dry, server.stats()["total"].get("polls", 0) / jobs
+
+
 def remote(tmp: Path, quick: bool) -> tuple[list[dict[str, str]], list[str], dict[str, Any]]:
     jobs = 40 if quick else 100
+    repeats = 1 if quick else 3  # this machine is shared: the median of three runs, each in a fresh cache
     ideal = -(-jobs // 50) * LATENCY_S
     env = {"NOVITA_API_KEY": "bench-key"}
     figures, notes, raw = [], [], {}
     with FakeServer(LATENCY_S) as server:
         for label, poll, warm in (("tuned polls", TUNED, False), ("shipped polls, one earlier render", None, True)):
-            work = tmp / label.split()[0]
-            root = _remote_project(work / "p", jobs)
-            if warm:  # one earlier render of this backend (another scene) in the same cache
-                _run(_remote_project(work / "warm", 1, first=1000), *_remote_args(work, server.url, poll), env=env)
-            dry = _run(root, "dry_run=true", *_remote_args(work, server.url, poll), env=env)[0]
-            server.reset()
-            wall, _ = _run(root, *_remote_args(work, server.url, poll), env=env)
-            polls = server.stats()["total"].get("polls", 0) / jobs
+            runs = sorted(
+                (_remote_once(tmp / label.split()[0], server, jobs, poll, warm, env) for _ in range(repeats)),
+                key=lambda r: r[0] - r[1],
+            )
+            wall, dry, polls = runs[len(runs) // 2]
             ratio = (wall - dry) / ideal
             target = 1.3 if not warm else 1.5
             figures.append(
@@ -181,9 +194,11 @@ def remote(tmp: Path, quick: bool) -> tuple[list[dict[str, str]], list[str], dic
                 figures.append(figure(f"polls per job, {label}", f"{polls:.2f}", "<= 3", polls <= 3))
             notes.append(
                 f"{label}: run {wall:.2f} s - dry run {dry:.2f} s = {wall - dry:.2f} s; ideal {ideal:.1f} s; "
-                f"{polls:.2f} polls/job"
+                f"{polls:.2f} polls/job (median of {repeats}; all: "
+                + ", ".join(f"{(w - d) / ideal:.2f}x" for w, d, _ in runs)
+                + ")"
             )
-            raw[label] = {"wall_s": wall, "dry_s": dry, "ideal_s": ideal, "polls_per_job": polls}
+            raw[label] = {"wall_s": wall, "dry_s": dry, "ideal_s": ideal, "polls_per_job": polls, "runs": runs}
     return figures, notes, raw
 
 

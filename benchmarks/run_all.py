@@ -154,6 +154,8 @@ def render_markdown(
         f"- **Load average** (1, 5, 15 min) at start: {load_start}; at end: {load_end}. The machine may be "
         "shared: wall-clock figures move with its load; ratios are taken between interleaved runs where "
         "the script says so.",
+        "- **Bytecode**: written and used, as an installed wheel's is (the benchmarks unset "
+        "PYTHONDONTWRITEBYTECODE, which this project's sandboxes set: every start would compile from source).",
         "",
         "## How to rerun",
         "",
