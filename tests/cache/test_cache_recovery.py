@@ -360,3 +360,23 @@ def test_a_store_that_fails_for_lack_of_space_leaves_no_partial_blob(tmp_path, m
     assert list((cache.dir / "blobs").rglob("*.partial")) == [] and list((cache.dir / "blobs").rglob("*.json")) == []
     assert cache.fetch("k") is None
     cache.close()
+
+
+def test_a_database_another_process_is_creating_reads_as_empty(tmp_path):
+    """diskcache makes its file, then its table: a run that looks in between (two sweep members starting on one
+    cache, a dry run beside a run) found `no such table` and crashed. It finds nothing there, which is so."""
+    import sqlite3
+
+    from wanbatch.cache import index
+
+    cache_dir = tmp_path / "cache"
+    Cache(cache_dir)  # a cache, its index made
+    for folder in (cache_dir / "journal", cache_dir / "index"):
+        folder.mkdir(exist_ok=True)
+        (folder / index.DB_FILE).unlink(missing_ok=True)
+        sqlite3.connect(folder / index.DB_FILE).close()  # the file, no table yet
+    ro = Cache(cache_dir, readonly=True)
+    assert ro.journal_entry("0" * 32) is None
+    assert ro.peek("0" * 32) is None and list(ro.entries()) == []
+    journal = index.ReadOnlyIndex(cache_dir / "journal")
+    assert journal.get("k", "none") == "none" and list(journal.iterkeys()) == []

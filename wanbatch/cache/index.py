@@ -119,14 +119,26 @@ class ReadOnlyIndex:
         path = folder / DB_FILE
         self._disk = diskcache.Disk(str(folder))
         self._lock = threading.Lock()  # one connection, shared by a dry run's verifying threads
-        try:
-            self._con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-            self._con.execute("SELECT count(*) FROM Cache").fetchall()
-        except sqlite3.OperationalError:
-            self._con = sqlite3.connect(f"file:{path}?immutable=1", uri=True, check_same_thread=False)
-            self._con.execute("SELECT count(*) FROM Cache").fetchall()
+        self._con: sqlite3.Connection | None = None
+        for mode in ("mode=ro", "immutable=1"):
+            con = sqlite3.connect(f"file:{path}?{mode}", uri=True, check_same_thread=False)
+            try:
+                con.execute("SELECT count(*) FROM Cache").fetchall()
+            except sqlite3.OperationalError as exc:
+                con.close()
+                if "no such table" in str(exc):
+                    # The file is there, its table not yet: another process is creating this database right
+                    # now (diskcache makes the file, then the table). Nothing is in it.
+                    return
+                if mode == "immutable=1":
+                    raise
+                continue
+            self._con = con
+            return
 
     def get(self, key: str, default: Any = None) -> Any:
+        if self._con is None:
+            return default
         with self._lock:
             row = self._con.execute(
                 "SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1", (key,)
@@ -136,13 +148,16 @@ class ReadOnlyIndex:
         return self._disk.fetch(row[0], row[1], row[2], False)
 
     def iterkeys(self) -> Iterator[Any]:
+        if self._con is None:
+            return
         with self._lock:
             keys = self._con.execute("SELECT key FROM Cache WHERE raw = 1 ORDER BY rowid").fetchall()
         for (key,) in keys:
             yield key
 
     def close(self) -> None:
-        self._con.close()
+        if self._con is not None:
+            self._con.close()
 
 
 class MemoryIndex:
@@ -171,18 +186,18 @@ class MemoryIndex:
 def open_readonly(cache_dir: Path, notes: list[str]) -> Index:
     """The index for reading only; from the sidecars (in memory) when it is missing or malformed."""
     folder = cache_dir / "index"
+    why = "missing"
     if (folder / DB_FILE).is_file():
         try:
             ro = ReadOnlyIndex(folder)
-            rows = ro._con.execute("PRAGMA quick_check").fetchall()
-            if [str(r[0]) for r in rows] == ["ok"]:
-                return ro
-            ro.close()
-            why = "malformed"
+            if ro._con is not None:  # (None: another process is creating it; as good as missing)
+                rows = ro._con.execute("PRAGMA quick_check").fetchall()
+                if [str(r[0]) for r in rows] == ["ok"]:
+                    return ro
+                ro.close()
+                why = "malformed"
         except sqlite3.DatabaseError as exc:
             why = f"unreadable ({exc})"
-    else:
-        why = "missing"
     memory = MemoryIndex(cache_dir)
     if len(memory) or why != "missing":
         notes.append(
