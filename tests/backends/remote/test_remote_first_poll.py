@@ -95,3 +95,28 @@ def test_a_poll_timed_to_the_job_is_late_by_at_most_five_percent() -> None:
     assert all(600.0 <= w <= 630.0 for w in timed)
     at_eta = [PollSchedule(poll).next(50.0) for _ in range(200)]  # (an eta past max_interval_s is cut to it)
     assert all(51.05 <= w <= 51.05 * 1.05 for w in at_eta)
+
+
+def test_a_poll_that_went_out_late_does_not_teach_that_jobs_take_longer(remote: rf.Remote, monkeypatch) -> None:
+    """A busy client (fifty jobs landing at once) sends a poll late; the job it finds done took no longer for
+    that. What is learnt is when a punctual poll would have found it done, or each late poll would make the
+    next jobs' first polls later still."""
+    from wanbatch.backends.remote import run as run_module
+
+    remote.fake.configure(latency_s=0.2)
+    job, backend = remote.job(NOVITA, poll=SHIPPED_LIKE)
+    kind = backend.render_kind(job)
+    for _ in range(3):
+        remote.cache.journal.observe(kind, 0.4)  # such jobs were seen done 0.4 s after their submit
+    real_wait, waits = run_module.Run.wait, []
+
+    def late(self, seconds):  # the first poll goes out 3 s after it was due
+        waits.append(seconds)
+        return real_wait(self, seconds + (3.0 if len(waits) == 1 else 0.0))
+
+    monkeypatch.setattr(run_module.Run, "wait", late)
+    info = remote.render(job, backend).info
+    assert info["first_poll"]["based_on"] == "observed render times" and info["polls"] == 1
+    assert info["timings"]["provider"] >= 3.0  # it was late indeed
+    learnt = remote.cache.journal._db.get("render-time:" + kind)
+    assert len(learnt) == 4 and learnt[-1] < 2.0, learnt  # ~0.4 s and its round trip, not 3.4 s
