@@ -99,8 +99,8 @@ def test_a_poll_timed_to_the_job_is_late_by_at_most_five_percent() -> None:
 
 def test_a_poll_that_went_out_late_does_not_teach_that_jobs_take_longer(remote: rf.Remote, monkeypatch) -> None:
     """A busy client (fifty jobs landing at once) sends a poll late; the job it finds done took no longer for
-    that. What is learnt is when a punctual poll would have found it done, or each late poll would make the
-    next jobs' first polls later still."""
+    that. What is learnt is when the poll was due, or each late poll would make the next jobs' first polls later
+    still (a job done only after that is found running by the next first poll, and its eta says the time)."""
     from wanbatch.backends.remote import run as run_module
 
     remote.fake.configure(latency_s=0.2)
@@ -119,4 +119,18 @@ def test_a_poll_that_went_out_late_does_not_teach_that_jobs_take_longer(remote: 
     assert info["first_poll"]["based_on"] == "observed render times" and info["polls"] == 1
     assert info["timings"]["provider"] >= 3.0  # it was late indeed
     learnt = remote.cache.journal._db.get("render-time:" + kind)
-    assert len(learnt) == 4 and learnt[-1] < 2.0, learnt  # ~0.4 s and its round trip, not 3.4 s
+    assert len(learnt) == 4 and learnt[-1] <= 0.4 * 1.05 + 0.001, learnt  # when it was due, not 3.4 s
+
+
+def test_jobs_that_got_slower_teach_it_through_the_eta(remote: rf.Remote) -> None:
+    """The other way: such jobs were done in 0.1 s, this one takes 0.6 s. Its first poll finds it running, the
+    provider's eta says when it will be done, and that is what is learnt (the next first poll comes then)."""
+    remote.fake.configure(latency_s=0.6)
+    job, backend = remote.job(NOVITA, poll=SHIPPED_LIKE)
+    kind = backend.render_kind(job)
+    for _ in range(3):
+        remote.cache.journal.observe(kind, 0.1)
+    info = remote.render(job, backend).info
+    assert info["first_poll"]["expected_s"] == 0.1 and info["polls"] == 2
+    learnt = remote.cache.journal._db.get("render-time:" + kind)
+    assert learnt[-1] >= 0.6, learnt  # never before the job can be done

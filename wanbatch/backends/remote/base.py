@@ -412,7 +412,6 @@ class RemoteBackend(Backend):
         while True:
             run.wait(due - time.monotonic())
             url, params = self.status_request(request_id)
-            sent = time.monotonic()
             try:
                 data = self.api.call(run, "GET", url, what=f"status poll of request {request_id}", params=params)
             except ProviderError as exc:
@@ -426,11 +425,13 @@ class RemoteBackend(Backend):
                 if status.state == "succeeded" and submitted_at is not None:
                     done_after = answered - submitted_at
                     if running_at is None and self.gives_eta:
-                        # Done at the first poll: what it teaches is when a punctual poll finds such a job done.
-                        # A poll that went out late (this process busy with fifty others) taught that jobs take
-                        # longer, and the next ones were polled later still. (With an eta, a first poll a moment
-                        # early costs one poll at the eta; without one, a whole interval: there it stays as seen.)
-                        done_after = min(done_after, due - submitted_at + (answered - sent))
+                        # Done at the first poll, which was due `due`: that is what it teaches. A poll that went out
+                        # or was answered late (this process busy with fifty others) taught that jobs take longer,
+                        # and the next ones were polled later still. Should the job have been done only just
+                        # after `due`, the next first poll finds one running, and its eta teaches the time. (With
+                        # an eta a first poll a moment early costs one poll at the eta; without one, a whole
+                        # interval: there what was seen stays.)
+                        done_after = min(done_after, due - submitted_at)
                     took = _render_time(done_after, running_at, eta, submitted_at)
                     with contextlib.suppress(Exception):  # a lesson for next time; never a reason to fail
                         run.ctx.journal.observe(kind, took)
