@@ -61,4 +61,4 @@ def _dump() -> None:
 
 
 if __name__ == "__main__":
-    cli.main()
+    cli.console()  # as the console script: main, then its quick exit

@@ -99,7 +99,7 @@ def _phases(marks: dict[str, float], t0: float, t_end: float) -> dict[str, float
         ("report", "report_started", "report_done"),
         ("manifest + result", "report_done" if "report_done" in m else "executor_done", "run_project_returned"),
         ("Hydra teardown + sys.exit", "run_project_returned", "exiting"),
-        ("interpreter exit", "exiting", "gone"),
+        ("exit (atexit handlers, then os._exit: no teardown)", "exiting", "gone"),
     ]
     return {name: m[b] - m[a] for name, a, b in order if a in m and b in m}
 
