@@ -232,9 +232,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 + ph.get("import wanbatch (CLI + core)", 0)
                 + ph.get("Hydra: import + compose", 0)
             )
+            # issue 14: a fully cached rerun of the demo within half a second (the storyboard has no target)
+            target, ok = ("<= 0.5 s", r["wall_s"] <= 0.5) if recipe == "demo" else ("", None)
             figures.append(
                 figure(
-                    f"{recipe}: cached rerun wall ({scenes} scenes, median of {n})", f"{r['wall_s']:.2f} s", "", None
+                    f"{recipe}: cached rerun wall ({scenes} scenes, median of {n})", f"{r['wall_s']:.2f} s", target, ok
                 )
             )
             figures.append(

@@ -30,7 +30,7 @@ from _common import figure, median, parse_args, print_result, result
 
 from wanbatch.av.encode import EncodeSettings, write_clip
 from wanbatch.av.ffmpeg import ffmpeg_exe, probe
-from wanbatch.config.schema import EncodeConfig
+from wanbatch.config.schema import EncodeConfig, StitchConfig
 from wanbatch.core.scene import Transition
 
 TARGET_COPY = 1.5
@@ -92,7 +92,7 @@ def wanbatch_stitch(
 
     clips = [FilmClip(p, f"s{k}", transition=transition if k else Transition()) for k, p in enumerate(paths)]
     t0 = time.perf_counter()
-    res = stitch_film(clips, out, settings={"mode": mode}, encode=encode)
+    res = stitch_film(clips, out, settings=StitchConfig(mode=mode), encode=encode)
     return time.perf_counter() - t0, res
 
 
