@@ -30,6 +30,28 @@ class _Counting:
         return getattr(self.db, name)
 
 
+def _held(then):
+    """A change that holds its writer inside the transaction until `release` is set, then does `then(db)`."""
+    inside, release = threading.Event(), threading.Event()
+
+    def change(d):
+        inside.set()
+        assert release.wait(60)
+        return then(d)
+
+    return change, inside, release
+
+
+def _behind(writes, leader, others, release) -> None:
+    """Start `others` while `leader` holds the writer; once all their changes wait, let it go; join them all."""
+    for t in others:
+        t.start()
+    _until(lambda: len(writes._pending) == len(others), f"the {len(others)} changes did not queue")
+    release.set()
+    for t in [leader, *others]:
+        t.join(60)
+
+
 def _until(predicate, what: str) -> None:
     deadline = time.monotonic() + 60
     while not predicate():
@@ -40,13 +62,8 @@ def _until(predicate, what: str) -> None:
 def test_changes_that_wait_are_committed_together_and_each_caller_sees_its_own(tmp_path):
     db = _Counting(tmp_path / "db")
     writes = GroupWriter(db)
-    inside, release = threading.Event(), threading.Event()
-
-    def held(d):  # the first writer is held inside its transaction while 19 more changes arrive
-        inside.set()
-        assert release.wait(60)
-        d.set("first", 0)
-        return "first"
+    # the first writer is held inside its transaction while 19 more changes arrive
+    held, inside, release = _held(lambda d: (d.set("first", 0), "first")[1])
 
     results: dict[int, object] = {}
     first = threading.Thread(target=lambda: results.__setitem__(-1, writes.apply(held)))
@@ -58,12 +75,7 @@ def test_changes_that_wait_are_committed_together_and_each_caller_sees_its_own(t
         )
         for i in range(19)
     ]
-    for t in threads:
-        t.start()
-    _until(lambda: len(writes._pending) == 19, "the 19 changes did not queue")
-    release.set()
-    for t in [first, *threads]:
-        t.join(60)
+    _behind(writes, first, threads, release)
     assert results == {-1: "first", **{i: i for i in range(19)}}
     assert db.transactions == 2  # the held one, then the 19 that waited for it, in one
     assert [db.db.get(f"k{i}") for i in range(19)] == list(range(19)) and db.db.get("first") == 0
@@ -72,12 +84,7 @@ def test_changes_that_wait_are_committed_together_and_each_caller_sees_its_own(t
 def test_a_failing_change_fails_its_caller_only(tmp_path):
     db = _Counting(tmp_path / "db")
     writes = GroupWriter(db)
-    inside, release = threading.Event(), threading.Event()
-
-    def held(d):
-        inside.set()
-        assert release.wait(60)
-        d.set("held", 1)
+    held, inside, release = _held(lambda d: d.set("held", 1))
 
     def bad(d):
         d.set("bad", 1)
@@ -97,12 +104,7 @@ def test_a_failing_change_fails_its_caller_only(tmp_path):
     others = [
         threading.Thread(target=call, args=(fn,)) for fn in (lambda d: d.set("a", 1), bad, lambda d: d.set("b", 1))
     ]
-    for t in others:
-        t.start()
-    _until(lambda: len(writes._pending) == 3, "the changes did not queue")
-    release.set()
-    for t in [leader, *others]:
-        t.join(60)
+    _behind(writes, leader, others, release)
     assert [str(e) for e in errors] == ["this change is wrong"]
     assert db.db.get("a") == db.db.get("b") == db.db.get("held") == 1
     assert db.db.get("bad") is None  # rolled back with its failure
@@ -125,12 +127,11 @@ def test_writing_alone_keeps_group_commits_out(tmp_path):
 def test_an_interrupted_writer_leaves_the_others_changes_to_the_next(tmp_path):
     db = _Counting(tmp_path / "db")
     writes = GroupWriter(db)
-    inside, release = threading.Event(), threading.Event()
 
-    def interrupted(d):
-        inside.set()
-        assert release.wait(60)
+    def boom(d):
         raise KeyboardInterrupt
+
+    interrupted, inside, release = _held(boom)
 
     caught: list[BaseException] = []
 
