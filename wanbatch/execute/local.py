@@ -13,7 +13,6 @@ bookkeeping is `execute/frontier.py`'s, shared with `executor=ray`; this module 
 from __future__ import annotations
 
 import contextlib
-import queue
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -76,9 +75,6 @@ class LocalExecutor:
         ended: dict[str, Outcome] = {}
 
         order = _InOrder()
-        # Jobs put themselves here as they end: `concurrent.futures.wait` over a hundred running jobs hooked
-        # onto and off every one of them each time one ended.
-        finished: queue.SimpleQueue[Future[Outcome]] = queue.SimpleQueue()
 
         def task(job: Job, parent_clip: Path | None, ticket: tuple[str, int]) -> Outcome:
             backend = plan.backends[job.backend]
@@ -135,14 +131,13 @@ class LocalExecutor:
                         ticket = order.ticket(job.backend)
                         fut = pool.submit(task, job, frontier.parent_clip(job), ticket)
                         fut.add_done_callback(partial(_give_up_turn, order, ticket))
-                        fut.add_done_callback(finished.put)
                         running[fut] = job.id
                     if not running:
                         continue
-                    for fut in _finished(finished):  # finished before forgotten: a Ctrl-C in between loses nothing
-                        if fut in running:
-                            frontier.finish(fut.result())
-                            del running[fut]
+                    done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+                    for fut in done:  # finished before it is forgotten: a Ctrl-C in between loses nothing
+                        frontier.finish(fut.result())
+                        del running[fut]
             except KeyboardInterrupt:
                 interrupted = True
                 self.cancel.set()
@@ -200,19 +195,6 @@ class LocalExecutor:
             except KeyboardInterrupt:
                 self.abandon.set()
         frontier.cancel_rest()
-
-
-def _finished(finished: queue.SimpleQueue[Future[Outcome]]) -> list[Future[Outcome]]:
-    """The jobs that ended: at least one, waited for up to half a second (so a Ctrl-C is seen: the wait wakes
-    for it), then every other one already there."""
-    try:
-        done = [finished.get(timeout=0.5)]
-    except queue.Empty:
-        return []
-    with contextlib.suppress(queue.Empty):
-        while True:
-            done.append(finished.get_nowait())
-    return done
 
 
 def _give_up_turn(order: _InOrder, ticket: tuple[str, int], fut: Future[Outcome]) -> None:
