@@ -23,14 +23,7 @@ def sha256_file(path: str | Path) -> str:
         hit = _memo.get(memo_key)
     if hit is not None:
         return hit
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        # readinto a reused buffer: hashing runs at hashlib's speed instead of the allocator's.
-        buf = bytearray(_HASH_CHUNK)
-        view = memoryview(buf)
-        while n := f.readinto(buf):
-            h.update(view[:n])
-    digest = h.hexdigest()
+    digest = sha256_fresh(path)
     with _memo_lock:
         _memo[memo_key] = digest
     return digest
@@ -41,6 +34,7 @@ def sha256_fresh(path: str | Path) -> str:
     their copies), whose bytes can go bad without their size or mtime changing."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
+        # readinto a reused buffer: hashing runs at hashlib's speed instead of the allocator's.
         buf = bytearray(_HASH_CHUNK)
         view = memoryview(buf)
         while n := f.readinto(buf):
