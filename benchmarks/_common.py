@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,6 +31,13 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # source, and a benchmark of start-up then measures the compiler: the console scripts the benchmarks start
 # write and use it.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
+def console_script() -> list[str]:
+    """The `wanbatch` console script beside this interpreter (or on PATH); `python -m wanbatch.cli` without one."""
+    beside = Path(sys.executable).parent / "wanbatch"
+    found = str(beside) if beside.exists() else shutil.which("wanbatch")
+    return [found] if found else [sys.executable, "-m", "wanbatch.cli"]
 
 
 def parse_args(argv: Sequence[str] | None, description: str) -> argparse.Namespace:

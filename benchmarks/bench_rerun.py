@@ -16,7 +16,6 @@ import json
 import os
 import re
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import REPO_ROOT, figure, median, parse_args, print_result, result
+from _common import REPO_ROOT, console_script, figure, median, parse_args, print_result, result
 
 PROBE = Path(__file__).resolve().parent / "_rerun_probe.py"
 HEAVY = (
@@ -48,12 +47,6 @@ HEAVY = (
     "decorator",
     "scipy",
 )
-
-
-def console_script() -> list[str]:
-    beside = Path(sys.executable).parent / "wanbatch"
-    found = str(beside) if beside.exists() else shutil.which("wanbatch")
-    return [found] if found else [sys.executable, "-m", "wanbatch.cli"]
 
 
 def _overrides(recipe: str, cache: Path, run_dir: Path, extra: list[str]) -> list[str]:

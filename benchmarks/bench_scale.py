@@ -29,9 +29,8 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import figure, median, parse_args, print_result, result
+from _common import console_script, figure, median, parse_args, print_result, result
 from bench_remote import FakeServer
-from bench_rerun import console_script
 
 DEFAULTS = {"width": 320, "height": 192, "fps": 16, "duration": 2.0}
 TUNED = {"initial_s": 2.0, "min_interval_s": 0.1, "jitter": 0.05}

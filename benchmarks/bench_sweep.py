@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,13 +22,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import REPO_ROOT, figure, median, parse_args, print_result, result
-
-
-def console_script() -> list[str]:
-    beside = Path(sys.executable).parent / "wanbatch"
-    found = str(beside) if beside.exists() else shutil.which("wanbatch")
-    return [found] if found else [sys.executable, "-m", "wanbatch.cli"]
+from _common import REPO_ROOT, console_script, figure, median, parse_args, print_result, result
 
 
 def _run(*args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
