@@ -143,8 +143,8 @@ def test_clips_described_as_they_landed_are_not_read_again(tmp_path, monkeypatch
     clips = [FilmClip(make_clip(tmp_path / f"c{i}.mp4", seconds=1 + i / 2), f"s{i}") for i in range(3)]
     probed = {c.path: mp4_header(c.path) for c in clips[:2]}  # the third landed last: not described yet
     read: list[list[Path]] = []
-    real = stitch.probe_clips
-    monkeypatch.setattr(stitch, "probe_clips", lambda paths: (read.append(list(paths)), real(paths))[1])
+    real = clips_module.probe_clips
+    monkeypatch.setattr(clips_module, "probe_clips", lambda paths: (read.append(list(paths)), real(paths))[1])
     no_compose(monkeypatch)
     result = stitch_film(clips, tmp_path / "film.mp4", settings=StitchConfig(), encode=FAST, probed=probed)
     assert read == [[clips[2].path]]

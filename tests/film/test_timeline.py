@@ -87,14 +87,14 @@ def test_clips_described_as_they_landed_are_not_read_again(tmp_path, monkeypatch
     """A run reads each clip's header as it lands (for the film); the timeline, written after the last clip,
     takes those and reads only the clips it was not given."""
     otio = pytest.importorskip("opentimelineio")
-    from wanbatch.film import timeline as timeline_module
+    from wanbatch.film import clips as clips_module
     from wanbatch.film.clips import probe_clips
 
     manifest = make_run(tmp_path)
     paths = [tmp_path / s["clip"] for s in manifest["scenes"]]
     probed = dict(zip(paths[:3], probe_clips(paths[:3]), strict=True))
     read: list[Path] = []
-    monkeypatch.setattr(timeline_module, "probe_clips", lambda ps: (read.extend(ps), probe_clips(ps))[1])
+    monkeypatch.setattr(clips_module, "probe_clips", lambda ps: (read.extend(ps), probe_clips(ps))[1])
     timeline = otio.adapters.read_from_file(str(write_timeline(tmp_path, manifest, probed=probed)))
     assert read == [paths[3]]
     assert timeline.duration().to_seconds() == pytest.approx(film_seconds())

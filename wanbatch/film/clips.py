@@ -11,7 +11,7 @@ duration = sum of the clip durations - the crossfade durations.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +35,7 @@ __all__ = [
     "num",
     "overlap",
     "probe_clips",
+    "probe_unknown",
     "share",
 ]
 
@@ -133,6 +134,13 @@ def probe_clips(paths: Sequence[Path]) -> list[ClipInfo]:
         return [i for i in infos if i is not None]
     with ThreadPoolExecutor(max_workers=min(8, len(paths))) as pool:
         return list(pool.map(_ffmpeg_info, [Path(p) for p in paths]))
+
+
+def probe_unknown(paths: Sequence[Path], known: Mapping[Path, ClipInfo]) -> list[ClipInfo]:
+    """Every clip described: as `known` says (headers a run read as each clip landed), the others probed now."""
+    unknown = [p for p in paths if p not in known]
+    found = dict(zip(unknown, probe_clips(unknown), strict=True)) if unknown else {}
+    return [known[p] if p in known else found[p] for p in paths]
 
 
 def mp4_header(path: Path) -> ClipInfo | None:

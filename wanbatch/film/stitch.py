@@ -43,6 +43,7 @@ from wanbatch.film.clips import (
     layout,
     num,
     probe_clips,
+    probe_unknown,
 )
 
 __all__ = ["stitch_film"]
@@ -127,10 +128,7 @@ def stitch_film(
     st = check_stitch(settings)
     if not clips:
         raise ValueError("stitch_film needs at least one clip")
-    known = probed or {}
-    unknown = [c.path for c in clips if c.path not in known]
-    found = dict(zip(unknown, probe_clips(unknown), strict=True)) if unknown else {}
-    infos = [known.get(c.path) or found[c.path] for c in clips]
+    infos = probe_unknown([c.path for c in clips], probed or {})
     if len({i.copy_key[0] for i in infos}) > 1:  # some read from mp4 headers, some by ffmpeg: all alike instead
         infos = probe_clips([c.path for c in clips])
 

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import quote
 
 from wanbatch.core.scene import TRANSITIONS, Transition
-from wanbatch.film.clips import ClipInfo, layout, probe_clips
+from wanbatch.film.clips import ClipInfo, layout, probe_unknown
 from wanbatch.secrets import redact
 
 __all__ = ["write_timeline"]
@@ -79,10 +79,7 @@ def _cuts(
     if not scenes:
         raise ValueError("the manifest has no scene with a clip: there is no cut to export")
     rel = [_relative(str(s["clip"])) for s in scenes]
-    paths = [run_dir / r for r in rel]
-    unread = [p for p in paths if p not in probed]
-    read = dict(zip(unread, probe_clips(unread), strict=True)) if unread else {}
-    infos = [probed[p] if p in probed else read[p] for p in paths]
+    infos = probe_unknown([run_dir / r for r in rel], probed)
     cuts = []
     for scene, r, info in zip(scenes, rel, infos, strict=True):
         sid = str(scene.get("id"))
