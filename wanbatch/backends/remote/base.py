@@ -423,16 +423,8 @@ class RemoteBackend(Backend):
             status = self.read_status(data, request_id)
             if status.state != "running":
                 if status.state == "succeeded" and submitted_at is not None:
-                    done_after = answered - submitted_at
-                    if running_at is None and self.gives_eta:
-                        # Done at the first poll, which was due `due`: that is what it teaches. A poll that went out
-                        # or was answered late (this process busy with fifty others) taught that jobs take longer,
-                        # and the next ones were polled later still. Should the job have been done only just
-                        # after `due`, the next first poll finds one running, and its eta teaches the time. (With
-                        # an eta a first poll a moment early costs one poll at the eta; without one, a whole
-                        # interval: there what was seen stays.)
-                        done_after = min(done_after, due - submitted_at)
-                    took = _render_time(done_after, running_at, eta, submitted_at)
+                    due_after = due - submitted_at if self.gives_eta else None
+                    took = _render_time(answered - submitted_at, running_at, eta, submitted_at, due_after)
                     with contextlib.suppress(Exception):  # a lesson for next time; never a reason to fail
                         run.ctx.journal.observe(kind, took)
                 return status
@@ -488,12 +480,23 @@ class RemoteBackend(Backend):
         run.ctx.status(message)
 
 
-def _render_time(done_after: float, running_at: float | None, eta: float | None, submitted_at: float) -> float:
+def _render_time(
+    done_after: float, running_at: float | None, eta: float | None, submitted_at: float, due_after: float | None
+) -> float:
     """How long such a job takes, as the polls saw it, for the next one's first poll: never an estimate that
     would poll before the job is done (a poll too early costs a wait of poll.interval_s). The last `eta` hint
-    where one was given (a little past it, as polls are), else the time of the poll that found it done."""
+    where one was given (a little past it, as polls are), else the time of the poll that found it done.
+
+    `due_after`, for a provider that gives an eta: when the poll that found it done was due (seconds after the
+    submit, as `done_after`). A job done at its first poll teaches that time, not when the answer came: a poll
+    that went out or was answered late (this process busy with fifty others) taught that jobs take longer, and
+    the next ones were polled later still. Should the job have been done only just after, the next first poll
+    finds one running, and its eta teaches the time. (With an eta a first poll a moment early costs one poll at
+    the eta; without one, a whole interval: there what was seen stays.)"""
     if running_at is not None and eta is not None:
         return min(running_at - submitted_at + eta * 1.02 + 0.05, done_after)
+    if running_at is None and due_after is not None:
+        return min(done_after, due_after)
     return done_after
 
 
