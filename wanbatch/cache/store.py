@@ -158,18 +158,18 @@ class Cache:
         self.repaired: list[str] = []  # keys whose corrupt entries this process dropped
         self.corrupt: list[str] = []  # keys whose blobs a read-only look found corrupt (and left alone)
         self.readonly = bool(readonly) if readonly is not None else not _writable(self.dir)
-        # as Journal's: this process's writes are committed together; `with self._writing:` writes alone
-        self._writing: GroupWriter
         self._index: Any
         if self.readonly:
             self._index = index.open_readonly(self.dir, self.notes)
-            self._writing = GroupWriter(self._index)  # never used: nothing is written to a read-only cache
-            return
-        for sub in ("blobs", "locks", "tmp"):
-            (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        self._index = index.open_checked(self.dir, self.notes)
+        else:
+            for sub in ("blobs", "locks", "tmp"):
+                (self.dir / sub).mkdir(parents=True, exist_ok=True)
+            self._index = index.open_checked(self.dir, self.notes)
+        # as Journal's: this process's writes are committed together; `with self._writing:` writes alone (a
+        # read-only cache writes nothing)
         self._writing = GroupWriter(self._index)
-        self._backfill_sidecars()
+        if not self.readonly:
+            self._backfill_sidecars()
 
     def _backfill_sidecars(self) -> None:
         """Once per cache: a sidecar for every entry made before sidecars existed, so it can be rebuilt too."""
