@@ -165,7 +165,6 @@ def cut_posters(
     it cut (or is cutting) from the same clip is taken, not cut again."""
     if not jobs:
         return {}
-    (out_dir / "posters").mkdir(parents=True, exist_ok=True)
     # Those cut while the run rendered are done, or nearly: cut the others (the film's) meanwhile.
     todo = [_Cut(n, *jobs[n]) for n in jobs if early is None or not early.has(n, jobs[n][0])]
     threads = min(4, max(1, len(todo)))
@@ -201,13 +200,13 @@ def _cut_batch(out_dir: Path, cuts: Sequence[_Cut], poster_cache: Path | None) -
     todo: list[tuple[_Cut, Path, float, Path | None]] = []
     (out_dir / "posters").mkdir(parents=True, exist_ok=True)
     for cut in cuts:
-        out = out_dir / f"posters/{cut.name}.png"
+        out = out_dir / _rel(cut)
         at = (cut.duration / 3) if cut.duration else 0.0
         out.unlink(missing_ok=True)  # never show a stale poster from an earlier page
         cached = _cached_poster(poster_cache, cut.key, cut.video, at)
         if cached is not None and cached.is_file():
             link_or_copy(cached, out)
-            done[cut.name] = _rel(out_dir, out)
+            done[cut.name] = _rel(cut)
         else:
             todo.append((cut, out, at, cached))
     if len(todo) > 1:
@@ -227,7 +226,7 @@ def _cut_batch(out_dir: Path, cuts: Sequence[_Cut], poster_cache: Path | None) -
             _cut_one(cut.video, out, at)
         if out.is_file():
             _keep(out, cached)
-            done[cut.name] = _rel(out_dir, out)
+            done[cut.name] = _rel(cut)
         else:
             done[cut.name] = None
     return done
@@ -257,8 +256,9 @@ def _keep(out: Path, cached: Path | None) -> None:
         os.replace(staged, cached)
 
 
-def _rel(out_dir: Path, out: Path) -> str:
-    return out.relative_to(out_dir).as_posix()
+def _rel(cut: _Cut) -> str:
+    """Where a cut's poster goes, relative to the page's folder (what the page links)."""
+    return f"posters/{cut.name}.png"
 
 
 def _cached_poster(poster_cache: Path | None, key: Any, video: Path, at: float) -> Path | None:
