@@ -20,6 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from wanbatch.testing.fakeprovider.server import send
+
 Handler = Callable[[BaseHTTPRequestHandler, "Hostile"], None]
 
 
@@ -92,18 +94,6 @@ class Hostile:
 
     def release(self) -> None:
         self.released.set()
-
-
-def send(
-    h: BaseHTTPRequestHandler, status: int, data: bytes, ctype: str, headers: dict[str, str] | None = None
-) -> None:
-    h.send_response(status)
-    h.send_header("Content-Type", ctype)
-    h.send_header("Content-Length", str(len(data)))
-    for k, v in (headers or {}).items():
-        h.send_header(k, v)
-    h.end_headers()
-    h.wfile.write(data)
 
 
 def serve(data: bytes, ctype: str = "video/mp4") -> Handler:

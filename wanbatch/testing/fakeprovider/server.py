@@ -322,13 +322,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, data: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
         self.state.event("answer" if not self.path.startswith("/_fake/") else "other answer", self.connection_id)
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+        send(self, status, data, ctype, headers)
+
+
+def send(
+    h: BaseHTTPRequestHandler, status: int, data: bytes, ctype: str, headers: dict[str, str] | None = None
+) -> None:
+    """One whole answer with its length: what every fake server here sends (the test servers too)."""
+    h.send_response(status)
+    h.send_header("Content-Type", ctype)
+    h.send_header("Content-Length", str(len(data)))
+    for k, v in (headers or {}).items():
+        h.send_header(k, v)
+    h.end_headers()
+    h.wfile.write(data)
 
 
 def _hold_summary(n: int, hold: Hold) -> dict[str, Any]:
