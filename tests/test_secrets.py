@@ -81,6 +81,13 @@ def remote_overrides(url: str, cache: Path) -> list[str]:
     ]
 
 
+def run_project(
+    fake: FakeProvider, project: Path, cwd: Path, *extra: str, cache: str = "cache"
+) -> subprocess.CompletedProcess[str]:
+    """The project against the fake provider, run from `cwd` with its cache at `cwd/<cache>`."""
+    return wanbatch(cwd, "--config-dir", str(project), *remote_overrides(fake.url, cwd / cache), *extra)
+
+
 def leaks(*texts: str, root: Path) -> list[str]:
     """Where any key (or the credential) shows: in the console texts, or in any file under `root`."""
     needles = [*rf.KEYS.values(), CREDENTIAL]
@@ -98,11 +105,10 @@ def test_a_run_with_every_key_in_its_environment_and_a_credential_override_write
     fake.configure(latency_s=0.2)
     fake.fault("429", retry_after=0.05)  # retries log their reasons
     fake.fault("500", phase="poll")
-    proc = wanbatch(
+    proc = run_project(
+        fake,
+        project,
         tmp_path,
-        "--config-dir",
-        str(project),
-        *remote_overrides(fake.url, tmp_path / "cache"),
         f"++backends.gmi_wan27_i2v.uploader.storage_options.secret={CREDENTIAL}",
         "hydra.job_logging.root.level=DEBUG",  # every line httpx and wanbatch log goes to the run's log file
     )
@@ -122,11 +128,10 @@ def test_a_run_with_every_key_in_its_environment_and_a_credential_override_write
 def test_a_key_in_a_prompt_is_refused_before_anything_is_sent_or_written(
     fake: FakeProvider, project: Path, tmp_path: Path
 ) -> None:
-    proc = wanbatch(
+    proc = run_project(
+        fake,
+        project,
         tmp_path,
-        "--config-dir",
-        str(project),
-        *remote_overrides(fake.url, tmp_path / "cache"),
         "scenes.0.prompt=Dawn ${oc.env:NOVITA_API_KEY}",
     )
     assert proc.returncode == 2, proc.stderr
@@ -139,7 +144,7 @@ def test_a_key_in_a_prompt_is_refused_before_anything_is_sent_or_written(
 def test_a_key_in_a_project_file_prompt_is_refused(fake: FakeProvider, project: Path, tmp_path: Path) -> None:
     text = (project / "project.yaml").read_text()
     (project / "project.yaml").write_text(text.replace("Dawn over a quiet harbour.", "x ${oc.env:GMI_API_KEY}"))
-    proc = wanbatch(tmp_path, "--config-dir", str(project), *remote_overrides(fake.url, tmp_path / "cache"))
+    proc = run_project(fake, project, tmp_path)
     assert proc.returncode == 2
     # Refused as it is written (the project file reads no environment), so the key is never even read.
     assert "`scenes.0.prompt (in proj/project.yaml)` = 'x ${oc.env:GMI_API_KEY}' is not allowed" in proc.stderr
@@ -150,11 +155,10 @@ def test_a_key_in_a_project_file_prompt_is_refused(fake: FakeProvider, project: 
 def test_a_credential_override_is_masked_in_the_error_and_leaves_no_run_folder(
     fake: FakeProvider, project: Path, tmp_path: Path
 ) -> None:
-    proc = wanbatch(
+    proc = run_project(
+        fake,
+        project,
         tmp_path,
-        "--config-dir",
-        str(project),
-        *remote_overrides(fake.url, tmp_path / "cache"),
         f"+backend.token={CREDENTIAL}",
     )
     assert proc.returncode == 2
@@ -164,7 +168,7 @@ def test_a_credential_override_is_masked_in_the_error_and_leaves_no_run_folder(
 
 
 def test_a_dry_run_leaves_no_run_folder(fake: FakeProvider, project: Path, tmp_path: Path) -> None:
-    proc = wanbatch(tmp_path, "--config-dir", str(project), *remote_overrides(fake.url, tmp_path / "c"), "dry_run=true")
+    proc = run_project(fake, project, tmp_path, "dry_run=true", cache="c")
     assert proc.returncode == 0, proc.stderr
     assert "3 scenes: 0 cached, 3 to render" in proc.stdout
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "c").exists()
