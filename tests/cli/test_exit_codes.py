@@ -24,6 +24,17 @@ CLI = [sys.executable, "-m", "wanbatch.cli"]
 BASE = ["--config-dir", str(PROJECT.parent), "--config-name", "project", "executor.progress=plain"]
 
 
+def _run(cache_dir: Path, run_dir: Path, *extra: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """The test project through the console module, from the checkout, its output captured."""
+    return subprocess.run(
+        [*CLI, *BASE, f"cache.dir={cache_dir}", f"hydra.run.dir={run_dir}", *extra],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
 def _statuses(run_dir: Path) -> dict[str, str]:
     return {s["id"]: s["status"] for s in json.loads((run_dir / "manifest.json").read_text())["scenes"]}
 
@@ -32,13 +43,7 @@ def test_a_crash_after_work_began_exits_3_and_says_where_the_clips_are(tmp_path,
     run_dir = tmp_path / "run"
     (run_dir / "manifest.json").mkdir(parents=True)  # the manifest cannot be written: an environment failure
     (run_dir / "manifest.json" / "in-the-way").write_text("x")
-    done = subprocess.run(
-        [*CLI, *BASE, f"cache.dir={cache_dir}", f"hydra.run.dir={run_dir}", "executor.concurrency=1"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-    )
+    done = _run(cache_dir, run_dir, "executor.concurrency=1", timeout=300)
     assert done.returncode == 3, done.stderr[-2000:]
     assert f"clips kept in {run_dir / 'clips'}" in done.stderr and "a rerun renders only what is missing" in done.stderr
     kept = list((run_dir / "clips").glob("*.mp4"))
@@ -46,13 +51,7 @@ def test_a_crash_after_work_began_exits_3_and_says_where_the_clips_are(tmp_path,
 
 
 def test_a_bad_override_still_exits_2_having_run_nothing(tmp_path, cache_dir):
-    done = subprocess.run(
-        [*CLI, *BASE, f"cache.dir={cache_dir}", f"hydra.run.dir={tmp_path / 'run'}", "executor=nope"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
+    done = _run(cache_dir, tmp_path / "run", "executor=nope", timeout=120)
     assert done.returncode == 2 and not cache_dir.exists()
 
 
