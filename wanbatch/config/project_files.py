@@ -21,7 +21,7 @@ Each is an Issue naming the file and the key. Example::
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,32 +59,63 @@ def check_project(config_dir: Path, config_name: str, overrides: Sequence[str] =
     """Every issue of the project `config_dir/config_name.yaml` and of the files of `config_dir` that its
     defaults lists or the command line's `group=option` overrides pull in."""
     issues: list[Issue] = []
-    for source in _sources(config_dir, config_name, overrides, issues):
-        issues += check_file(source.path, source.package, where=_shown(source.path, config_dir))
+    files = _Files()  # each file parsed once: for its defaults list (which files), then for its issues
+    for source in _sources(config_dir, config_name, overrides, issues, files):
+        issues += check_file(source.path, source.package, where=_shown(source.path, config_dir), load=files.load)
     return issues
 
 
-def check_file(path: Path, package: str = "_global_", *, where: str | None = None) -> list[Issue]:
+def _load(path: Path) -> tuple[str, Any]:
+    """A YAML file's text and data, the data read (on libyaml) only once its aliases are known to be within
+    budget. Raises OSError or UnicodeDecodeError (unreadable), _TooBig, RecursionError or yaml.YAMLError."""
+    text = path.read_text(encoding="utf-8")
+    node = yaml.compose(text, Loader=_PARSER)
+    if node is None:
+        return text, None
+    _within_budget(node)
+    return text, load_text(text)
+
+
+class _Files:
+    """`_load` once per file, its outcome (data or error) kept for the next asker."""
+
+    def __init__(self) -> None:
+        self._got: dict[Path, tuple[str, Any] | BaseException] = {}
+
+    def load(self, path: Path) -> tuple[str, Any]:
+        if path not in self._got:
+            try:
+                self._got[path] = _load(path)
+            except (OSError, UnicodeDecodeError, _TooBig, RecursionError, yaml.YAMLError) as exc:
+                self._got[path] = exc
+        got = self._got[path]
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
+
+def check_file(
+    path: Path,
+    package: str = "_global_",
+    *,
+    where: str | None = None,
+    load: Callable[[Path], tuple[str, Any]] = _load,
+) -> list[Issue]:
     """The issues of one YAML file whose content lands at `package` ("_global_": the config's root)."""
     where = where or str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text, data = load(path)
     except (OSError, UnicodeDecodeError) as exc:
         return [Issue(None, where, None, f"a readable UTF-8 YAML file ({exc})")]
-    header = _PACKAGE.search(text[:2000])
-    if header:
-        package = header.group(1)
-    try:
-        node = yaml.compose(text, Loader=_PARSER)
-        if node is not None:
-            _within_budget(node)
-        data = load_text(text) if node is not None else None
     except _TooBig as exc:
         return [Issue(None, where, "YAML aliases", f"{exc}; write the repeated part out, or pass it as an override")]
     except RecursionError:
         return [Issue(None, where, "nesting", f"YAML nested at most {NESTING_LIMIT} levels deep")]
     except yaml.YAMLError:
         return []  # config.load.check_project_file, run next, names the file, line and column of a syntax error
+    header = _PACKAGE.search(text[:2000])
+    if header:
+        package = header.group(1)
     if data is None:
         return []
     if not isinstance(data, Mapping):
@@ -134,7 +165,9 @@ def check_file(path: Path, package: str = "_global_", *, where: str | None = Non
 # -- which files --------------------------------------------------------------------------------------------
 
 
-def _sources(config_dir: Path, config_name: str, overrides: Sequence[str], issues: list[Issue]) -> list[_Source]:
+def _sources(
+    config_dir: Path, config_name: str, overrides: Sequence[str], issues: list[Issue], files: _Files
+) -> list[_Source]:
     """The primary file, then what its defaults lists (recursively) and `group=option` overrides pull in
     from `config_dir`; files elsewhere (wanbatch's own conf/) are not the project's."""
     config_dir = config_dir.resolve()
@@ -156,14 +189,14 @@ def _sources(config_dir: Path, config_name: str, overrides: Sequence[str], issue
             continue
         seen.add(source.path)
         found.append(source)
-        queue += _included(source.path, config_dir)
+        queue += _included(source.path, config_dir, files)
     return found
 
 
-def _included(path: Path, config_dir: Path) -> Iterator[_Source]:
+def _included(path: Path, config_dir: Path, files: _Files) -> Iterator[_Source]:
     try:
-        data = load_text(path.read_text(encoding="utf-8")) if _small_enough(path) else None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        _text, data = files.load(path)
+    except (OSError, UnicodeDecodeError, _TooBig, RecursionError, yaml.YAMLError):
         return  # check_file reports it
     entries = data.get("defaults") if isinstance(data, Mapping) else None
     for entry in entries if isinstance(entries, list) else []:
@@ -179,17 +212,6 @@ def _included(path: Path, config_dir: Path) -> Iterator[_Source]:
                 for option in options if isinstance(options, list) else [options]:
                     if isinstance(option, str) and (found := _find(config_dir / group.split("@")[0], option)):
                         yield _Source(found, _package_of(group))
-
-
-def _small_enough(path: Path) -> bool:
-    """A file is parsed for its defaults list only once its own aliases are known to be within budget."""
-    try:
-        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=_PARSER)
-        if node is not None:
-            _within_budget(node)
-        return True
-    except (_TooBig, RecursionError, yaml.YAMLError, OSError, UnicodeDecodeError):
-        return False
 
 
 def _find(folder: Path, name: str) -> Path | None:
