@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from urllib.parse import unquote
@@ -132,3 +133,36 @@ def test_edl_without_opentimelineio(tmp_path, monkeypatch):
 def test_no_clips_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no scene with a clip"):
         write_timeline(tmp_path, {"scenes": [{"id": "x", "status": "failed", "clip": None}]})
+
+
+def test_a_cut_made_before_is_taken_from_the_cache_not_made_again(tmp_path, monkeypatch):
+    """The OTIO text of a cut is kept in the cache's `timelines/` under the film's key; a rerun with the same cut
+    copies it (OpenTimelineIO is not even imported), a cut that differs in anything is made anew."""
+    otio = pytest.importorskip("opentimelineio")
+    from wanbatch.film import timeline as timeline_module
+
+    kept = tmp_path / "cache" / "timelines"
+    manifest = {**make_run(tmp_path / "run1"), "stitch": {"cache_key": "f" * 32}}
+    first = write_timeline(tmp_path / "run1", manifest, kept=kept).read_text()
+    assert [p.name.split("-")[0] for p in kept.iterdir()] == ["f" * 32]  # pruned with the film's entry
+
+    def not_again(*_: object) -> str:
+        raise AssertionError("the cut was made again")
+
+    monkeypatch.setattr(timeline_module, "_otio_text", not_again)
+    shutil.copytree(tmp_path / "run1" / "clips", tmp_path / "run2" / "clips")
+    assert write_timeline(tmp_path / "run2", manifest, kept=kept).read_text() == first
+    monkeypatch.undo()
+
+    manifest["scenes"][2]["prompt"] = "shot 2, brighter"
+    again = otio.adapters.read_from_file(str(write_timeline(tmp_path / "run2", manifest, kept=kept)))
+    s2 = next(item for item in again.tracks[0] if item.name == "s2")
+    assert s2.metadata["wanbatch"]["prompt"] == "shot 2, brighter"
+    assert len(list(kept.iterdir())) == 2
+
+
+def test_without_a_film_key_nothing_is_kept(tmp_path):
+    pytest.importorskip("opentimelineio")
+    kept = tmp_path / "cache" / "timelines"
+    assert write_timeline(tmp_path, make_run(tmp_path), kept=kept).name == "film.otio"
+    assert not kept.exists()

@@ -231,7 +231,8 @@ class RunOutputs:
             try:
                 from wanbatch.film.timeline import write_timeline
 
-                data["timeline"] = write_timeline(self.run_dir, data, probed=self.probed).name
+                kept = Path(data["cache_dir"]) / "timelines" if data.get("cache_dir") else None
+                data["timeline"] = write_timeline(self.run_dir, data, probed=self.probed, kept=kept).name
             except Exception as exc:
                 data["timeline_error"] = f"{type(exc).__name__}: {exc}"
         try:
