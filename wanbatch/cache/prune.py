@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from filelock import Timeout
 
-from wanbatch.cache import links, live, sidecar
+from wanbatch.cache import checked, links, live, sidecar
 from wanbatch.cache.group import GroupWriter
 
 
@@ -98,15 +98,22 @@ def prune(cache: Prunable, *, older_than_s: float | None, everything: bool) -> d
             if not sidecar.blob_of(car).exists() and car.stat().st_mtime < in_use.horizon:
                 car.unlink()
 
-    # 3. Posters go with their clip's entry.
+    # 3. Posters and timelines go with their clip's (or film's) entry.
     keys = {e["key"] for e in cache.entries()}
-    for poster in (cache.dir / "posters").glob("*.png"):
-        key = poster.name.split("-")[0]
+    for made in [*(cache.dir / "posters").glob("*.png"), *(cache.dir / "timelines").glob("*.otio")]:
+        key = made.name.split("-")[0]
         if key in keys or key in in_use:
             continue
         with contextlib.suppress(OSError):
-            stats["bytes"] += poster.stat().st_size
-            poster.unlink()
+            stats["bytes"] += made.stat().st_size
+            made.unlink()
+    # Media inputs found whole are memos of no entry: they go by age, as the entries do.
+    for finding in (cache.dir / checked.FOLDER).glob("*.json"):
+        with contextlib.suppress(OSError):
+            st = finding.stat()
+            if everything or (older_than_s is not None and now - st.st_mtime > older_than_s):
+                finding.unlink()
+                stats["bytes"] += st.st_size
 
     # 4. What runs that died left behind.
     stats["bytes"] += live.sweep_leftovers(cache.dir)["bytes"]

@@ -12,6 +12,8 @@ Layout of `cache.dir`::
     links/<key>.txt  the run folders' copies of a clip, repaired with its blob (links.py)
     tmp/             scratch folders on the same filesystem, so finished files move in atomically
     posters/<key>-<how>.png  the report's poster of a cached clip (or film), so a rerun cuts none again
+    timelines/<key>-<how>.otio  the OTIO text of a cached film's cut (film.timeline), so a rerun makes none again
+    checked/<name>.json      a media input found whole, by its file's identity (checked.py): not decoded again
 
 A blob is written before its index entry, so a crash can leave an orphan blob (pruned later) but never
 an entry that points at nothing. Every fetch verifies the blob's hash; a bad blob is a miss that the

@@ -15,7 +15,7 @@ from typing import Any
 from wanbatch.config.backends import BackendConfig
 from wanbatch.config.checks import number
 from wanbatch.config.schema import SoundtrackConfig, WanbatchConfig
-from wanbatch.core.media import Media, inspect_local, is_url, remote
+from wanbatch.core.media import Checks, Media, inspect_local, is_url, remote
 from wanbatch.core.names import NAME_RULE, id_problem
 from wanbatch.core.scene import MEDIA_FIELDS, Scene, parse_fields
 from wanbatch.core.scene_file import read_scene_rows
@@ -47,10 +47,17 @@ class Project:
         return next(s for s in self.scenes if s.id == scene_id)
 
 
-def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, BackendConfig]) -> Project:
+def load_project(
+    cfg: WanbatchConfig,
+    root: Path,
+    backend_configs: Mapping[str, BackendConfig],
+    *,
+    checks: Checks | None = None,
+) -> Project:
     """Validate a composed config into a Project: its keys and types are the schema's already, its scenes are
     checked here. `backend_configs` holds the config of every known backend by name (the default backend's
-    already merged with CLI overrides); its names are the backends a scene may ask for."""
+    already merged with CLI overrides); its names are the backends a scene may ask for. `checks`: media files
+    found whole by earlier runs (see wanbatch.core.media.inspect_local)."""
     issues: list[Issue] = []
     proj = cfg.project
     name = str(proj.name or root.name)
@@ -112,7 +119,7 @@ def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, 
         fields["declared"] = tuple(own)  # a tuple of str: the garbage collector stops counting it
         for mf in MEDIA_FIELDS:
             if mf in fields:
-                got = _resolve_media(sid, mf, fields[mf], root, media_memo, issues)
+                got = _resolve_media(sid, mf, fields[mf], root, media_memo, issues, checks)
                 if got is None:
                     del fields[mf]
                 else:
@@ -127,7 +134,7 @@ def load_project(cfg: WanbatchConfig, root: Path, backend_configs: Mapping[str, 
 
     # A chain through a duplicated id cannot be told apart (which `quay`?): the duplicate is the issue then.
     _check_chains([s for s in scenes if s.id not in duplicates and s.chain_from not in duplicates], issues)
-    soundtrack = _soundtrack(proj.soundtrack, root, media_memo, issues)
+    soundtrack = _soundtrack(proj.soundtrack, root, media_memo, issues, checks)
 
     used = sorted({s.backend for s in scenes if s.backend in known_backends} | {default_backend} & known_backends)
     configs = {b: backend_configs[b] for b in used}
@@ -217,6 +224,7 @@ def _resolve_media(
     root: Path,
     memo: dict[tuple[str, str], Media | str],
     issues: list[Issue],
+    checks: Checks | None,
 ) -> Media | None:
     if is_url(value):
         return remote(field_name, value)
@@ -224,7 +232,7 @@ def _resolve_media(
     memo_key = (field_name, str(path))
     if memo_key not in memo:
         try:
-            memo[memo_key] = inspect_local(field_name, path)
+            memo[memo_key] = inspect_local(field_name, path, checks)
         except ValueError as exc:
             memo[memo_key] = str(exc)
     got = memo[memo_key]
@@ -277,7 +285,7 @@ def _check_chains(scenes: list[Scene], issues: list[Issue]) -> None:
 
 
 def _soundtrack(
-    raw: Any, root: Path, memo: dict[tuple[str, str], Media | str], issues: list[Issue]
+    raw: Any, root: Path, memo: dict[tuple[str, str], Media | str], issues: list[Issue], checks: Checks | None
 ) -> Soundtrack | None:
     if raw is None:
         return None
@@ -291,7 +299,7 @@ def _soundtrack(
     ok = True
     for key in ("volume", "duck"):
         ok = number(issues, f"project.soundtrack.{key}", getattr(st, key), minimum=0, maximum=1) and ok
-    media = _resolve_media(None, "audio", st.path, root, memo, issues)
+    media = _resolve_media(None, "audio", st.path, root, memo, issues, checks)
     if media is None or not ok:
         return None
     if not media.is_local:

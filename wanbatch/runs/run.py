@@ -27,6 +27,7 @@ from typing import Any, TextIO
 
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.backends import build_backends
+from wanbatch.cache.checked import CheckedMedia
 from wanbatch.cache.live import Registration
 from wanbatch.cache.store import Cache
 from wanbatch.config.checks import choice, number
@@ -100,10 +101,12 @@ def _run(
     cancel: threading.Event | None,
 ) -> RunResult:
     started = time.time()
+    cache_dir = Path(cfg.cache.dir).expanduser()
+    checks = CheckedMedia(cache_dir)  # media inputs earlier runs found whole; written once this run may write
     # 1. Validate and plan. Nothing outside this process is touched until both have passed.
     try:
         with _no_cyclic_gc():
-            plan, encode = _plan(cfg, project_root, backends)
+            plan, encode = _plan(cfg, project_root, backends, checks)
         _check_executor(cfg)
         if cfg.stitch.enabled:
             check_stitch(cfg.stitch)
@@ -116,7 +119,6 @@ def _run(
 
     # 2. Look up the cache (read only: an invalid run writes nothing) and estimate the cost; a run over its
     # budget stops here, before any request. A dry run stops here anyway.
-    cache_dir = Path(cfg.cache.dir).expanduser()
     found = Cache(cache_dir, readonly=True) if cache_dir.is_dir() else None
     _print_notes(found, out)
     plan_out = Path(cfg.plan_out).expanduser() if cfg.plan_out else None
@@ -157,6 +159,8 @@ def _run(
         cache.close()
         return RunResult(130)
     try:
+        if not cache.readonly:
+            checks.flush()
         swept = cache.sweep_leftovers()
         if swept["tmp"] or swept["partial"]:
             print(
@@ -332,9 +336,11 @@ def _no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _plan(cfg: WanbatchConfig, root: Path, backends: Mapping[str, Backend] | None) -> tuple[Plan, EncodeSettings]:
+def _plan(
+    cfg: WanbatchConfig, root: Path, backends: Mapping[str, Backend] | None, checks: CheckedMedia | None = None
+) -> tuple[Plan, EncodeSettings]:
     encode = cfg.encode
-    project = load_project(cfg, root, backend_configs(cfg))
+    project = load_project(cfg, root, backend_configs(cfg), checks=checks)
     plan = make_plan(project, build_backends(project.backend_configs, backends), encode=encode)
     issues: list[Issue] = []
     # its range here; the amount is held to the estimate once the cache has been looked up
