@@ -5,7 +5,9 @@ imageio-ffmpeg ships ffmpeg but not ffprobe, so probing parses `ffmpeg -i`'s str
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -14,8 +16,20 @@ from pathlib import Path
 
 @functools.cache
 def ffmpeg_exe() -> str:
+    """imageio-ffmpeg's binary, found as `imageio_ffmpeg.get_ffmpeg_exe` finds it (IMAGEIO_FFMPEG_EXE, then the
+    binary it ships, then others). Its lookup starts the shipped binary once to see it run: an ffmpeg start costs
+    ~20 ms of CPU, and every run of wanbatch starts it anyway (`ffmpeg_version`), so a shipped binary that is an
+    executable file is taken without that start; a broken one then fails loudly where it is first used."""
     import imageio_ffmpeg
 
+    if not os.environ.get("IMAGEIO_FFMPEG_EXE"):
+        with contextlib.suppress(Exception):  # imageio-ffmpeg's layout moved: its own lookup answers
+            from imageio_ffmpeg import _definitions, _utils
+
+            shipped = _definitions.FNAME_PER_PLATFORM.get(_definitions.get_platform(), "")
+            exe = os.path.join(_utils._get_bin_dir(), shipped)
+            if shipped and os.path.isfile(exe) and os.access(exe, os.X_OK):
+                return exe
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 

@@ -78,16 +78,12 @@ def git_state(folder: Path) -> dict[str, Any] | None:
     git = shutil.which("git")
     if git is None or not folder.is_dir():
         return None
-    # GIT_OPTIONAL_LOCKS=0: `status` must not take the index lock (a user's git in that checkout would fail)
+    # GIT_OPTIONAL_LOCKS=0: `status` must not take the index lock (a user's git in that checkout would fail).
+    # One process says both: porcelain v2's `# branch.oid` header is the commit, any other line a change.
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
     try:
-        head = subprocess.run(
-            [git, "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30, env=env
-        )
-        if head.returncode != 0:
-            return None
         status = subprocess.run(
-            [git, "-C", str(folder), "status", "--porcelain", "--", "."],
+            [git, "-C", str(folder), "status", "--porcelain=v2", "--branch", "--", "."],
             capture_output=True,
             text=True,
             timeout=30,
@@ -95,10 +91,13 @@ def git_state(folder: Path) -> dict[str, Any] | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    out: dict[str, Any] = {"commit": head.stdout.strip()}
-    if status.returncode == 0:
-        out["dirty"] = bool(status.stdout.strip())
-    return out
+    if status.returncode != 0:
+        return None
+    lines = status.stdout.splitlines()
+    commit = next((ln.split()[2] for ln in lines if ln.startswith("# branch.oid ") and len(ln.split()) > 2), None)
+    if commit is None or commit == "(initial)":  # no checkout, or no commit yet
+        return None
+    return {"commit": commit, "dirty": any(ln and not ln.startswith("#") for ln in lines)}
 
 
 def backends_ran(backends: Mapping[str, Backend], rendered: Iterable[Job]) -> dict[str, Any]:
