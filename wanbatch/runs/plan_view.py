@@ -92,6 +92,9 @@ def show(
     """Print the plan (the table, or the summary beyond TABLE_MAX scenes) and its notes to the file `out`;
     `written`: the whole plan is in a file already (so the summary does not suggest one); `cached_notes`: the
     notes of cached scenes too (a real run tells only those about to render)."""
+    notes = [(r.scene, n) for r in rows if cached_notes or r.cache != "cached" for n in r.notes]
+    if not table and not notes:
+        return  # a real run with nothing to say: rich is not even imported (~20 ms of a cached rerun)
     from rich.console import Console
 
     console = Console(file=out, width=max(110, int(os.environ.get("COLUMNS", "0") or 0)), soft_wrap=True)
@@ -100,7 +103,6 @@ def show(
             _table(console, f"plan for {title}", rows)
         else:
             _summary(console, title, rows, written)
-    notes = [(r.scene, n) for r in rows if cached_notes or r.cache != "cached" for n in r.notes]
     for scene, note in notes[:NOTES_MAX]:  # decisions the user did not spell out: never silent
         console.print(f"note: scene `{scene}`: {note}", highlight=False)
     if len(notes) > NOTES_MAX:
