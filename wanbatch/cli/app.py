@@ -329,20 +329,36 @@ def _write_hydra_files(cfg: object, run_dir: Path, scenes: list[Any] | None = No
     written = []
     for name, node in files.items():
         # Masked as data, then dumped: the file stays YAML that Hydra and OmegaConf read back.
-        data = redact_data(OmegaConf.to_container(node, resolve=False))
+        data = redact_data(OmegaConf.to_container(node, resolve=False, enum_to_str=True))
         path = folder / name
         if name == "config.yaml" and scenes is not None and isinstance(data, dict):
             import json
 
             data.pop("scenes", None)
-            lines = [OmegaConf.to_yaml(OmegaConf.create(data)), "scenes:\n" if scenes else "scenes: []\n"]
+            lines = [_to_yaml(data), "scenes:\n" if scenes else "scenes: []\n"]
             lines += [f"- {json.dumps(redact_data(s), ensure_ascii=False, default=str)}\n" for s in scenes]
             text = "".join(lines)
         else:
-            text = OmegaConf.to_yaml(OmegaConf.create(data))
+            text = _to_yaml(data)
         path.write_text(redact(text), encoding="utf-8")
         written.append(path)
     return written
+
+
+def _to_yaml(data: Any) -> str:
+    """What `OmegaConf.to_yaml(OmegaConf.create(data))` writes, dumped straight from the plain data: making
+    OmegaConf nodes of it only to turn them back into data took 12 of the 16 ms the three files cost."""
+    try:
+        import yaml
+        from omegaconf._utils import get_omega_conf_dumper
+    except ImportError:  # OmegaConf moved its dumper: the long way round
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_yaml(OmegaConf.create(data))
+    text: str = yaml.dump(
+        data, default_flow_style=False, allow_unicode=True, sort_keys=False, Dumper=get_omega_conf_dumper()
+    )
+    return text
 
 
 def _remove_run_dir(run_dir: Path, written: list[Path]) -> None:
