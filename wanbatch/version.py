@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 __version__ = "0.2.0"
 
 #: the packages whose versions decide what a render looks like (and how it is scheduled), where installed
@@ -37,3 +39,27 @@ def package_versions(names: tuple[str, ...] = SHAPING_PACKAGES) -> dict[str, str
 
 def _normal(name: str) -> str:
     return name.lower().replace("-", "_").replace(".", "_")
+
+
+def source_digest(*modules: str) -> str:
+    """A digest of these wanbatch modules' source files (e.g. `wanbatch.av.whole`): the version of what they
+    compute, for results kept between runs (media found whole, a timeline's text). It changes with any edit,
+    also in a checkout whose version number did not; where a source cannot be read, the version stands in."""
+    return _source_digest(tuple(modules))
+
+
+@functools.cache
+def _source_digest(modules: tuple[str, ...]) -> str:
+    import hashlib
+    import importlib
+    import sys
+
+    h = hashlib.sha256(__version__.encode())
+    for name in modules:
+        try:
+            module = sys.modules.get(name) or importlib.import_module(name)
+            with open(str(module.__file__), "rb") as f:
+                h.update(f.read())
+        except (OSError, ImportError):
+            h.update(f"{name}: unreadable".encode())
+    return h.hexdigest()[:16]

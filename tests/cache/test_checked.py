@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from wanbatch import version
 from wanbatch.av import files
 from wanbatch.cache.checked import CheckedMedia
 from wanbatch.cache.store import Cache
@@ -145,3 +147,25 @@ def test_prune_drops_findings_and_timelines_with_what_they_belong_to(tmp_path, r
     finally:
         cache.close()
     assert list((cache_dir / "checked").glob("*")) == [] and list((cache_dir / "timelines").glob("*")) == []
+
+
+def test_a_wanbatch_whose_checks_changed_checks_again(tmp_path, run_cfg, cache_dir, decoded, monkeypatch):
+    path = project(tmp_path)
+    assert run(run_cfg, path, cache_dir) == 0
+    new_process(monkeypatch)
+    monkeypatch.setattr(media, "source_digest", lambda *modules: "checks of a later wanbatch")
+    decoded.clear()
+    assert run(run_cfg, path, cache_dir) == 0
+    assert sorted(decoded) == ["day.png", "voice.wav"]
+
+
+def test_the_source_digest_follows_every_edit(tmp_path, monkeypatch):
+    module = tmp_path / "checking_code.py"
+    module.write_text("LIMIT = 40\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = version.source_digest("checking_code")
+    assert version.source_digest("checking_code") == before  # computed once per process
+    module.write_text("LIMIT = 30\n")
+    monkeypatch.delitem(sys.modules, "checking_code")
+    version._source_digest.cache_clear()  # as the next process starts
+    assert version.source_digest("checking_code") != before

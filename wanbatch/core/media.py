@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from wanbatch.av.files import sha256_file
 from wanbatch.av.whole import image_whole, media_whole
-from wanbatch.version import __version__
+from wanbatch.version import source_digest
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 AUDIO_SUFFIXES = {".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg"}
@@ -71,11 +71,10 @@ class Checks(Protocol):
 def file_identity(real: str, st: os.stat_result, kind: str) -> str:
     """A file as it is now, for `Checks`: where it is, which inode, its size, and its modification and change
     times. Any write to the file moves its change time (ctime), which no tool can set back, so changed bytes
-    never answer to an old finding (git's index trusts the same fields). The wanbatch version is part of it: a
-    newer wanbatch may check more."""
-    return "\0".join(
-        map(str, (__version__, kind, real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
-    )
+    never answer to an old finding (git's index trusts the same fields). The checking code's own digest is part
+    of it: a wanbatch that checks more checks again."""
+    checker = source_digest("wanbatch.av.whole", "wanbatch.core.media")
+    return "\0".join(map(str, (checker, kind, real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)))
 
 
 def inspect_local(field_name: str, path: Path, checks: Checks | None = None) -> Media:

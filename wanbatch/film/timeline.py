@@ -143,13 +143,13 @@ def _trims(cuts: Sequence[_Cut]) -> list[tuple[float, float]]:
 
 def _kept_path(kept: Path | None, film_key: Any, name: str, cuts: Sequence[_Cut], fps: float) -> Path | None:
     """Where the cache keeps this cut's OTIO text: the film's key, then a hash of all the text is made of (the
-    cuts with their metadata, the name, the fps, the OpenTimelineIO version and this module's)."""
+    cuts with their metadata, the name, the fps, the OpenTimelineIO version and this module's source)."""
     if kept is None or not isinstance(film_key, str) or not film_key.isalnum():
         return None
-    from wanbatch.version import package_versions
+    from wanbatch.version import package_versions, source_digest
 
     made_of = [
-        _KEPT_VERSION,
+        source_digest(__name__),
         package_versions(("opentimelineio",)).get("opentimelineio"),
         name,
         fps,
@@ -157,9 +157,6 @@ def _kept_path(kept: Path | None, film_key: Any, name: str, cuts: Sequence[_Cut]
     ]
     digest = hashlib.sha256(json.dumps(made_of, sort_keys=True, default=str).encode()).hexdigest()
     return kept / f"{film_key}-{digest[:24]}.otio"
-
-
-_KEPT_VERSION = 1  # raise when _otio_text changes what it writes
 
 
 def _read(path: Path | None) -> str | None:
