@@ -102,9 +102,11 @@ def _cuts(
     cuts = []
     for scene, r, info in zip(scenes, rel, infos, strict=True):
         sid = str(scene.get("id"))
+        # What the clip is, not how this run came by it (rendered or cached: the manifest says): the same cut
+        # is the same timeline on every rerun, and the first rerun finds it kept too.
         meta = {
             k: scene.get(k)
-            for k in ("prompt", "seed", "backend", "model", "cache_key", "status", "request_id", "title")
+            for k in ("prompt", "seed", "backend", "model", "cache_key", "request_id", "title")
             if scene.get(k) is not None
         }
         cuts.append(_Cut(sid, r, float(durations.get(sid, info.duration)), _transition(scene.get("transition")), meta))
