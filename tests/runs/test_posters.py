@@ -135,3 +135,33 @@ def test_closing_early_posters_leaves_no_thread_and_no_cut_pending(tmp_path, mon
     assert early.get("b", clip) is ...  # never cut: the report would cut it itself
     early.add("c", clip, 1.5, None)  # after close: ignored, not hung
     assert early.get("c", clip) is ...
+
+
+def test_the_first_rerun_cuts_no_poster_and_makes_no_timeline(tmp_path, monkeypatch, run_cfg, cache_dir):
+    """A render's film becomes the stored film (one file, as a rerun's is), so the rerun right after it finds the
+    film's poster, and the timeline, that the render made: no ffmpeg cuts a poster, OpenTimelineIO is not asked."""
+    import pytest
+
+    pytest.importorskip("opentimelineio")
+    from wanbatch.config.load import load_config
+    from wanbatch.film import timeline as timeline_module
+
+    from conftest import write_project
+
+    scenes = [{"id": "a", "seed": 1, "prompt": "first"}, {"id": "b", "seed": 2, "prompt": "second"}]
+    project = write_project(tmp_path / "proj", scenes)
+    cfg = load_config(project, [f"cache.dir={cache_dir}", "executor.progress=none"])
+    code, first, _ = run_cfg(cfg, root=project.parent)
+    assert code == 0
+    stored = sorted((cache_dir / "posters").glob("*.png"))
+    assert len(stored) == 3  # two clips and the film
+
+    calls = _spy(monkeypatch)
+    monkeypatch.setattr(timeline_module, "_otio_text", lambda *a: pytest.fail("the timeline was made again"))
+    code, rerun, _ = run_cfg(cfg, root=project.parent)
+    assert code == 0
+    assert calls == [] and sorted((cache_dir / "posters").glob("*.png")) == stored
+    assert (rerun / "film.otio").read_text() == (first / "film.otio").read_text()
+    assert (first / "film.mp4").samefile(rerun / "film.mp4")  # both the cache's film
+    shown = [sorted(p.name for p in (run / "posters").iterdir()) for run in (first, rerun)]
+    assert shown[0] == shown[1] and len(shown[0]) == 3

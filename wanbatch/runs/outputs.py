@@ -3,6 +3,7 @@ then the film, index.html and the timeline export."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -202,6 +203,7 @@ class RunOutputs:
                 notes["partial"] = {"on_failure": stand_in, "scenes": missing}
             if not cache.readonly:  # a read-only cache serves hits; a film made here is only this run's
                 stored = cache.put(key, film, material={"film": key}, meta={"backend": "stitch", "film": notes})
+                _same_file(stored.path, film)
                 cache.record_link(key, stored.path.stem, film)
         return film.name, {**notes, "cached": False, "cache_key": key}
 
@@ -249,6 +251,19 @@ class RunOutputs:
         """Stop the poster workers (a run that writes no report leaves no thread behind)."""
         if self.posters is not None:
             self.posters.close()
+
+
+def _same_file(stored: Path, made: Path) -> None:
+    """The film just made becomes a link of the one stored, as a rerun's film is (and as a clip is): one copy of
+    its bytes on disk, and the same file to the poster cache, so a rerun finds the poster cut here. Swapped in
+    atomically; where the cache is on another filesystem the film stays as made (copying it back is no saving)."""
+    staged = made.with_name(f".{made.name}.{os.getpid()}.link")
+    try:
+        os.link(stored, staged)
+        os.replace(staged, made)
+    except OSError:
+        with contextlib.suppress(OSError):
+            staged.unlink()
 
 
 def clip_name(job: Job) -> str:
