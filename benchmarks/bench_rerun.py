@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
             figures.append(
                 figure(
-                    f"{recipe}: the first rerun after the render (its timeline made anew: statuses now cached)",
+                    f"{recipe}: the first rerun after the render (of the median's runs)",
                     f"{r['walls'][0]:.2f} s",
                 )
             )
