@@ -183,7 +183,7 @@ class RunOutputs:
                 link_or_copy(hit.path, film)
                 cache.record_link(key, hit.path.stem, film)
                 return film.name, {**hit.entry["film"], "cached": True, "cache_key": key}
-            from wanbatch.film.stitch import stitch_film  # (numpy and the mixer: not for a film already made)
+            from wanbatch.film.stitch import stitch_film  # (not for a film already made)
 
             clips = [
                 FilmClip(path=self._clip_or_slate(j.id, encode), scene_id=j.scene.id, transition=j.scene.transition)
