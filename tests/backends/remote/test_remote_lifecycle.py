@@ -432,3 +432,34 @@ def test_the_key_is_in_no_file_log_or_message_of_a_run_with_faults(
         assert key not in blob
     assert rf.scan_for_keys(remote.cache.dir) == []
     assert rf.scan_for_keys(tmp_path) == []
+
+
+def test_a_finished_render_downloads_once_the_submit_in_progress_is_answered(
+    remote: rf.Remote, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wanbatch.backends.remote.limits import SUBMITS
+    from wanbatch.execute.local import LocalExecutor
+
+    # Here only the submit's answer lets the download go (its cap is for submits that hang).
+    monkeypatch.setattr(SUBMITS, "WAIT_S", 120.0)
+    plan = remote.plan([{**GMI, "id": "first"}, {"id": "second", "prompt": "A hare.", "seed": 2}])
+    at_provider = remote.fake.hold("result", model=rf.MODEL["gmi_wan21_i2v"])  # "first" runs until told
+    submit = remote.fake.hold("submit", model=rf.MODEL["novita_wan21_t2v"])  # "second" is being sent
+    download = remote.fake.hold("download")  # counts the downloads that begin
+    outcomes: dict[str, Any] = {}
+    worker = threading.Thread(
+        target=lambda: outcomes.update(LocalExecutor(remote.cache, concurrency=2).run(plan)), daemon=True
+    )
+    worker.start()
+    assert submit.wait_arrivals(1)
+    at_provider.release()  # "first" is done at the provider while "second" is still being submitted
+    _wait_until(lambda: SUBMITS.waiting == 1)
+    entry = remote.cache.journal.get(plan.job("first").key)
+    assert entry is not None and entry["state"] == "succeeded" and entry["video_url"]
+    assert download.arrivals == 0  # paid for, and waiting for the submit to be answered
+    submit.release()
+    assert download.wait_arrivals(1)
+    download.release()
+    worker.join(120)
+    assert {s: o.status for s, o in outcomes.items()} == {"first": "rendered", "second": "rendered"}
+    assert SUBMITS.pending == 0 and SUBMITS.waiting == 0

@@ -48,7 +48,7 @@ import httpx
 from wanbatch.backends.remote.ambiguous import AmbiguousSubmit, summarize, utc
 from wanbatch.backends.remote.download import download
 from wanbatch.backends.remote.http import Api, _Ambiguous
-from wanbatch.backends.remote.limits import ProviderPool
+from wanbatch.backends.remote.limits import SUBMITS, ProviderPool
 from wanbatch.backends.remote.run import Gone, Run
 from wanbatch.backends.remote.settings import check_settings
 from wanbatch.backends.remote.uploader import Uploader
@@ -254,6 +254,7 @@ class RemoteBackend(Backend):
         self._record(
             run, request_id=request_id, state="succeeded", video_url=status.video_url, video_url_expires=expires
         )
+        SUBMITS.wait_turn()  # the next jobs' submits first (see SubmitsFirst); the provider is done with this one
         t0 = time.monotonic()
         video = download(self.api, run, status.video_url)
         run.timings["download"] = time.monotonic() - t0

@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 import tenacity
 
-from wanbatch.backends.remote.limits import ProviderPool
+from wanbatch.backends.remote.limits import SUBMITS, ProviderPool
 from wanbatch.backends.remote.run import Run
 from wanbatch.config.backends import RemoteConfig
 from wanbatch.errors import Cancelled, ProviderError, RenderError
@@ -232,16 +232,17 @@ class Api:
                 if counts_as_poll:
                     run.polls += 1
                 try:
-                    resp = self.client.request(
-                        method,
-                        url,
-                        json=json,
-                        params=params,
-                        headers=headers,
-                        timeout=self._timeout,
-                        extensions={"trace": sent},
-                        follow_redirects=False,  # whatever the (injected) client says
-                    )
+                    with SUBMITS.sending() if submit else contextlib.nullcontext():
+                        resp = self.client.request(
+                            method,
+                            url,
+                            json=json,
+                            params=params,
+                            headers=headers,
+                            timeout=self._timeout,
+                            extensions={"trace": sent},
+                            follow_redirects=False,  # whatever the (injected) client says
+                        )
                 except httpx.RequestError as exc:
                     self.ramp.broke()
                     if submit and not sent.never_left(exc):
