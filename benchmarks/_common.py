@@ -124,6 +124,29 @@ def _ram_gib() -> float | None:
     return None
 
 
+def python_speed_ms() -> float:
+    """Milliseconds for a fixed single-threaded pure-Python workload (JSON, dicts, a loop; the median of 5):
+    how fast this machine runs Python just now. Figures from two machines compare only after this one does
+    (the same code once measured 36 us/job planning on one 2-core host and 55 on another)."""
+    import json
+
+    def work() -> int:
+        doc = {f"k{i}": [i, str(i), i * 0.5, {"n": i}] for i in range(2000)}
+        for _ in range(10):
+            json.loads(json.dumps(doc))
+        total = 0
+        for i in range(300_000):
+            total += i % 7
+        return total
+
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
 def machine() -> dict[str, Any]:
     """The machine and the versions that matter, without importing torch (it takes seconds)."""
     try:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import REPO_ROOT, machine, print_result
+from _common import REPO_ROOT, machine, print_result, python_speed_ms
 
 HERE = Path(__file__).resolve().parent
 
@@ -137,6 +137,7 @@ def render_markdown(
     started: dt.datetime,
     load_start: str,
     load_end: str,
+    speed: tuple[float, float] | None = None,
 ) -> str:
     lines = [
         "# Benchmarks",
@@ -154,6 +155,15 @@ def render_markdown(
         f"- **Load average** (1, 5, 15 min) at start: {load_start}; at end: {load_end}. The machine may be "
         "shared: wall-clock figures move with its load; ratios are taken between interleaved runs where "
         "the script says so.",
+        *(
+            [
+                f"- **Python speed**: a fixed pure-Python workload (`_common.python_speed_ms`) took "
+                f"{speed[0]:.0f} ms at the start, {speed[1]:.0f} ms at the end; compare it before comparing "
+                "figures with another BENCHMARKS.md (hosts of one kind differ by half)."
+            ]
+            if speed
+            else []
+        ),
         "- **Bytecode**: written and used, as an installed wheel's is (the benchmarks unset "
         "PYTHONDONTWRITEBYTECODE, which this project's sandboxes set: every start would compile from source).",
         "",
@@ -221,8 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     started = dt.datetime.now(dt.timezone.utc)
     load_start = _loadavg()
+    speed_start = python_speed_ms()
     results, total = run_all(names, quick)
-    text = render_markdown(results, machine(), total, quick, started, load_start, _loadavg())
+    speed = (speed_start, python_speed_ms())
+    text = render_markdown(results, machine(), total, quick, started, load_start, _loadavg(), speed)
     Path(args.out).write_text(text)
     print(f"\nwrote {args.out} ({total / 60:.1f} min)")
     failed = [r["name"] for r in results if r.get("error")]
