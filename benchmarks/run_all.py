@@ -92,6 +92,7 @@ def run_all(names: list[str], quick: bool) -> tuple[list[dict[str, Any]], float]
             if quick:
                 cmd.append("--quick")
             load = _loadavg()
+            speed_before = python_speed_ms()
             t0 = time.perf_counter()
             try:
                 proc = subprocess.run(cmd, cwd=REPO_ROOT, timeout=TIMEOUT_S)
@@ -106,6 +107,7 @@ def run_all(names: list[str], quick: bool) -> tuple[list[dict[str, Any]], float]
                 res = {"name": name, "title": what, "error": why}
         res["took_s"] = round(took, 1)
         res["loadavg_before"] = load
+        res["python_ms"] = [round(speed_before), round(python_speed_ms())]
         results.append(res)
         print(f"   [{name}: {took:.1f} s]", flush=True)
     return results, time.perf_counter() - t_all
@@ -120,7 +122,7 @@ def _foreign_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
     """A result that does not follow _common's shape: its scalar fields, one level of nesting."""
     rows = []
     for k, v in res.items():
-        if k in ("name", "title", "took_s", "loadavg_before", "notes"):
+        if k in ("name", "title", "took_s", "loadavg_before", "python_ms", "notes"):
             continue
         if isinstance(v, dict):
             rows += [(f"{k}.{k2}", v2) for k2, v2 in v.items() if not isinstance(v2, (dict, list))]
@@ -139,6 +141,7 @@ def render_markdown(
     load_end: str,
     speed: tuple[float, float] | None = None,
 ) -> str:
+    seen = [ms for r in results for ms in r.get("python_ms") or []] + list(speed or ())
     lines = [
         "# Benchmarks",
         "",
@@ -158,10 +161,12 @@ def render_markdown(
         *(
             [
                 f"- **Python speed**: a fixed pure-Python workload (`_common.python_speed_ms`) took "
-                f"{speed[0]:.0f} ms at the start, {speed[1]:.0f} ms at the end; compare it before comparing "
-                "figures with another BENCHMARKS.md (hosts of one kind differ by half)."
+                f"{min(seen):.0f}-{max(seen):.0f} ms, measured before and after each benchmark (each section says "
+                "its own). Compare it before comparing figures with another BENCHMARKS.md: hosts of one kind "
+                "differ by half, and a host can slow down by half within a run (a run whose range is wide "
+                "is not one to compare)."
             ]
-            if speed
+            if seen
             else []
         ),
         "- **Bytecode**: written and used, as an installed wheel's is (the benchmarks unset "
@@ -201,7 +206,12 @@ def render_markdown(
         lines.append("")
         lines.append(
             f"`benchmarks/bench_{res['name']}.py`; took {res.get('took_s', '?')} s; load average "
-            f"before: {res.get('loadavg_before', 'n/a')}."
+            f"before: {res.get('loadavg_before', 'n/a')}"
+            + (
+                f"; Python speed before / after: {res['python_ms'][0]} / {res['python_ms'][1]} ms."
+                if res.get("python_ms")
+                else "."
+            )
         )
         lines.append("")
         for n in res.get("notes") or []:
