@@ -1,5 +1,5 @@
-"""Files on disk: their content hash (memoised, or fresh), and putting a file that is already on disk (a cached blob, a
-cached poster) into a run directory."""
+"""Files on disk: their content hash (memoised, or fresh), putting a file that is already on disk (a cached blob, a
+cached poster) into a run directory, and keeping a file in a folder that several processes share."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import hashlib
 import os
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 _HASH_CHUNK = 1 << 20
@@ -54,4 +55,21 @@ def link_or_copy(src: Path, dest: Path) -> None:
         shutil.copyfile(src, dest)
 
 
-__all__ = ["link_or_copy", "sha256_file", "sha256_fresh"]
+def keep_file(path: Path, write: Callable[[Path], object]) -> bool:
+    """`write` the file at a staging name of this process and thread beside `path`, then rename it into place: a
+    reader never finds half of it, and two writers never share a staging file. For what a cache keeps only to
+    save time (a poster, a timeline, a media finding): where it cannot be written, False and nothing left behind.
+    Example: `keep_file(cache / "timelines" / name, lambda p: p.write_text(text, encoding="utf-8"))`."""
+    staged = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(staged)
+        os.replace(staged, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            staged.unlink()
+        return False
+    return True
+
+
+__all__ = ["keep_file", "link_or_copy", "sha256_file", "sha256_fresh"]

@@ -18,13 +18,13 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import threading
+from functools import partial
 from pathlib import Path
 
+from wanbatch.av.files import keep_file
 from wanbatch.core.media import Found
 
 FOLDER = "checked"
@@ -62,15 +62,8 @@ class CheckedMedia:
             path = self.dir / _name(identity)
             if path.exists():  # kept by an earlier run (its name is the identity's hash; what it says follows)
                 continue
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            try:
-                self.dir.mkdir(parents=True, exist_ok=True)
-                tmp.write_text(json.dumps({"identity": identity, "found": list(found)}), encoding="utf-8")
-                os.replace(tmp, path)
-                written += 1
-            except OSError:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
+            text = json.dumps({"identity": identity, "found": list(found)})
+            written += keep_file(path, partial(Path.write_text, data=text, encoding="utf-8"))
         return written
 
 

@@ -22,14 +22,12 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import importlib
 import importlib.util
 import json
 import os
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -37,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from wanbatch.av.files import keep_file
 from wanbatch.core.scene import TRANSITIONS, Transition
 from wanbatch.film.clips import ClipInfo, layout, probe_unknown
 from wanbatch.secrets import redact
@@ -171,18 +170,9 @@ def _read(path: Path | None) -> str | None:
 
 
 def _keep(path: Path | None, text: str) -> None:
-    """Staged, then renamed: a reader never finds half a timeline. A cache that cannot be written only costs
-    time next run."""
-    if path is None:
-        return
-    staged = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staged.write_text(text, encoding="utf-8")
-        os.replace(staged, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            staged.unlink()
+    """A cache that cannot be written only costs time next run."""
+    if path is not None:
+        keep_file(path, lambda staged: staged.write_text(text, encoding="utf-8"))
 
 
 def _otio_text(otio: Any, name: str, cuts: Sequence[_Cut], fps: float) -> str:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import shutil
 import subprocess
 import threading
@@ -39,7 +38,7 @@ from types import EllipsisType
 from typing import Any
 
 from wanbatch.av.ffmpeg import run_ffmpeg
-from wanbatch.av.files import link_or_copy
+from wanbatch.av.files import keep_file, link_or_copy
 from wanbatch.core.names import file_stem
 
 __all__ = [
@@ -246,14 +245,9 @@ def _cut_one(video: Path, out: Path, at: float) -> None:
 
 
 def _keep(out: Path, cached: Path | None) -> None:
-    """Put a poster just cut into the poster cache (staged, then renamed: a reader never sees half of it)."""
-    if cached is None:
-        return
-    with contextlib.suppress(OSError):  # a poster cache that cannot be written only costs time
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        staged = cached.with_name(f".{cached.name}.{os.getpid()}.{threading.get_ident()}")
-        shutil.copyfile(out, staged)
-        os.replace(staged, cached)
+    """Put a poster just cut into the poster cache (a poster cache that cannot be written only costs time)."""
+    if cached is not None:
+        keep_file(cached, lambda staged: shutil.copyfile(out, staged))
 
 
 def _rel(cut: _Cut) -> str:
