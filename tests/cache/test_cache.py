@@ -28,6 +28,24 @@ def test_put_fetch_roundtrip_is_verified(tmp_path):
     assert cache.fetch("other") is None
 
 
+def test_the_index_and_the_journal_never_evict_an_entry(tmp_path):
+    """diskcache evicts by default (the least recently stored entries) once its database passes a size limit,
+    1 GiB as shipped: an evicted index entry is a render paid for again, an evicted journal entry a request id
+    lost. Databases made with a limit this small (as a big cache passes 1 GiB) keep every entry all the same."""
+    import diskcache
+
+    for db in ("index", "journal"):  # made as an earlier wanbatch made them, their limit already passed
+        diskcache.Cache(str(tmp_path / "c" / db), size_limit=4096).close()
+    cache = Cache(tmp_path / "c")
+    video = tmp_path / "v.mp4"
+    for i in range(30):
+        video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4096))
+        cache.put(f"k{i}", video, material={"params": {"seed": i}, "prompt": "x" * 2000}, meta={"scene_id": f"s{i}"})
+        cache.journal.record(f"r{i}", request_id=f"req-{i}", state="submitted", payload_summary={"p": "y" * 2000})
+    assert [k for k in (f"k{i}" for i in range(30)) if cache.fetch(k) is None] == []
+    assert [i for i in range(30) if (cache.journal.get(f"r{i}") or {}).get("request_id") != f"req-{i}"] == []
+
+
 def test_a_corrupt_blob_is_a_miss_and_the_next_run_repairs_it(compose_demo, run_cfg, cache_dir):
     cfg = compose_demo("stitch.enabled=false")
     code, _, _ = run_cfg(cfg)

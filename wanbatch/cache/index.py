@@ -36,7 +36,12 @@ class Index(Protocol):
 
 
 def open_db(directory: Path) -> diskcache.Cache:
-    return diskcache.Cache(str(directory), timeout=60)
+    """The index or the journal, writable. Never culled: diskcache evicts by default (the least recently stored
+    entries, once its database passes 1 GiB, some 700k entries), and an evicted index entry is a render paid for
+    again, an evicted journal entry a request id lost. Without culling, a write also skips the three statements
+    that check for it (expired keys, the page count, the size setting): fifty job threads write here at once.
+    The settings are kept in the database, so a cache opened by an older wanbatch is switched over too."""
+    return diskcache.Cache(str(directory), timeout=60, eviction_policy="none", cull_limit=0)
 
 
 def problem(db: diskcache.Cache) -> str | None:

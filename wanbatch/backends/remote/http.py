@@ -38,9 +38,10 @@ from typing import Any
 import httpx
 import tenacity
 
-from wanbatch.backends.remote.limits import SUBMITS, ProviderPool
+from wanbatch.backends.remote.limits import ProviderPool
 from wanbatch.backends.remote.run import Run
 from wanbatch.config.backends import RemoteConfig
+from wanbatch.core.priority import CALLS_FIRST
 from wanbatch.errors import Cancelled, ProviderError, RenderError
 from wanbatch.secrets import redact, register_secret
 
@@ -232,7 +233,8 @@ class Api:
                 if counts_as_poll:
                     run.polls += 1
                 try:
-                    with SUBMITS.sending() if submit else contextlib.nullcontext():
+                    # Downloads and posters wait while calls are out: each answer moves the provider's queue.
+                    with CALLS_FIRST.calling():
                         resp = self.client.request(
                             method,
                             url,
