@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +69,16 @@ class CountingPreview(PreviewBackend):
         """Runs while the render counts as active: `delay` here; tests override it to wait for a state."""
         if self.delay:
             ctx.cancel.wait(self.delay)
+
+
+@pytest.fixture
+def ctrl_c() -> Any:
+    """Ctrl-C as a terminal sends it reaches Python during the test: `_thread.interrupt_main()` raises
+    KeyboardInterrupt in the main thread, as SIGINT does. A test run started in the background by a shell without
+    job control (`pytest ... &` in a script) begins with SIGINT ignored, and then interrupt_main does nothing."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
 
 
 @pytest.fixture

@@ -105,7 +105,7 @@ def test_concurrency_is_bounded(compose_demo, run_cfg):
     assert preview.max_active == 1  # the backend's own limit holds even with more threads
 
 
-def test_ctrl_c_stops_cleanly_and_keeps_finished_clips(compose_demo, run_cfg, cache_dir):
+def test_ctrl_c_stops_cleanly_and_keeps_finished_clips(compose_demo, run_cfg, cache_dir, ctrl_c):
     cfg = compose_demo("stitch.enabled=false", "executor.concurrency=1")
     preview = Blocking(cfg.backend, free=2)  # the third render waits for the Ctrl-C
     cancel = threading.Event()

@@ -310,7 +310,7 @@ def _interrupt(executor: Any, *, when: Any, then: Any = lambda: None, twice: boo
 
 
 def test_ctrl_c_lets_a_paid_render_finish_downloading_and_caches_it(
-    remote: rf.Remote, capsys: pytest.CaptureFixture[str]
+    remote: rf.Remote, capsys: pytest.CaptureFixture[str], ctrl_c: None
 ) -> None:
     from wanbatch.execute.local import LocalExecutor
 
@@ -337,7 +337,7 @@ def test_ctrl_c_lets_a_paid_render_finish_downloading_and_caches_it(
     assert "1 render(s) already paid for are finishing their download (first)" in capsys.readouterr().err
 
 
-def test_a_second_ctrl_c_leaves_the_download_with_its_request_id_kept(remote: rf.Remote) -> None:
+def test_a_second_ctrl_c_leaves_the_download_with_its_request_id_kept(remote: rf.Remote, ctrl_c: None) -> None:
     from wanbatch.execute.local import LocalExecutor
 
     plan = remote.plan([{"id": "first", "prompt": "A fox.", "seed": 1}])
