@@ -4,7 +4,6 @@ other clip its poster, each the frame a third of the way in, as a poster cut on 
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -166,26 +165,3 @@ def test_the_first_rerun_cuts_no_poster_and_makes_no_timeline(tmp_path, monkeypa
     assert (first / "film.mp4").samefile(rerun / "film.mp4")  # both the cache's film
     shown = [sorted(p.name for p in (run / "posters").iterdir()) for run in (first, rerun)]
     assert shown[0] == shown[1] and len(shown[0]) == 3
-
-
-def test_posters_cut_during_a_run_wait_for_the_api_calls_out(tmp_path, monkeypatch):
-    """A poll's answer frees a provider slot and a submit fills it; a poster can wait for both (at most
-    CALLS_FIRST.WAIT_S), so at a wave's end it does not take the interpreter from them."""
-    from wanbatch.core.priority import CALLS_FIRST
-
-    monkeypatch.setattr(CALLS_FIRST, "WAIT_S", 120.0)  # here only the call's end lets the poster go
-    clip = _clip(tmp_path / "clips/a.mp4", 100)
-    early = EarlyPosters(tmp_path, None, workers=1)
-    try:
-        with CALLS_FIRST.calling():  # a status poll (say) is out
-            early.add("a", clip, 1.5, None)
-            deadline = time.monotonic() + 60
-            while CALLS_FIRST.waiting != 1:  # a state, not a time: however busy the machine is
-                assert time.monotonic() < deadline, "the poster worker never waited for the call"
-                time.sleep(0.01)
-            assert not (tmp_path / "posters" / "a.png").exists()
-        assert early.get("a", clip) == "posters/a.png"
-        assert _shade(tmp_path / "posters" / "a.png") == 100
-    finally:
-        early.close()
-    assert CALLS_FIRST.pending == 0 and CALLS_FIRST.waiting == 0

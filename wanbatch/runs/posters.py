@@ -40,7 +40,6 @@ from typing import Any
 from wanbatch.av.ffmpeg import run_ffmpeg
 from wanbatch.av.files import keep_file, link_or_copy
 from wanbatch.core.names import file_stem
-from wanbatch.core.priority import CALLS_FIRST
 
 __all__ = [
     "BATCH",
@@ -147,7 +146,6 @@ class EarlyPosters:
                 # every clip that landed while the last batch was cut, up to a batch
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
             batch = [(cut, future) for cut, future in batch if future.set_running_or_notify_cancel()]
-            CALLS_FIRST.wait_turn()  # a poll or a submit out now is on the way to the run's end; these are not
             try:
                 done = _cut_batch(self.run_dir, [cut for cut, _ in batch], self.poster_cache)
             except BaseException as exc:  # handed to whoever waits on these posters

@@ -434,35 +434,32 @@ def test_the_key_is_in_no_file_log_or_message_of_a_run_with_faults(
     assert rf.scan_for_keys(tmp_path) == []
 
 
-@pytest.mark.parametrize("held", ["submit", "poll"])
-def test_a_finished_render_downloads_once_the_api_call_in_progress_is_answered(
-    remote: rf.Remote, monkeypatch: pytest.MonkeyPatch, held: str
+def test_a_finished_render_downloads_once_the_submit_in_progress_is_answered(
+    remote: rf.Remote, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The next job's submit, or another job's status poll, goes before a finished render's download: each
-    answer moves the provider's queue, the download has time (core.priority)."""
-    from wanbatch.core.priority import CALLS_FIRST
+    from wanbatch.backends.remote.limits import SUBMITS
     from wanbatch.execute.local import LocalExecutor
 
-    # Here only the call's answer lets the download go (its cap is for calls that hang).
-    monkeypatch.setattr(CALLS_FIRST, "WAIT_S", 120.0)
+    # Here only the submit's answer lets the download go (its cap is for submits that hang).
+    monkeypatch.setattr(SUBMITS, "WAIT_S", 120.0)
     plan = remote.plan([{**GMI, "id": "first"}, {"id": "second", "prompt": "A hare.", "seed": 2}])
     at_provider = remote.fake.hold("result", model=rf.MODEL["gmi_wan21_i2v"])  # "first" runs until told
-    call = remote.fake.hold(held, model=rf.MODEL["novita_wan21_t2v"])  # "second" is being sent, or polled
+    submit = remote.fake.hold("submit", model=rf.MODEL["novita_wan21_t2v"])  # "second" is being sent
     download = remote.fake.hold("download")  # counts the downloads that begin
     outcomes: dict[str, Any] = {}
     worker = threading.Thread(
         target=lambda: outcomes.update(LocalExecutor(remote.cache, concurrency=2).run(plan)), daemon=True
     )
     worker.start()
-    assert call.wait_arrivals(1)
-    at_provider.release()  # "first" is done at the provider while the call for "second" is out
-    _wait_until(lambda: CALLS_FIRST.waiting == 1)
+    assert submit.wait_arrivals(1)
+    at_provider.release()  # "first" is done at the provider while "second" is still being submitted
+    _wait_until(lambda: SUBMITS.waiting == 1)
     entry = remote.cache.journal.get(plan.job("first").key)
     assert entry is not None and entry["state"] == "succeeded" and entry["video_url"]
-    assert download.arrivals == 0  # paid for, and waiting for the call to be answered
-    call.release()
+    assert download.arrivals == 0  # paid for, and waiting for the submit to be answered
+    submit.release()
     assert download.wait_arrivals(1)
     download.release()
     worker.join(120)
     assert {s: o.status for s, o in outcomes.items()} == {"first": "rendered", "second": "rendered"}
-    assert CALLS_FIRST.pending == 0 and CALLS_FIRST.waiting == 0
+    assert SUBMITS.pending == 0 and SUBMITS.waiting == 0

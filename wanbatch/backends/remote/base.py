@@ -48,14 +48,13 @@ import httpx
 from wanbatch.backends.remote.ambiguous import AmbiguousSubmit, summarize, utc
 from wanbatch.backends.remote.download import download
 from wanbatch.backends.remote.http import Api, _Ambiguous
-from wanbatch.backends.remote.limits import ProviderPool
+from wanbatch.backends.remote.limits import SUBMITS, ProviderPool
 from wanbatch.backends.remote.run import Gone, Run
 from wanbatch.backends.remote.settings import check_settings
 from wanbatch.backends.remote.uploader import Uploader
 from wanbatch.config.backends import PollConfig, RemoteConfig
 from wanbatch.core.backend import Backend, BackendKind, RenderContext, RenderResult
 from wanbatch.core.media import Media
-from wanbatch.core.priority import CALLS_FIRST
 from wanbatch.errors import Cancelled, DownloadError, Issue, ProviderError, RenderError
 from wanbatch.secrets import redact, register_secret
 
@@ -255,7 +254,7 @@ class RemoteBackend(Backend):
         self._record(
             run, request_id=request_id, state="succeeded", video_url=status.video_url, video_url_expires=expires
         )
-        CALLS_FIRST.wait_turn()  # the polls and submits out now first (see core.priority); this one is done
+        SUBMITS.wait_turn()  # the next jobs' submits first (see SubmitsFirst); the provider is done with this one
         t0 = time.monotonic()
         video = download(self.api, run, status.video_url)
         run.timings["download"] = time.monotonic() - t0

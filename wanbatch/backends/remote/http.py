@@ -38,10 +38,9 @@ from typing import Any
 import httpx
 import tenacity
 
-from wanbatch.backends.remote.limits import ProviderPool
+from wanbatch.backends.remote.limits import SUBMITS, ProviderPool
 from wanbatch.backends.remote.run import Run
 from wanbatch.config.backends import RemoteConfig
-from wanbatch.core.priority import CALLS_FIRST
 from wanbatch.errors import Cancelled, ProviderError, RenderError
 from wanbatch.secrets import redact, register_secret
 
@@ -233,8 +232,7 @@ class Api:
                 if counts_as_poll:
                     run.polls += 1
                 try:
-                    # Downloads and posters wait while calls are out: each answer moves the provider's queue.
-                    with CALLS_FIRST.calling():
+                    with SUBMITS.sending() if submit else contextlib.nullcontext():
                         resp = self.client.request(
                             method,
                             url,
