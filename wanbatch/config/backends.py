@@ -110,7 +110,7 @@ class PollConfig:
     max_interval_s: float = 60.0
     min_interval_s: float = 1.0  # floor under a provider's `eta` hint
     # up to +20% on every wait, so parallel jobs do not poll in step (never earlier); a poll timed to the job (its
-    # learnt render time, the provider's eta) takes at most 5% (backends.remote.base.TIMED_JITTER)
+    # learnt render time, the provider's eta) takes at most 1% (backends.remote.base.TIMED_JITTER)
     jitter: float = 0.2
     timeout_s: float = 3600.0  # stop waiting (the request id stays journalled: a rerun re-attaches)
 

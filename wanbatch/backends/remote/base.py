@@ -504,8 +504,9 @@ def _render_time(
 # A poll timed to when the job should be done (its kind's observed render time, the provider's eta) is jittered
 # by at most this much, not the full `poll.jitter` (20% as shipped): jitter keeps fixed-interval polls of jobs
 # sent together out of step, but these are already spread as their submits were, and each percent of delay is
-# paid in full by a job already done: 20% of a 10-minute render is two minutes' wait for a finished video.
-TIMED_JITTER = 0.05
+# paid in full by a job already done: 20% of a 10-minute render is two minutes' wait for a finished video, 5% (as
+# this was) 30 s. A burst of polls due together is spaced by `requests_per_second`, not by delaying them all.
+TIMED_JITTER = 0.01
 LEARNT = "observed render times"  # the manifest's `first_poll.based_on` for a first poll timed by the journal
 
 
