@@ -73,9 +73,10 @@ class CountingPreview(PreviewBackend):
 
 @pytest.fixture
 def ctrl_c() -> Any:
-    """Ctrl-C as a terminal sends it reaches Python during the test: `_thread.interrupt_main()` raises
-    KeyboardInterrupt in the main thread, as SIGINT does. A test run started in the background by a shell without
-    job control (`pytest ... &` in a script) begins with SIGINT ignored, and then interrupt_main does nothing."""
+    """Ctrl-C as a terminal sends it reaches Python during the test: SIGINT (and `_thread.interrupt_main()`)
+    raises KeyboardInterrupt in the main thread, and a console script started now handles it too (a handled
+    signal is reset to its default in a child, where Python handles it). A test run started in the background by
+    a shell without job control (`pytest ... &` in a script) begins with SIGINT ignored, and its children with it."""
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, before)

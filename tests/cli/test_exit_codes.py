@@ -91,7 +91,7 @@ def _ctrl_c(proc: subprocess.Popen[str]) -> None:
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the whole foreground group
 
 
-def test_ctrl_c_while_a_preview_is_encoded_cancels_it_and_fails_nothing(held_ffmpeg, tmp_path, cache_dir):
+def test_ctrl_c_while_a_preview_is_encoded_cancels_it_and_fails_nothing(held_ffmpeg, tmp_path, cache_dir, ctrl_c):
     hold, env = held_ffmpeg
     (hold / "pattern").write_text(" -map 0:v:0 -map 1:a:0 ")  # the step that lays the audio under the frames
     # (not plan time's whole-media check, which decodes the demo's audio with `-map 0`)
@@ -115,7 +115,7 @@ def test_ctrl_c_while_a_preview_is_encoded_cancels_it_and_fails_nothing(held_ffm
     assert "cancelled" in statuses.values()
 
 
-def test_ctrl_c_while_planning_exits_130_without_a_traceback(held_ffmpeg, tmp_path, cache_dir):
+def test_ctrl_c_while_planning_exits_130_without_a_traceback(held_ffmpeg, tmp_path, cache_dir, ctrl_c):
     hold, env = held_ffmpeg
     (hold / "pattern").write_text("narration.wav")  # the plan probes the driving audio
     run_dir = tmp_path / "run"

@@ -246,7 +246,7 @@ def test_an_actor_dying_twice_fails_only_its_job(tmp_path, compose_demo, run_cfg
     assert len(list((tmp_path / "marks").iterdir())) == 2  # tried exactly twice
 
 
-def test_ctrl_c_cancels_outstanding_work_and_keeps_what_finished(tmp_path, compose_demo):
+def test_ctrl_c_cancels_outstanding_work_and_keeps_what_finished(tmp_path, compose_demo, ctrl_c):
     cfg = compose_demo("executor=ray", "stitch.enabled=false", "report=false")
     slow = {sid: 120 for sid in ("sunrise", "day_to_night", "harbour_voice")}
     backend = ActorPreview(ActorPreviewConfig.of(cfg.backend, delay=slow))
