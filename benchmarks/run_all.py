@@ -139,9 +139,8 @@ def render_markdown(
     started: dt.datetime,
     load_start: str,
     load_end: str,
-    speed: tuple[float, float] | None = None,
 ) -> str:
-    seen = [ms for r in results for ms in r.get("python_ms") or []] + list(speed or ())
+    seen = [ms for r in results for ms in r.get("python_ms") or []]  # before and after each benchmark
     lines = [
         "# Benchmarks",
         "",
@@ -241,10 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     started = dt.datetime.now(dt.timezone.utc)
     load_start = _loadavg()
-    speed_start = python_speed_ms()
     results, total = run_all(names, quick)
-    speed = (speed_start, python_speed_ms())
-    text = render_markdown(results, machine(), total, quick, started, load_start, _loadavg(), speed)
+    text = render_markdown(results, machine(), total, quick, started, load_start, _loadavg())
     Path(args.out).write_text(text)
     print(f"\nwrote {args.out} ({total / 60:.1f} min)")
     failed = [r["name"] for r in results if r.get("error")]
