@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import pytest
 
 from wanbatch.cache.store import Cache
 
@@ -26,6 +30,64 @@ def test_put_fetch_roundtrip_is_verified(tmp_path):
     got = cache.fetch("k1")
     assert got is not None and got.path == hit.path and got.entry["material"] == {"params": {"seed": 1}}
     assert cache.fetch("other") is None
+
+
+def _clip(path: Path) -> Path:
+    path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4096))
+    return path
+
+
+def test_a_render_in_its_workdir_is_moved_into_the_cache_not_written_again(tmp_path):
+    cache = Cache(tmp_path / "c")
+    with cache.workdir() as workdir:
+        video = _clip(workdir / "clip.mp4")
+        made, data = video.stat().st_ino, video.read_bytes()
+        hit = cache.put("k1", video, material={"params": {"seed": 1}}, meta={"scene_id": "s"}, take=True)
+        assert hit.path.stat().st_ino == made and not video.exists()  # the same file, renamed: no second copy
+    got = cache.fetch("k1")  # verified: every byte hashed again
+    assert got is not None and got.path.read_bytes() == data
+    # Not taken (a video wanbatch does not own): copied, and left where it was
+    mine = _clip(tmp_path / "mine.mp4")
+    hit = cache.put("k2", mine, material={"params": {"seed": 2}}, meta={"scene_id": "t"})
+    assert mine.exists() and hit.path.stat().st_ino != mine.stat().st_ino
+    assert hit.path.read_bytes() == mine.read_bytes()
+
+
+def test_a_taken_render_the_cache_already_holds_or_on_another_filesystem_is_stored_all_the_same(tmp_path):
+    cache = Cache(tmp_path / "c")
+    first = cache.put("k1", _clip(tmp_path / "a.mp4"), material={"params": {"seed": 1}}, meta={"scene_id": "s"})
+    with cache.workdir() as workdir:  # the same bytes again, for another key: the stored blob is kept
+        same = workdir / "clip.mp4"
+        same.write_bytes(first.path.read_bytes())
+        hit = cache.put("k2", same, material={"params": {"seed": 2}}, meta={"scene_id": "t"}, take=True)
+    assert hit.path == first.path and cache.fetch("k1") is not None and cache.fetch("k2") is not None
+    other_fs = Path("/dev/shm")
+    if not other_fs.is_dir() or other_fs.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second filesystem (/dev/shm) on this machine to take a render from")
+    elsewhere = _clip(Path(tempfile.mkdtemp(dir=other_fs)) / "clip.mp4")
+    data = elsewhere.read_bytes()
+    try:
+        hit = cache.put("k3", elsewhere, material={"params": {"seed": 3}}, meta={"scene_id": "u"}, take=True)
+    finally:
+        shutil.rmtree(elsewhere.parent)
+    got = cache.fetch("k3")
+    assert got is not None and got.path.read_bytes() == data and not list(hit.path.parent.glob(".*partial"))
+
+
+def test_a_run_moves_each_render_into_the_cache(compose_demo, run_cfg, cache_dir):
+    made: dict[str, int] = {}
+
+    class Recording(CountingPreview):
+        def render(self, job, ctx):  # type: ignore[no-untyped-def]
+            result = super().render(job, ctx)
+            made[job.key] = result.video.stat().st_ino
+            return result
+
+    cfg = compose_demo("stitch.enabled=false")
+    assert run_cfg(cfg, backends={"preview": Recording(cfg.backend)})[0] == 0
+    cache = Cache(cache_dir)
+    stored = {key: hit.path.stat().st_ino for key in made if (hit := cache.fetch(key)) is not None}
+    assert len(made) > 1 and stored == made
 
 
 def test_the_index_and_the_journal_never_evict_an_entry(tmp_path):

@@ -138,6 +138,15 @@ class Journal:
         self._db.close()
 
 
+def _moved(src: Path, dest: Path) -> bool:
+    """Move `src` to `dest` by a rename: True, or False where it cannot be (another filesystem: copy it)."""
+    try:
+        os.rename(src, dest)
+    except OSError:
+        return False
+    return True
+
+
 RENDER_TIMES_KEPT = 9
 _RENDER_TIME = "render-time:"  # the key prefix of observed render times (request entries are keyed by cache key)
 
@@ -282,8 +291,14 @@ class Cache:
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
-    def put(self, key: str, video: Path, *, material: Mapping[str, Any], meta: Mapping[str, Any]) -> Hit:
+    def put(
+        self, key: str, video: Path, *, material: Mapping[str, Any], meta: Mapping[str, Any], take: bool = False
+    ) -> Hit:
         """Copy `video` into the blob store and index it. Atomic: readers see all of it or nothing.
+
+        `take`: `video` is this process's scratch file (a render in its job's workdir) that nothing reads
+        afterwards. It is moved into the store instead of copied, where it is on the cache's filesystem: a
+        render's bytes are not written a second time, and no file is made only for the workdir's to be deleted.
 
         Order: the sidecar, then the blob (renamed into place), then the index entry. A crash in between
         leaves a blob with its sidecar (the index is rebuilt from it) or a sidecar without a blob (dropped),
@@ -305,7 +320,7 @@ class Cache:
         }
         car = sidecar.write(dest, entry)
         try:
-            self._store_blob(video, dest, digest, size)
+            self._store_blob(video, dest, digest, size, take)
         except BaseException:
             if not dest.exists():
                 car.unlink(missing_ok=True)
@@ -324,7 +339,7 @@ class Cache:
         links.relink(self.dir, key, dest, digest)
         return Hit(key, dest, entry)
 
-    def _store_blob(self, video: Path, dest: Path, digest: str, size: int) -> None:
+    def _store_blob(self, video: Path, dest: Path, digest: str, size: int, take: bool) -> None:
         with contextlib.suppress(OSError):
             if dest.stat().st_size == size and sha256_fresh(dest) == digest:
                 os.utime(dest)  # in use again now: a prune that looks at ages keeps it
@@ -332,7 +347,8 @@ class Cache:
         # unique per thread too: two jobs can store identical bytes at the same moment
         staged = dest.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.partial")
         try:
-            shutil.copyfile(video, staged)
+            if not (take and _moved(video, staged)):
+                shutil.copyfile(video, staged)
             with open(staged, "rb") as f:
                 os.fsync(f.fileno())
             os.replace(staged, dest)

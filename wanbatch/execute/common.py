@@ -30,8 +30,9 @@ def with_chain_input(job: Job, parent_clip: Path | None, workdir: Path) -> Job:
     return dataclasses.replace(job, inputs={**job.inputs, "image": inspect_local("image", png)})
 
 
-def store(cache: Cache, job: Job, result: RenderResult, took: float) -> Hit:
-    """Put a finished render into the cache, then forget its journal entry (it is paid for and kept)."""
+def store(cache: Cache, job: Job, result: RenderResult, took: float, workdir: Path) -> Hit:
+    """Put a finished render into the cache, then forget its journal entry (it is paid for and kept). A video in
+    the job's `workdir` (scratch, removed after the job) is moved into the cache, not copied."""
     hit = cache.put(
         job.key,
         result.video,
@@ -44,6 +45,7 @@ def store(cache: Cache, job: Job, result: RenderResult, took: float) -> Hit:
             "request_id": result.request_id,
             "seconds": round(took, 3),
         },
+        take=result.video.parent.resolve() == workdir.resolve(),
     )
     cache.journal.remove(job.key)
     return hit
@@ -78,7 +80,7 @@ def render_and_store(cache: Cache, backend: Backend, job: Job, ctx_factory: Any,
                 job = with_chain_input(job, parent_clip, workdir)
                 result = backend.render(job, ctx)
                 took = time.perf_counter() - t0
-                hit = store(cache, job, result, took)
+                hit = store(cache, job, result, took, workdir)
         return Outcome(
             job.id,
             "rendered",

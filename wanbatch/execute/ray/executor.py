@@ -574,7 +574,7 @@ class _Run:
                 video.write_bytes(res.video)
                 took = time.perf_counter() - flight.t0
                 result = RenderResult(video, res.model or job.model, res.request_id, info)
-                hit = store(self.cache, flight.job, result, took)
+                hit = store(self.cache, flight.job, result, took, flight.workdir)
                 outcome = Outcome(
                     job.id,
                     "rendered",
