@@ -155,6 +155,9 @@ def test_the_first_rerun_cuts_no_poster_and_makes_no_timeline(tmp_path, monkeypa
     assert code == 0
     stored = sorted((cache_dir / "posters").glob("*.png"))
     assert len(stored) == 3  # two clips and the film
+    # a poster just cut is kept in the cache as a link of the page's own, not written a second time
+    cut = sorted(p.stat().st_ino for p in (first / "posters").glob("*.png"))
+    assert cut == sorted(s.stat().st_ino for s in stored)
 
     calls = _spy(monkeypatch)
     monkeypatch.setattr(timeline_module, "_otio_text", lambda *a: pytest.fail("the timeline was made again"))

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import shutil
 import subprocess
 import threading
 from collections import deque
@@ -249,9 +248,11 @@ def _cut_one(video: Path, out: Path, at: float) -> None:
 
 
 def _keep(out: Path, cached: Path | None) -> None:
-    """Put a poster just cut into the poster cache (a poster cache that cannot be written only costs time)."""
+    """Put a poster just cut into the poster cache (a poster cache that cannot be written only costs time): a
+    hard link of it where the cache is on the same filesystem, as a cached poster is linked into a page's
+    folder. Neither is ever written in place (a poster is cut to a file unlinked first), so sharing is safe."""
     if cached is not None:
-        keep_file(cached, lambda staged: shutil.copyfile(out, staged))
+        keep_file(cached, lambda staged: link_or_copy(out, staged))
 
 
 def _rel(cut: _Cut) -> str:
