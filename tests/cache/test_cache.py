@@ -37,14 +37,14 @@ def _clip(path: Path) -> Path:
     return path
 
 
-def test_a_render_in_its_workdir_is_moved_into_the_cache_not_written_again(tmp_path):
+def test_a_render_in_its_workdir_is_taken_into_the_cache_not_written_again(tmp_path):
     cache = Cache(tmp_path / "c")
     with cache.workdir() as workdir:
         video = _clip(workdir / "clip.mp4")
-        made, data = video.stat().st_ino, video.read_bytes()
+        data = video.read_bytes()
         hit = cache.put("k1", video, material={"params": {"seed": 1}}, meta={"scene_id": "s"}, take=True)
-        assert hit.path.stat().st_ino == made and not video.exists()  # the same file, renamed: no second copy
-    got = cache.fetch("k1")  # verified: every byte hashed again
+        assert hit.path.samefile(video)  # the same file, linked into the store: no second copy
+    got = cache.fetch("k1")  # the workdir is gone, the blob stays; verified: every byte hashed again
     assert got is not None and got.path.read_bytes() == data
     # Not taken (a video wanbatch does not own): copied, and left where it was
     mine = _clip(tmp_path / "mine.mp4")
@@ -74,7 +74,9 @@ def test_a_taken_render_the_cache_already_holds_or_on_another_filesystem_is_stor
     assert got is not None and got.path.read_bytes() == data and not list(hit.path.parent.glob(".*partial"))
 
 
-def test_a_run_moves_each_render_into_the_cache(compose_demo, run_cfg, cache_dir):
+def test_a_run_takes_each_render_and_its_film_into_the_cache(compose_demo, run_cfg, cache_dir, monkeypatch):
+    from wanbatch.film import stitch
+
     made: dict[str, int] = {}
 
     class Recording(CountingPreview):
@@ -83,11 +85,22 @@ def test_a_run_moves_each_render_into_the_cache(compose_demo, run_cfg, cache_dir
             made[job.key] = result.video.stat().st_ino
             return result
 
-    cfg = compose_demo("stitch.enabled=false")
-    assert run_cfg(cfg, backends={"preview": Recording(cfg.backend)})[0] == 0
+    def recording_stitch(clips, out, **kw):  # type: ignore[no-untyped-def]
+        result = join(clips, out, **kw)
+        made["film"] = out.stat().st_ino
+        return result
+
+    join = stitch.stitch_film
+    monkeypatch.setattr(stitch, "stitch_film", recording_stitch)
+    cfg = compose_demo()
+    code, run_dir, _ = run_cfg(cfg, backends={"preview": Recording(cfg.backend)})
+    assert code == 0
     cache = Cache(cache_dir)
-    stored = {key: hit.path.stat().st_ino for key in made if (hit := cache.fetch(key)) is not None}
-    assert len(made) > 1 and stored == made
+    film_key = json.loads((run_dir / "manifest.json").read_text())["stitch"]["cache_key"]
+    keys = {**{k: k for k in made if k != "film"}, "film": film_key}
+    stored = {name: hit.path.stat().st_ino for name, key in keys.items() if (hit := cache.fetch(key)) is not None}
+    assert len(made) > 2 and stored == made  # every clip and the film: the very files made, not copies
+    assert (run_dir / "film.mp4").stat().st_ino == made["film"]
 
 
 def test_the_index_and_the_journal_never_evict_an_entry(tmp_path):

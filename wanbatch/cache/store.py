@@ -138,10 +138,10 @@ class Journal:
         self._db.close()
 
 
-def _moved(src: Path, dest: Path) -> bool:
-    """Move `src` to `dest` by a rename: True, or False where it cannot be (another filesystem: copy it)."""
+def _linked(src: Path, dest: Path) -> bool:
+    """`dest` made a hard link of `src`: True, or False where it cannot be (another filesystem: copy it)."""
     try:
-        os.rename(src, dest)
+        os.link(src, dest)
     except OSError:
         return False
     return True
@@ -296,9 +296,10 @@ class Cache:
     ) -> Hit:
         """Copy `video` into the blob store and index it. Atomic: readers see all of it or nothing.
 
-        `take`: `video` is this process's scratch file (a render in its job's workdir) that nothing reads
-        afterwards. It is moved into the store instead of copied, where it is on the cache's filesystem: a
-        render's bytes are not written a second time, and no file is made only for the workdir's to be deleted.
+        `take`: `video` is this process's own file that nothing writes again (a render in its job's workdir, a
+        film just joined): where it is on the cache's filesystem, the blob is that file, hard-linked into the
+        store, not a copy. A render's bytes are not written a second time (a film's can be gigabytes), and no
+        file is made only for the workdir's to be deleted.
 
         Order: the sidecar, then the blob (renamed into place), then the index entry. A crash in between
         leaves a blob with its sidecar (the index is rebuilt from it) or a sidecar without a blob (dropped),
@@ -347,7 +348,7 @@ class Cache:
         # unique per thread too: two jobs can store identical bytes at the same moment
         staged = dest.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.partial")
         try:
-            if not (take and _moved(video, staged)):
+            if not (take and _linked(video, staged)):
                 shutil.copyfile(video, staged)
             with open(staged, "rb") as f:
                 os.fsync(f.fileno())

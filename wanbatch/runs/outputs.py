@@ -202,7 +202,9 @@ class RunOutputs:
             if missing:
                 notes["partial"] = {"on_failure": stand_in, "scenes": missing}
             if not cache.readonly:  # a read-only cache serves hits; a film made here is only this run's
-                stored = cache.put(key, film, material={"film": key}, meta={"backend": "stitch", "film": notes})
+                stored = cache.put(
+                    key, film, material={"film": key}, meta={"backend": "stitch", "film": notes}, take=True
+                )
                 _same_file(stored.path, film)
                 cache.record_link(key, stored.path.stem, film)
         return film.name, {**notes, "cached": False, "cache_key": key}
@@ -257,6 +259,9 @@ def _same_file(stored: Path, made: Path) -> None:
     """The film just made becomes a link of the one stored, as a rerun's film is (and as a clip is): one copy of
     its bytes on disk, and the same file to the poster cache, so a rerun finds the poster cut here. Swapped in
     atomically; where the cache is on another filesystem the film stays as made (copying it back is no saving)."""
+    with contextlib.suppress(OSError):
+        if stored.samefile(made):  # stored as it was made (a hard link): nothing to swap
+            return
     staged = made.with_name(f".{made.name}.{os.getpid()}.link")
     try:
         os.link(stored, staged)
