@@ -17,6 +17,7 @@ import platform
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
@@ -145,6 +146,24 @@ def python_speed_ms() -> float:
         work()
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1000
+
+
+def file_create_us(folder: Path, count: int = 200) -> float:
+    """Microseconds to create one empty file in a new folder under `folder` (the median of 5 rounds of `count`):
+    how fast this filesystem makes files just now. A run makes a dozen per job (its scratch folder, the download,
+    the blob, the sidecar, locks, posters), and on a filesystem whose files were deleted by the thousand in the
+    last minutes that can be slow: on this host's ext4, which has no journal, the kernel then reads the inode of
+    each recently deleted file it passes looking for a free one (~170 us a file after a mass delete, 10-20 when
+    quiet; a 100-job run took 0.3 s longer). The files are left for the caller's folder to take: deleting them
+    here would slow what is measured next."""
+    times = []
+    for _ in range(5):
+        target = Path(tempfile.mkdtemp(prefix="create-", dir=folder))
+        t0 = time.perf_counter()
+        for i in range(count):
+            (target / f"f{i}").touch()
+        times.append((time.perf_counter() - t0) / count)
+    return statistics.median(times) * 1e6
 
 
 def machine() -> dict[str, Any]:
