@@ -294,7 +294,8 @@ class Cache:
     def put(
         self, key: str, video: Path, *, material: Mapping[str, Any], meta: Mapping[str, Any], take: bool = False
     ) -> Hit:
-        """Copy `video` into the blob store and index it. Atomic: readers see all of it or nothing.
+        """Put `video` into the blob store (a copy of it; with `take`, the file itself) and index it. Atomic:
+        readers see all of it or nothing.
 
         `take`: `video` is this process's own file that nothing writes again (a render in its job's workdir, a
         film just joined): where it is on the cache's filesystem, the blob is that file, hard-linked into the

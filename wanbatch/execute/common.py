@@ -32,7 +32,7 @@ def with_chain_input(job: Job, parent_clip: Path | None, workdir: Path) -> Job:
 
 def store(cache: Cache, job: Job, result: RenderResult, took: float, workdir: Path) -> Hit:
     """Put a finished render into the cache, then forget its journal entry (it is paid for and kept). A video in
-    the job's `workdir` (scratch, removed after the job) is moved into the cache, not copied."""
+    the job's `workdir` (scratch, removed after the job) becomes the cache's blob itself, not a copy."""
     hit = cache.put(
         job.key,
         result.video,
