@@ -51,6 +51,13 @@ def test_a_render_in_its_workdir_is_taken_into_the_cache_not_written_again(tmp_p
     hit = cache.put("k2", mine, material={"params": {"seed": 2}}, meta={"scene_id": "t"})
     assert mine.exists() and hit.path.stat().st_ino != mine.stat().st_ino
     assert hit.path.read_bytes() == mine.read_bytes()
+    # Taken, but another path reaches the file (a backend that linked a user's file as its output): copied, as
+    # an edit through that path would change the blob
+    with cache.workdir() as workdir:
+        users = _clip(tmp_path / "users.mp4")
+        os.link(users, workdir / "clip.mp4")
+        hit = cache.put("k3", workdir / "clip.mp4", material={"params": {"seed": 3}}, meta={"scene_id": "u"}, take=True)
+        assert not hit.path.samefile(users) and hit.path.read_bytes() == users.read_bytes()
 
 
 def test_a_taken_render_the_cache_already_holds_or_on_another_filesystem_is_stored_all_the_same(tmp_path):

@@ -349,7 +349,9 @@ class Cache:
         # unique per thread too: two jobs can store identical bytes at the same moment
         staged = dest.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.partial")
         try:
-            if not (take and _linked(video, staged)):
+            # Only a file with no other name: one that another path reaches (a link to a user's file) could be
+            # written through that path, and a blob must never change.
+            if not (take and video.stat().st_nlink == 1 and _linked(video, staged)):
                 shutil.copyfile(video, staged)
             with open(staged, "rb") as f:
                 os.fsync(f.fileno())
