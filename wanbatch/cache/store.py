@@ -36,7 +36,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from wanbatch.av.files import sha256_file, sha256_fresh
+from wanbatch.av.files import link_or_copy, sha256_file, sha256_fresh
 from wanbatch.cache import index, links, live, prune, sidecar
 from wanbatch.cache.group import GroupWriter
 from wanbatch.errors import ReadOnlyCacheError
@@ -136,15 +136,6 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
-
-
-def _linked(src: Path, dest: Path) -> bool:
-    """`dest` made a hard link of `src`: True, or False where it cannot be (another filesystem: copy it)."""
-    try:
-        os.link(src, dest)
-    except OSError:
-        return False
-    return True
 
 
 RENDER_TIMES_KEPT = 9
@@ -351,7 +342,9 @@ class Cache:
         try:
             # Only a file with no other name: one that another path reaches (a link to a user's file) could be
             # written through that path, and a blob must never change.
-            if not (take and video.stat().st_nlink == 1 and _linked(video, staged)):
+            if take and video.stat().st_nlink == 1:
+                link_or_copy(video, staged)  # a copy only across filesystems
+            else:
                 shutil.copyfile(video, staged)
             with open(staged, "rb") as f:
                 os.fsync(f.fileno())
