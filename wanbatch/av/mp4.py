@@ -32,6 +32,7 @@ __all__ = [
     "file_boxes",
     "find",
     "mp4_whole",
+    "read_esds",
     "read_moov",
     "read_movie",
 ]
@@ -311,7 +312,7 @@ def _audio_track(buf: bytes, stbl: Box) -> AudioTrack:
     config: tuple[Any, ...] = ()
     for b in boxes(buf, children, entry.end):
         if b.kind == b"esds":
-            oti, dsi = _esds(buf[b.payload + 4 : b.end])  # skip version/flags
+            oti, dsi = read_esds(buf[b.payload + 4 : b.end])  # skip version/flags
             codec = _AUDIO_OTI.get(oti, codec)
             config = (oti, dsi)  # not the bitrates esds also holds: those differ clip to clip
         elif b.kind in _CONFIG_BOXES:
@@ -322,7 +323,7 @@ def _audio_track(buf: bytes, stbl: Box) -> AudioTrack:
     return AudioTrack(codec, rate, channels, (entry.kind, rate, channels, config))
 
 
-def _esds(d: bytes) -> tuple[int, bytes]:
+def read_esds(d: bytes) -> tuple[int, bytes]:
     """(objectTypeIndication, DecoderSpecificInfo bytes) from an esds payload's descriptors."""
     oti, dsi = 0, b""
 

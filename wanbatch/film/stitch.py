@@ -4,8 +4,10 @@ Two methods, chosen per film (`stitch.mode: auto`):
 
 - **copy**: when every clip has the same codec and codec parameters, size, fps and audio layout (same
   audio codec, rate and channels, or no audio anywhere), every transition is a cut, and there is no
-  soundtrack, fade or title caption, ffmpeg's concat demuxer joins the clips by stream copy
-  (`-f concat -safe 0 -c copy`): no re-encode, no quality loss, about as fast as copying the files.
+  soundtrack, fade or title caption, the clips are joined by stream copy: no re-encode, no quality loss.
+  mp4 clips alike in every track are joined by their sample tables (`wanbatch.av.mp4join`: as fast as copying
+  the files, and each clip's audio edits are kept); any others by ffmpeg's concat demuxer
+  (`-f concat -safe 0 -c copy`).
 - **compose**: otherwise moviepy renders the film frame by frame, encoded by ffmpeg with exactly the
   `encode` arguments every clip got (see `wanbatch.film.mix`: size and fps, sound and ducking, fades, titles).
 
@@ -30,6 +32,7 @@ from pathlib import Path
 
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.av.ffmpeg import run_ffmpeg
+from wanbatch.av.mp4join import join_mp4
 from wanbatch.config.schema import StitchConfig
 from wanbatch.core.project import Soundtrack
 from wanbatch.errors import ConfigError, Issue
@@ -173,7 +176,7 @@ def stitch_film(
             reason = "; ".join(against) if against else "`stitch.mode` is compose"
             duration = lay.duration
         else:
-            _concat_copy([c.path for c in clips], part)
+            _join_copy([c.path for c in clips], part)
             method = "copy"
             reason = (
                 f"all {len(clips)} clips are {infos[0].describe()} and every transition is a cut"
@@ -188,7 +191,18 @@ def stitch_film(
     return StitchResult(out, method, duration, time.perf_counter() - t0, reason)
 
 
-# -- 5. copy: ffmpeg's concat demuxer -------------------------------------------------------------------
+# -- 5. copy: the clips' sample tables joined, else ffmpeg's concat demuxer ----------------------------------
+
+# what `join_mp4` writes: an ISO-BMFF file, so only a film named as one
+_ISO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov"})
+
+
+def _join_copy(paths: Sequence[Path], out: Path) -> None:
+    """Join mp4 clips by their sample tables (no pass over the packets, and each clip's audio edits kept);
+    anything that cannot be joined exactly that way goes through ffmpeg's concat demuxer."""
+    if out.suffix.lower() in _ISO_SUFFIXES and join_mp4(paths, out):
+        return
+    _concat_copy(paths, out)
 
 
 def _concat_copy(paths: Sequence[Path], out: Path) -> None:

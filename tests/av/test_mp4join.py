@@ -1,0 +1,196 @@
+"""Joining mp4 clips by their sample tables: the film shows every clip's frames and plays its sound, in order,
+with nothing re-encoded; clips it cannot join exactly are left to ffmpeg, with nothing written."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import wanbatch.av.mp4join as mp4join
+from wanbatch.av.encode import write_clip
+from wanbatch.av.ffmpeg import ffmpeg_exe, read_frames
+from wanbatch.av.mp4 import boxes, file_boxes, find, mp4_whole, read_moov, read_movie
+from wanbatch.av.mp4join import join_mp4
+from wanbatch.config.schema import EncodeConfig
+
+RATE = 48000
+AAC_FRAME = 1024  # samples an AAC-LC packet decodes to
+
+
+def tone_clip(
+    path: Path,
+    *,
+    freq: float,
+    seconds: float,
+    preset: str = "ultrafast",
+    size: tuple[int, int] = (64, 48),
+    audio: bool = True,
+) -> Path:
+    """A clip with a bar moving across a colour and a sine of `freq` Hz (or no sound): real, distinct picture and
+    sound in every clip, encoded the way wanbatch's backends encode."""
+    w, h = size
+    n = round(seconds * 16)
+    frames = []
+    for i in range(n):
+        f = np.empty((h, w, 3), np.uint8)
+        f[:] = (int(freq) % 200, 90, 160)
+        f[:, (i * 3) % (w - 4) : (i * 3) % (w - 4) + 4] = 255
+        frames.append(f)
+    wav = None
+    if audio:
+        t = np.arange(round(seconds * RATE)) / RATE
+        wav = path.with_suffix(".wav")
+        with wave.open(str(wav), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(RATE)
+            out.writeframes((0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype("<i2").tobytes())
+    write_clip(frames, path, fps=16, settings=EncodeConfig(preset=preset, crf=30), audio=wav, silent_audio=False)
+    return path
+
+
+def frame_bytes(path: Path) -> list[bytes]:
+    return [f.tobytes() for f in read_frames(path)]
+
+
+def decode_audio(path: Path) -> np.ndarray:
+    """The sound as ffmpeg decodes it, mono float samples."""
+    out = subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "f32le", "-ac", "1", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    return np.frombuffer(out, np.float32)
+
+
+def assert_sound_in_turn(film: Path, clips: list[Path]) -> None:
+    """The film's sound is each clip's sound, sample for sample (to AAC's rounding), in order. ffmpeg plays the
+    rest of each clip's last AAC frame, which the film's edit list (like the clip's own) ends before: a clip may
+    start up to one frame late, never more, and never with anything of its own missing."""
+    heard = decode_audio(film)
+    at = 0
+    for clip in clips:
+        own = decode_audio(clip)
+        head = own[:2048]
+        lags = [float(np.abs(heard[at + lag : at + lag + len(head)] - head).max()) for lag in range(AAC_FRAME)]
+        lag = int(np.argmin(lags))
+        assert lags[lag] < 1e-3, f"{clip.name} is not heard within a frame of where it should start"
+        got = heard[at + lag : at + lag + len(own)]
+        assert len(got) == len(own), f"{clip.name} is cut short in the film"
+        assert float(np.abs(got - own).max()) < 1e-3, f"{clip.name} sounds different in the film"
+        at += lag + len(own)
+    assert len(heard) - at < AAC_FRAME
+
+
+def elst(path: Path, handler: bytes) -> list[tuple[int, int]]:
+    """The (duration, media time) edits of the track with `handler`."""
+    moov = read_moov(path)
+    assert moov is not None
+    for trak in boxes(moov, 0, len(moov)):
+        hdlr = find(moov, trak.payload, trak.end, b"mdia", b"hdlr")
+        if trak.kind == b"trak" and hdlr is not None and moov[hdlr.payload + 8 : hdlr.payload + 12] == handler:
+            box = find(moov, trak.payload, trak.end, b"edts", b"elst")
+            assert box is not None and moov[box.payload] == 0
+            n = struct.unpack_from(">I", moov, box.payload + 4)[0]
+            return [struct.unpack_from(">Ii", moov, box.payload + 8 + 12 * i) for i in range(n)]
+    raise AssertionError(f"no {handler!r} track")
+
+
+@pytest.mark.parametrize("preset", ["ultrafast", "medium"])  # medium: B-frames, so a shifted picture and ctts
+def test_the_film_shows_and_plays_each_clip_in_turn(tmp_path, preset):
+    clips = [
+        tone_clip(tmp_path / f"c{k}.mp4", freq=220 * (k + 1), seconds=s, preset=preset)
+        for k, s in enumerate([2, 1.5, 2.25])
+    ]
+    film = tmp_path / "film.mp4"
+    assert join_mp4(clips, film)
+
+    assert frame_bytes(film) == [f for c in clips for f in frame_bytes(c)]
+    assert_sound_in_turn(film, clips)
+    movies = [read_movie(c) for c in clips]
+    movie = read_movie(film)
+    assert movie is not None and movie.video is not None
+    assert movie.duration == pytest.approx(sum(m.duration for m in movies if m), abs=1e-6)
+    assert movie.video.frames == sum(m.video.frames for m in movies if m and m.video)
+    # the picture runs on from clip to clip (one edit); the sound skips each clip's priming (an edit a clip)
+    assert len(elst(film, b"vide")) == 1
+    assert len(elst(film, b"soun")) == len(clips)
+    # the media after the moov: the film starts playing before it has all downloaded
+    with open(film, "rb") as f:
+        assert [b.kind for b in file_boxes(f)] == [b"ftyp", b"moov", b"mdat"]
+    assert mp4_whole(film)
+
+
+def test_clips_without_sound_join(tmp_path):
+    clips = [tone_clip(tmp_path / f"c{k}.mp4", freq=300 + k, seconds=1, audio=False) for k in range(3)]
+    film = tmp_path / "film.mp4"
+    assert join_mp4(clips, film)
+    assert frame_bytes(film) == [f for c in clips for f in frame_bytes(c)]
+    movie = read_movie(film)
+    assert movie is not None and movie.audio is None and movie.duration == pytest.approx(3.0)
+
+
+def test_a_film_past_4_gib_takes_64_bit_offsets(tmp_path, monkeypatch):
+    """Past 4 GiB of media, chunk offsets need co64 and the mdat a 64-bit size; the limit is lowered so that
+    small clips cross it."""
+    monkeypatch.setattr(mp4join, "_OFFSET_MAX", 1000)
+    clips = [tone_clip(tmp_path / f"c{k}.mp4", freq=440 * (k + 1), seconds=1) for k in range(2)]
+    film = tmp_path / "film.mp4"
+    assert join_mp4(clips, film)
+    moov = read_moov(film)
+    assert moov is not None
+    trak = next(b for b in boxes(moov, 0, len(moov)) if b.kind == b"trak")
+    assert find(moov, trak.payload, trak.end, b"mdia", b"minf", b"stbl", b"co64") is not None
+    assert find(moov, trak.payload, trak.end, b"mdia", b"minf", b"stbl", b"stco") is None
+    data = film.read_bytes()
+    mdat = data.index(b"mdat") - 4
+    assert struct.unpack_from(">I", data, mdat)[0] == 1  # the size follows as 64 bits
+    assert struct.unpack_from(">Q", data, mdat + 8)[0] == len(data) - mdat
+    assert frame_bytes(film) == [f for c in clips for f in frame_bytes(c)]
+    assert_sound_in_turn(film, clips)
+
+
+def _fragmented(src: Path, dest: Path) -> Path:
+    args = [ffmpeg_exe(), "-v", "error", "-i", str(src), "-c", "copy"]
+    subprocess.run([*args, "-movflags", "frag_keyframe+empty_moov", str(dest)], check=True)
+    return dest
+
+
+def _mkv(src: Path, dest: Path) -> Path:
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(src), "-c", "copy", str(dest)], check=True)
+    return dest
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        pytest.param(lambda d, c: tone_clip(d / "b.mp4", freq=330, seconds=1, size=(48, 48)), id="another size"),
+        pytest.param(lambda d, c: tone_clip(d / "b.mp4", freq=330, seconds=1, audio=False), id="no sound"),
+        pytest.param(lambda d, c: _fragmented(c, d / "b.mp4"), id="fragmented"),
+        pytest.param(lambda d, c: _mkv(c, d / "b.mkv"), id="not mp4"),
+        pytest.param(lambda d, c: d / "missing.mp4", id="missing"),
+    ],
+)
+def test_clips_it_cannot_join_exactly_are_declined_with_nothing_written(tmp_path, second):
+    first = tone_clip(tmp_path / "a.mp4", freq=220, seconds=1)
+    film = tmp_path / "film.mp4"
+    assert not join_mp4([first, second(tmp_path, first)], film)
+    assert not film.exists()
+
+
+def test_a_clip_whose_header_lies_about_its_media_is_declined(tmp_path):
+    """A chunk offset past the end of the media (a damaged or cut-off file) is not copied blindly."""
+    clip = tone_clip(tmp_path / "a.mp4", freq=220, seconds=1)
+    data = bytearray(clip.read_bytes())
+    at = data.index(b"stco") + 12  # version/flags, count, then the first offset
+    struct.pack_into(">I", data, at, len(data) + 100)
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    film = tmp_path / "film.mp4"
+    assert not join_mp4([clip, bad], film)
+    assert not film.exists()
