@@ -5,8 +5,9 @@
 N clips (6 x 5 s at 720p; --quick: 3 x 2 s at 480p) are written once with `wanbatch.av.encode.write_clip`
 (the same layout every backend writes: H.264 + a silent AAC track). Then, in one run:
 
-- copy: `stitch_film` (mode auto, which picks the stream copy) vs a bare
-  `ffmpeg -f concat -safe 0 -i list.txt -c copy`, interleaved, median of several. Target: ratio <= 1.5.
+- copy: `stitch_film` (mode auto, which picks the stream copy; for these mp4 clips, the join of their sample
+  tables) vs a bare `ffmpeg -f concat -safe 0 -i list.txt -c copy`, interleaved, median of several.
+  Target: ratio <= 1.5.
 - re-encode: moviepy's `concatenate_videoclips` + `write_videofile` with the same codec settings as
   wanbatch's `encode` group, vs wanbatch's compose path (mode compose, crossfades between the clips),
   each as seconds of wall per second of film.
