@@ -194,3 +194,26 @@ def test_a_clip_whose_header_lies_about_its_media_is_declined(tmp_path):
     film = tmp_path / "film.mp4"
     assert not join_mp4([clip, bad], film)
     assert not film.exists()
+
+
+def test_a_film_longer_than_32_bit_durations_takes_version_1_headers(tmp_path, monkeypatch):
+    """At ffmpeg's movie time scale (6144000) a 32-bit duration ends at 11.6 minutes: a longer film's movie and
+    track headers and edit lists widen to 64 bits. The limit is lowered so that short clips cross it."""
+    monkeypatch.setattr(mp4join, "_DURATION_MAX", 10_000_000)  # 1.6 s at 6144000
+    clips = [tone_clip(tmp_path / f"c{k}.mp4", freq=220 * (k + 1), seconds=1) for k in range(2)]
+    film = tmp_path / "film.mp4"
+    assert join_mp4(clips, film)
+    moov = read_moov(film)
+    assert moov is not None
+    mvhd = find(moov, 0, len(moov), b"mvhd")
+    assert mvhd is not None and moov[mvhd.payload] == 1
+    traks = [b for b in boxes(moov, 0, len(moov)) if b.kind == b"trak"]
+    for trak in traks:  # each track lasts the film's 2 s
+        tkhd = find(moov, trak.payload, trak.end, b"tkhd")
+        assert tkhd is not None and moov[tkhd.payload] == 1
+    video_edits = find(moov, traks[0].payload, traks[0].end, b"edts", b"elst")  # one edit of 2 s; sound: 1 s each
+    assert video_edits is not None and moov[video_edits.payload] == 1
+    movie = read_movie(film)
+    assert movie is not None and movie.duration == pytest.approx(2.0)
+    assert frame_bytes(film) == [f for c in clips for f in frame_bytes(c)]
+    assert_sound_in_turn(film, clips)

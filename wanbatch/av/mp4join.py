@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -40,6 +42,8 @@ _STBL = frozenset({b"stsd", b"stts", b"ctts", b"stss", b"stsc", b"stsz", b"stco"
 _U32 = 0xFFFFFFFF
 # the largest file offset a 32-bit chunk offset (stco) and mdat size hold; past it, co64 and a 64-bit mdat size
 _OFFSET_MAX = _U32
+# the longest duration a version-0 header (mvhd, tkhd, mdhd, elst) holds; past it, version 1
+_DURATION_MAX = _U32
 _VIDEO_ENTRIES = frozenset({b"avc1", b"avc3", b"hvc1", b"hev1", b"av01", b"vp09", b"mp4v"})
 _AUDIO_ENTRIES = frozenset({b"mp4a", b"Opus", b"fLaC", b".mp3", b"ac-3"})
 
@@ -59,8 +63,8 @@ class _Track:
     stts: list[tuple[int, int]]  # (count, duration) runs
     ctts: list[tuple[int, int]] | None  # (count, offset) runs; None when absent (all 0)
     stss: list[int] | None  # 1-based sync samples; None when every sample is one
-    sizes: list[int]
-    chunks: list[int]  # chunk offsets in the clip's file
+    sizes: array[int]  # bytes of each sample
+    chunks: array[int]  # chunk offsets in the clip's file
     stsc: list[tuple[int, int]]  # (first chunk, samples per chunk) runs
     sbgp: list[tuple[int, int]] | None  # (count, group index) runs of the one sample group, or None
     sdtp: bytes | None
@@ -164,7 +168,7 @@ def _read_track(moov: bytes, trak: Box, movie_scale: int) -> _Track:
     chunk_box = tables.get(b"stco") or tables[b"co64"]
     n = struct.unpack_from(">I", moov, chunk_box.payload + 4)[0]
     wide = "Q" if chunk_box.kind == b"co64" else "I"
-    chunks = list(struct.unpack_from(f">{n}{wide}", moov, chunk_box.payload + 8))
+    chunks = _big_endian(wide, moov, chunk_box.payload + 8, n)
     stsc_box = tables[b"stsc"]
     m = struct.unpack_from(">I", moov, stsc_box.payload + 4)[0]
     flat = struct.unpack_from(f">{3 * m}I", moov, stsc_box.payload + 8)
@@ -241,9 +245,30 @@ def _runs(buf: bytes, box: Box, *, signed: bool) -> list[tuple[int, int]]:
     return [(flat[2 * i], flat[2 * i + 1]) for i in range(n)]
 
 
-def _stsz(buf: bytes, box: Box) -> list[int]:
+def _stsz(buf: bytes, box: Box) -> array[int]:
     size, count = struct.unpack_from(">II", buf, box.payload + 4)
-    return [size] * count if size else list(struct.unpack_from(f">{count}I", buf, box.payload + 12))
+    return array("I", [size]) * count if size else _big_endian("I", buf, box.payload + 12, count)
+
+
+def _big_endian(code: str, buf: bytes, at: int, n: int) -> array[int]:
+    """n big-endian unsigned integers of `buf` from `at` (`code`: "I" 32-bit, "Q" 64-bit), as an array."""
+    values = array(code)
+    if values.itemsize != {"I": 4, "Q": 8}[code]:
+        raise _Decline("no array type of that width")
+    end = at + n * values.itemsize
+    if end > len(buf):
+        raise _Decline("table runs past its box")
+    values.frombytes(buf[at:end])
+    if sys.byteorder == "little":
+        values.byteswap()
+    return values
+
+
+def _to_big_endian(values: array[int]) -> bytes:
+    if sys.byteorder == "little":
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
 
 
 def _sbgp(buf: bytes, sbgp: Box | None, sgpd: Box | None) -> list[tuple[int, int]] | None:
@@ -454,7 +479,7 @@ def _add_edit(out: list[tuple[int, int]], duration: int, media_time: int, movie_
 
 
 def _elst(edits: list[tuple[int, int]]) -> bytes:
-    if all(d <= _U32 and -(1 << 31) <= t < (1 << 31) for d, t in edits):
+    if all(d <= _DURATION_MAX and -(1 << 31) <= t < (1 << 31) for d, t in edits):
         rows = b"".join(struct.pack(">IiHH", d, t, 1, 0) for d, t in edits)
         return _box(b"elst", struct.pack(">II", 0, len(edits)) + rows)
     rows = b"".join(struct.pack(">QqHH", d, t, 1, 0) for d, t in edits)
@@ -466,8 +491,8 @@ def _stbl(src: bytes, stbl: Box, tracks: list[_Track], wide: bool, shifts: list[
     for t in tracks:
         for count, delta in t.stts:
             _add_run(stts, count, delta)
-    sizes = [s for t in tracks for s in t.sizes]
-    chunks: list[int] = []
+    sizes = array("I")
+    chunks = array("Q")
     stsc: list[tuple[int, int]] = []
     for k, t in enumerate(tracks):
         shift = shifts[k] if shifts is not None else 0
@@ -475,7 +500,8 @@ def _stbl(src: bytes, stbl: Box, tracks: list[_Track], wide: bool, shifts: list[
         for first, per in t.stsc:
             if not stsc or stsc[-1][1] != per:
                 stsc.append((first + base, per))
-        chunks.extend(c + shift for c in t.chunks)
+        sizes.extend(t.sizes)
+        chunks.extend([c + shift for c in t.chunks])
     parts: dict[bytes, bytes] = {
         b"stts": _table(b"stts", 0, stts, ">II"),
         b"stsc": _box(
@@ -483,9 +509,9 @@ def _stbl(src: bytes, stbl: Box, tracks: list[_Track], wide: bool, shifts: list[
         ),
         b"stsz": _stsz_box(sizes),
         b"stco": (
-            _box(b"co64", struct.pack(f">II{len(chunks)}Q", 0, len(chunks), *chunks))
+            _box(b"co64", struct.pack(">II", 0, len(chunks)) + _to_big_endian(chunks))
             if wide
-            else _box(b"stco", struct.pack(f">II{len(chunks)}I", 0, len(chunks), *chunks))
+            else _box(b"stco", struct.pack(">II", 0, len(chunks)) + _to_big_endian(array("I", chunks)))
         ),
     }
     if any(t.ctts is not None for t in tracks):
@@ -533,22 +559,27 @@ def _table(kind: bytes, version: int, runs: list[tuple[int, int]], row: str) -> 
     return _box(kind, head + b"".join(struct.pack(row, a, b) for a, b in runs))
 
 
-def _stsz_box(sizes: list[int]) -> bytes:
-    if sizes and all(s == sizes[0] for s in sizes):
+def _stsz_box(sizes: array[int]) -> bytes:
+    if sizes and sizes.count(sizes[0]) == len(sizes):
         return _box(b"stsz", struct.pack(">III", 0, sizes[0], len(sizes)))
-    return _box(b"stsz", struct.pack(f">III{len(sizes)}I", 0, 0, len(sizes), *sizes))
+    return _box(b"stsz", struct.pack(">III", 0, 0, len(sizes)) + _to_big_endian(sizes))
 
 
 def _with_duration(buf: bytes, box: Box, duration: int, *, at_v0: int, at_v1: int) -> bytes:
-    """An mvhd, tkhd or mdhd box with its duration set (as version 1 when it does not fit 32 bits)."""
+    """An mvhd, tkhd or mdhd box with its duration set. A version-0 box whose duration outgrows 32 bits (a film
+    past 11.6 minutes at ffmpeg's movie time scale of 6144000) becomes version 1: its two dates and its duration
+    widen to 64 bits, and all else stays."""
     p = box.payload
     body = bytearray(buf[p : box.end])
+    if body[0] == 0 and duration > _DURATION_MAX:
+        created, modified = struct.unpack_from(">II", body, 4)
+        between = bytes(body[12:at_v0])  # time scale (mvhd, mdhd) or track id and a reserved word (tkhd)
+        body = bytearray(b"\x01" + body[1:4] + struct.pack(">QQ", created, modified) + between + bytes(8))
+        body += buf[p + at_v0 + 4 : box.end]
     if body[0] == 1:
         struct.pack_into(">Q", body, at_v1, duration)
-    elif duration <= _U32:
-        struct.pack_into(">I", body, at_v0, duration)
     else:
-        raise _Decline("duration past 32 bits in a version-0 header")
+        struct.pack_into(">I", body, at_v0, duration)
     return _box(box.kind, bytes(body))
 
 
