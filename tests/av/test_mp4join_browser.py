@@ -4,11 +4,11 @@ together and plays it across every joint to its end, with no media error."""
 from __future__ import annotations
 
 import pytest
+from test_mp4join import tone_clip
 
 from wanbatch.av.mp4join import join_mp4
 
 from chromium import CHROMIUM, NO_CHROMIUM, Browser, console_errors, evaluate, open_page
-from test_mp4join import tone_clip
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 
