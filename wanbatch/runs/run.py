@@ -34,6 +34,7 @@ from wanbatch.config.checks import choice, number
 from wanbatch.config.load import backend_configs, key_variables
 from wanbatch.config.schema import ExecutorConfig, RayExecutorConfig, WanbatchConfig
 from wanbatch.core.backend import Backend
+from wanbatch.core.heap import frozen_heap
 from wanbatch.core.outcome import Outcome
 from wanbatch.core.plan import Plan, make_plan
 from wanbatch.core.project import load_project
@@ -168,7 +169,8 @@ def _run(
                 f"{swept['partial']} partial blob(s) ({swept['bytes'] / 1e6:.1f} MB)",
                 file=out,
             )
-        with _frozen_heap():
+        # what start-up and planning left alive is kept out of the cyclic collector's walks (wanbatch.core.heap)
+        with frozen_heap():
             return _execute(
                 cfg, plan, encode, cache, executor, progress, run_dir, project_root, started, out, registration, est
             )
@@ -335,20 +337,6 @@ def _no_cyclic_gc() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
-
-
-@contextlib.contextmanager
-def _frozen_heap() -> Iterator[None]:
-    """What start-up and planning left alive (the modules, the config, the plan) lives until the run ends, yet
-    every full collection of the cyclic collector walks all of it again: 60 ms at a time in a 100-job remote
-    run, in the GIL, once just as the last clip landed and the film waited. Frozen (`gc.freeze`), a collection
-    walks only what the run itself made. Thawed when the run ends, so that whatever of it became garbage in
-    the meantime is still collected (a process making several runs, a test session, does not keep it)."""
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def _plan(

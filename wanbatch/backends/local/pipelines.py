@@ -21,7 +21,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import gc
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wanbatch.backends.local.models.construction import CONSTRUCTION_LOCK, diffusers_attr
+from wanbatch.core.heap import release
 
 if TYPE_CHECKING:
     import numpy as np
@@ -303,7 +303,7 @@ class PipelinePool:
 
 
 def _free_memory(device: str) -> None:
-    gc.collect()
+    release()  # the pipeline's cycles (offload hooks hold their modules) go now, even those a run froze
     if device.startswith("cuda"):
         import torch
 
