@@ -217,3 +217,20 @@ def test_a_film_longer_than_32_bit_durations_takes_version_1_headers(tmp_path, m
     assert movie is not None and movie.duration == pytest.approx(2.0)
     assert frame_bytes(film) == [f for c in clips for f in frame_bytes(c)]
     assert_sound_in_turn(film, clips)
+
+
+def test_clips_whose_pictures_would_need_an_edit_each_are_left_to_ffmpeg(tmp_path):
+    """A clip whose picture starts later in its media than the others' (another composition shift) would need
+    an edit of its own in the film's video track, which not every player honours: declined."""
+    first = tone_clip(tmp_path / "a.mp4", freq=220, seconds=1)
+    data = bytearray(tone_clip(tmp_path / "b.mp4", freq=330, seconds=1).read_bytes())
+    at = data.index(b"elst") + 4 + 4 + 4 + 4  # version/flags, entry count, the first edit's duration: its media time
+    assert struct.unpack_from(">i", data, at)[0] == 0  # the video track's edit comes first
+    struct.pack_into(">i", data, at, 1024)
+    shifted = tmp_path / "shifted.mp4"
+    shifted.write_bytes(bytes(data))
+    film = tmp_path / "film.mp4"
+    assert join_mp4([first, first], film)  # alike: one edit
+    film.unlink()
+    assert not join_mp4([first, shifted], film)
+    assert not film.exists()

@@ -416,6 +416,11 @@ def _film_trak(clips: list[_Clip], i: int, wide: bool, shifts: list[int] | None 
     first = tracks[0]
     src = clips[0].moov
     edits = _film_edits(clips, i)
+    if first.handler == b"vide" and sum(t != -1 for _, t in edits) > 1:
+        # the picture would jump within its media at a joint (clips whose frames are shifted differently, or a
+        # clip cut short): an edit per clip, which not every player honours for video; ffmpeg re-times such
+        # clips packet by packet instead
+        raise _Decline("the picture needs an edit per clip")
     track_duration = sum(d for d, _ in edits)
     media_duration = sum(t.media_duration for t in tracks)
 
