@@ -234,3 +234,25 @@ def test_clips_whose_pictures_would_need_an_edit_each_are_left_to_ffmpeg(tmp_pat
     film.unlink()
     assert not join_mp4([first, shifted], film)
     assert not film.exists()
+
+
+def _sample_groups(path: Path) -> list[tuple[int, int]]:
+    moov = read_moov(path)
+    assert moov is not None
+    at = moov.index(b"sbgp") + 4  # the box's payload: version/flags, grouping type, entry count, then the runs
+    n = struct.unpack_from(">I", moov, at + 8)[0]
+    return [struct.unpack_from(">II", moov, at + 12 + 8 * i) for i in range(n)]
+
+
+def test_samples_a_clip_leaves_out_of_its_sample_groups_stay_out_in_the_film(tmp_path):
+    """AAC's `roll` group marks every sample; a clip whose runs stop short leaves its last samples in no group,
+    and the next clip's runs must not slide onto them."""
+    clips = [tone_clip(tmp_path / f"c{k}.mp4", freq=220 * (k + 1), seconds=1) for k in range(2)]
+    (count, group), *_ = _sample_groups(clips[0])
+    data = bytearray(clips[0].read_bytes())
+    at = data.index(b"sbgp") + 4 + 12  # the first run's sample count
+    struct.pack_into(">I", data, at, count - 5)
+    clips[0].write_bytes(bytes(data))
+    film = tmp_path / "film.mp4"
+    assert join_mp4(clips, film)
+    assert _sample_groups(film) == [(count - 5, group), (5, 0), (count, group)]

@@ -30,7 +30,7 @@ import sys
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, pairwise
 from pathlib import Path
 
 from wanbatch.av.mp4 import Box, boxes, file_boxes, find, read_esds
@@ -91,7 +91,7 @@ def join_mp4(paths: Sequence[Path], out: Path) -> bool:
         clips = [_read_clip(Path(p)) for p in paths]
         _check_alike(clips)
         moov, body, wide = _film_moov(clips)
-    except (_Decline, struct.error, IndexError, ValueError, OSError):
+    except (_Decline, struct.error, IndexError, KeyError, ValueError, OSError):
         return False
     _write(clips, moov, body, wide, out)
     return True
@@ -128,7 +128,7 @@ def _read_clip(path: Path) -> _Clip:
     tracks = [_read_track(moov, b, scale) for b in boxes(moov, 0, len(moov)) if b.kind == b"trak"]
     if not tracks:
         raise _Decline("no tracks")
-    lo = min(t.chunks[0] for t in tracks if t.chunks) if any(t.chunks for t in tracks) else mdats[0].payload
+    lo = min((min(t.chunks) for t in tracks if t.chunks), default=mdats[0].payload)
     hi = max((t.data_end for t in tracks), default=lo)
     if lo < mdats[0].payload or hi > mdats[0].end:
         raise _Decline("samples outside the mdat")
@@ -175,6 +175,8 @@ def _read_track(moov: bytes, trak: Box, movie_scale: int) -> _Track:
     if any(flat[3 * i + 2] != 1 for i in range(m)):
         raise _Decline("several sample descriptions")
     stsc = [(flat[3 * i], flat[3 * i + 1]) for i in range(m)]
+    if not stsc or stsc[0][0] != 1 or any(a[0] >= b[0] for a, b in pairwise(stsc)):
+        raise _Decline("chunk runs out of order")
     ctts = _runs(moov, tables[b"ctts"], signed=moov[tables[b"ctts"].payload] == 1) if b"ctts" in tables else None
     stss = None
     if b"stss" in tables:
@@ -183,6 +185,12 @@ def _read_track(moov: bytes, trak: Box, movie_scale: int) -> _Track:
     sbgp = _sbgp(moov, tables.get(b"sbgp"), tables.get(b"sgpd"))
     sdtp = moov[tables[b"sdtp"].payload + 4 : tables[b"sdtp"].end] if b"sdtp" in tables else None
     count = sum(c for c, _ in stts)
+    if sbgp is not None:  # samples past the last run are in no group: said outright, so the next clip's runs
+        covered = sum(c for c, _ in sbgp)  # do not fall on them
+        if covered > count:
+            raise _Decline("sample groups past the samples")
+        if covered < count:
+            sbgp.append((count - covered, 0))
     if len(sizes) != count or (ctts is not None and sum(c for c, _ in ctts) != count):
         raise _Decline("sample tables disagree")
     if sdtp is not None and len(sdtp) != count:
