@@ -168,3 +168,31 @@ def test_the_first_rerun_cuts_no_poster_and_makes_no_timeline(tmp_path, monkeypa
     assert (first / "film.mp4").samefile(rerun / "film.mp4")  # both the cache's film
     shown = [sorted(p.name for p in (run / "posters").iterdir()) for run in (first, rerun)]
     assert shown[0] == shown[1] and len(shown[0]) == 3
+
+
+def test_the_films_poster_is_cut_as_soon_as_the_film_is_made_not_by_the_page(tmp_path, monkeypatch, run_cfg, cache_dir):
+    """The film's poster is queued to the run's poster worker the moment the film is joined, so it is cut while
+    the manifest and the timeline are written; the page only takes it."""
+    from wanbatch.config.load import load_config
+
+    from conftest import write_project
+
+    cut_on: dict[str, str] = {}
+    real = posters_module.run_ffmpeg
+
+    def spy(args, **kw):
+        for a in args:
+            if a.endswith(".png"):
+                cut_on[Path(a).name.split(".")[0]] = threading.current_thread().name
+        return real(args, **kw)
+
+    monkeypatch.setattr(posters_module, "run_ffmpeg", spy)
+    scenes = [{"id": "a", "seed": 1, "prompt": "first"}, {"id": "b", "seed": 2, "prompt": "second"}]
+    project = write_project(tmp_path / "proj", scenes)
+    cfg = load_config(project, [f"cache.dir={cache_dir}", "executor.progress=none"])
+    code, run, _ = run_cfg(cfg, root=project.parent)
+    assert code == 0
+    assert len(cut_on) == 3, cut_on  # two clips and the film
+    assert all(name.startswith("wanbatch-poster") for name in cut_on.values()), cut_on
+    assert (run / "posters" / "film.png").is_file()
+    assert 'poster="posters/film.png"' in (run / "index.html").read_text()

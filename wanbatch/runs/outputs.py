@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from wanbatch.core.plan import Plan, key_of
 from wanbatch.core.project import Soundtrack
 from wanbatch.runs import manifest
 from wanbatch.runs.manifest import Manifest, RunNotes, SceneRecord
+from wanbatch.runs.page import number
 from wanbatch.runs.posters import EarlyPosters, poster_name
 
 MANIFEST_EVERY_S = 0.5
@@ -182,7 +183,9 @@ class RunOutputs:
             if hit is not None:
                 link_or_copy(hit.path, film)
                 cache.record_link(key, hit.path.stem, film)
-                return film.name, {**hit.entry["film"], "cached": True, "cache_key": key}
+                found = {**hit.entry["film"], "cached": True, "cache_key": key}
+                self._film_poster(film, found)
+                return film.name, found
             from wanbatch.film.stitch import stitch_film  # (not for a film already made)
 
             clips = [
@@ -207,7 +210,15 @@ class RunOutputs:
                 )
                 _same_file(stored.path, film)
                 cache.record_link(key, stored.path.stem, film)
-        return film.name, {**notes, "cached": False, "cache_key": key}
+        notes = {**notes, "cached": False, "cache_key": key}
+        self._film_poster(film, notes)
+        return film.name, notes
+
+    def _film_poster(self, film: Path, notes: Mapping[str, Any]) -> None:
+        """Queue the film's poster, as write_report would ask for it, so that it is cut while the manifest and the
+        timeline are written, not after them."""
+        if self.posters is not None:
+            self.posters.add("film", film, number(notes.get("duration")), notes.get("cache_key"))
 
     def _clip_or_slate(self, scene_id: str, encode: EncodeSettings) -> Path:
         """The scene's clip, or a slate as long as the scene, the size and fps of the first clip there is."""
