@@ -256,3 +256,27 @@ def test_samples_a_clip_leaves_out_of_its_sample_groups_stay_out_in_the_film(tmp
     film = tmp_path / "film.mp4"
     assert join_mp4(clips, film)
     assert _sample_groups(film) == [(count - 5, group), (5, 0), (count, group)]
+
+
+def test_clips_whose_sound_stops_before_their_picture_are_left_to_ffmpeg(tmp_path):
+    """Sound shorter than the picture leaves a gap in the film's sound track at the joint (an empty edit), which
+    ffmpeg's demuxer fills with the sound before it instead of silence: declined."""
+    clips = []
+    for k in range(2):
+        picture = tone_clip(tmp_path / f"v{k}.mp4", freq=220 * (k + 1), seconds=1, audio=False)
+        t = np.arange(round(0.8 * RATE)) / RATE
+        wav = tmp_path / f"a{k}.wav"
+        with wave.open(str(wav), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(RATE)
+            out.writeframes((0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2").tobytes())
+        clip = tmp_path / f"c{k}.mp4"
+        args = ["-i", str(picture), "-i", str(wav), "-c:v", "copy", "-c:a", "aac", str(clip)]
+        subprocess.run([ffmpeg_exe(), "-v", "error", *args], check=True)
+        clips.append(clip)
+    movie = read_movie(clips[0])
+    assert movie is not None and movie.duration == pytest.approx(1.0)  # the picture's length; the sound's is 0.8 s
+    film = tmp_path / "film.mp4"
+    assert not join_mp4(clips, film)
+    assert not film.exists()

@@ -12,9 +12,11 @@ concat demuxer keeps every clip's priming and padding in the middle of the film,
 behind the picture at every joint. Here each clip's edits are kept, shifted to where its media now sits, and
 the edits that run on from one another merge: a video track gets one edit, an AAC track one per clip.
 
-`join_mp4` declines (returns False, writes nothing) for anything it does not join exactly: other containers,
-fragmented files, tracks that differ in codec configuration, time scale, layout or orientation, media not in
-one `mdat`, and sample table boxes it does not know. The caller then lets ffmpeg join the clips.
+`join_mp4` declines (returns False, writes nothing) for anything it does not join exactly, or that players would
+not all play alike: other containers, fragmented files, tracks that differ in codec configuration, time scale,
+layout or orientation, media not in one `mdat`, sample table boxes it does not know, a picture that would need
+an edit per clip, and a track shorter than its clip (a gap inside the film's track). The caller then lets
+ffmpeg join the clips.
 
 Example::
 
@@ -429,6 +431,10 @@ def _film_trak(clips: list[_Clip], i: int, wide: bool, shifts: list[int] | None 
         # clip cut short): an edit per clip, which not every player honours for video; ffmpeg re-times such
         # clips packet by packet instead
         raise _Decline("the picture needs an edit per clip")
+    if any(t == -1 for _, t in edits[1:]):
+        # a track shorter than its clip (sound that stops before the picture) leaves a gap, an empty edit, inside
+        # the film: ffmpeg's own demuxer plays the sound before it again there instead of silence
+        raise _Decline("a gap inside a track")
     track_duration = sum(d for d, _ in edits)
     media_duration = sum(t.media_duration for t in tracks)
 
