@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -29,12 +29,14 @@ __all__ = [
     "Movie",
     "VideoTrack",
     "boxes",
+    "data_end",
     "file_boxes",
     "find",
     "mp4_whole",
     "read_esds",
     "read_moov",
     "read_movie",
+    "time_box",
 ]
 
 # ffmpeg's names for the sample entry types, so a clip reads the same whether parsed here or by ffprobe
@@ -209,7 +211,7 @@ def _parse_moov(moov: bytes) -> Movie | None:
     mvhd = find(moov, 0, len(moov), b"mvhd")
     if mvhd is None:
         return None
-    scale, duration = _time_box(moov, mvhd.payload)
+    scale, duration = time_box(moov, mvhd.payload)
     container = duration / scale
     video: VideoTrack | None = None
     audio: AudioTrack | None = None
@@ -223,7 +225,7 @@ def _parse_moov(moov: bytes) -> Movie | None:
             continue
         handler = moov[hdlr.payload + 8 : hdlr.payload + 12]
         if (handler == b"vide" and video is None) or (handler == b"soun" and audio is None):
-            timescale, track_duration = _time_box(moov, mdhd.payload)
+            timescale, track_duration = time_box(moov, mdhd.payload)
             if handler == b"vide":
                 video = _video_track(moov, stbl, timescale, track_duration)
             else:
@@ -231,8 +233,8 @@ def _parse_moov(moov: bytes) -> Movie | None:
     return Movie(container, video, audio)
 
 
-def _time_box(buf: bytes, s: int) -> tuple[int, int]:
-    """(timescale, duration) of an mvhd or mdhd box payload."""
+def time_box(buf: bytes, s: int) -> tuple[int, int]:
+    """(timescale, duration) of the mvhd or mdhd box whose payload starts at `buf[s]`."""
     if buf[s] == 1:
         return struct.unpack_from(">I", buf, s + 20)[0], struct.unpack_from(">Q", buf, s + 24)[0]
     return struct.unpack_from(">II", buf, s + 12)
@@ -287,18 +289,23 @@ def _sample_extent(buf: bytes, stbl: Box) -> tuple[int, int]:
     offsets = struct.unpack_from(f">{chunks}{'Q' if stco.kind == b'co64' else 'I'}", buf, stco.payload + 8)
     runs = struct.unpack_from(">I", buf, stsc.payload + 4)[0]
     table = struct.unpack_from(f">{3 * runs}I", buf, stsc.payload + 8)
+    return count, data_end(sizes, [(table[3 * r], table[3 * r + 1]) for r in range(runs)], offsets)
+
+
+def data_end(sizes: Sequence[int], runs: Sequence[tuple[int, int]], offsets: Sequence[int]) -> int:
+    """One past the last byte of any sample, from the samples' sizes, the (first chunk, samples per chunk) runs of
+    stsc and the chunk offsets. ValueError when the chunks hold more or fewer samples than `sizes` lists."""
     end = sample = 0
-    for r in range(runs):  # run r: chunks first[r] .. first[r + 1] - 1 (1-based) hold `per` samples each
-        first, per = table[3 * r], table[3 * r + 1]
-        last = table[3 * r + 3] - 1 if r + 1 < runs else chunks
+    for r, (first, per) in enumerate(runs):  # run r: chunks first .. the next run's first - 1 (1-based)
+        last = runs[r + 1][0] - 1 if r + 1 < len(runs) else len(offsets)
         for chunk in range(first - 1, last):
-            if sample + per > count:
+            if sample + per > len(sizes):
                 raise ValueError("chunks hold more samples than stsz lists")
             end = max(end, offsets[chunk] + sum(sizes[sample : sample + per]))
             sample += per
-    if sample != count:
+    if sample != len(sizes):
         raise ValueError("chunks hold fewer samples than stsz lists")
-    return count, end
+    return end
 
 
 def _audio_track(buf: bytes, stbl: Box) -> AudioTrack:

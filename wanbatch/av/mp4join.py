@@ -31,11 +31,11 @@ import struct
 import sys
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from itertools import accumulate, pairwise
+from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
-from wanbatch.av.mp4 import Box, boxes, file_boxes, find, read_esds
+from wanbatch.av.mp4 import Box, boxes, data_end, file_boxes, find, read_esds, time_box
 
 __all__ = ["join_mp4"]
 
@@ -71,8 +71,8 @@ class _Track:
     sbgp: list[tuple[int, int]] | None  # (count, group index) runs of the one sample group, or None
     sdtp: bytes | None
     edits: list[tuple[int, int]]  # (duration in the movie's timescale, media time or -1 for an empty edit)
-    data_end: int = 0  # one past the last byte of its samples
-    same: bytes = field(default=b"")  # what must be equal for tracks to join: codec, scale, layout, headers
+    data_end: int  # one past the last byte of its samples
+    same: bytes  # what must be equal for tracks to join: codec, scale, layout, headers, which tables
 
 
 @dataclass
@@ -126,7 +126,7 @@ def _read_clip(path: Path) -> _Clip:
     mvhd = find(moov, 0, len(moov), b"mvhd")
     if mvhd is None:
         raise _Decline("no mvhd")
-    scale, duration = _scale_duration(moov, mvhd)
+    scale, duration = time_box(moov, mvhd.payload)
     tracks = [_read_track(moov, b, scale) for b in boxes(moov, 0, len(moov)) if b.kind == b"trak"]
     if not tracks:
         raise _Decline("no tracks")
@@ -135,15 +135,6 @@ def _read_clip(path: Path) -> _Clip:
     if lo < mdats[0].payload or hi > mdats[0].end:
         raise _Decline("samples outside the mdat")
     return _Clip(path, ftyp, moov, scale, duration, tracks, (lo, hi))
-
-
-def _scale_duration(buf: bytes, box: Box) -> tuple[int, int]:
-    """(timescale, duration) of an mvhd or mdhd box."""
-    p = box.payload
-    if buf[p] == 1:
-        return struct.unpack_from(">I", buf, p + 20)[0], struct.unpack_from(">Q", buf, p + 24)[0]
-    scale, duration = struct.unpack_from(">II", buf, p + 12)
-    return scale, duration
 
 
 def _read_track(moov: bytes, trak: Box, movie_scale: int) -> _Track:
@@ -161,7 +152,7 @@ def _read_track(moov: bytes, trak: Box, movie_scale: int) -> _Track:
     # one data reference, flagged "in this file"
     if struct.unpack_from(">I", moov, dref.payload + 4)[0] != 1 or moov[dref.payload + 8 + 8 + 3] & 1 != 1:
         raise _Decline("media in another file")
-    timescale, _ = _scale_duration(moov, mdhd)
+    timescale, _ = time_box(moov, mdhd.payload)
     tables = {b.kind: b for b in boxes(moov, stbl.payload, stbl.end)}
     if not set(tables) <= _STBL:
         raise _Decline(f"sample table boxes {sorted(set(tables) - _STBL)!r}")
@@ -198,7 +189,19 @@ def _read_track(moov: bytes, trak: Box, movie_scale: int) -> _Track:
     if sdtp is not None and len(sdtp) != count:
         raise _Decline("sdtp length")
     media_duration = sum(c * d for c, d in stts)
-    track = _Track(
+    # what must be equal across clips: the track's headers (less durations and dates), its codec description,
+    # its handler, media header and time scale, its sample group description, and which tables it has
+    same = b"".join(
+        [
+            _tkhd_shape(moov, tkhd),
+            moov[hdlr.start : hdlr.end],
+            _mdhd_shape(moov, mdhd),
+            _stsd_shape(moov, tables[b"stsd"]),
+            moov[tables[b"sgpd"].start : tables[b"sgpd"].end] if b"sgpd" in tables else b"",
+            b"".join(sorted(tables)),
+        ]
+    )
+    return _Track(
         trak,
         moov[hdlr.payload + 8 : hdlr.payload + 12],
         timescale,
@@ -212,22 +215,9 @@ def _read_track(moov: bytes, trak: Box, movie_scale: int) -> _Track:
         sbgp,
         sdtp,
         _edits(moov, inside.get(b"elst"), media_duration, timescale, movie_scale),
+        data_end(sizes, stsc, chunks),  # ValueError where the chunks do not hold exactly the listed samples
+        same,
     )
-    track.data_end = _chunk_end(track)  # also checks that the chunks hold exactly the listed samples
-    # what must be equal across clips: the track's headers (less durations and dates), its codec description,
-    # its handler, media header and time scale, and its sample group description
-    track.same = b"".join(
-        [
-            _tkhd_shape(moov, tkhd),
-            moov[hdlr.start : hdlr.end],
-            _mdhd_shape(moov, mdhd),
-            _stsd_shape(moov, tables[b"stsd"]),
-            moov[tables[b"sgpd"].start : tables[b"sgpd"].end] if b"sgpd" in tables else b"",
-            b"".join(sorted(tables)),
-            b"sdtp" if sdtp is not None else b"",
-        ]
-    )
-    return track
 
 
 _CONTAINERS = frozenset({b"edts", b"mdia", b"minf", b"dinf"})
@@ -353,22 +343,6 @@ def _mdhd_shape(buf: bytes, mdhd: Box) -> bytes:
     return buf[p : p + 4] + buf[p + 12 : p + 16] + buf[p + 20 : mdhd.end]
 
 
-def _chunk_end(t: _Track) -> int:
-    """One past the last byte of the track's samples; _Decline when the chunks and samples disagree."""
-    upto = [0, *accumulate(t.sizes)]  # bytes in the samples before sample i
-    end = sample = 0
-    for r, (first, per) in enumerate(t.stsc):
-        last = t.stsc[r + 1][0] - 1 if r + 1 < len(t.stsc) else len(t.chunks)
-        for chunk in range(first - 1, last):
-            if sample + per > len(t.sizes):
-                raise _Decline("chunks hold more samples than stsz lists")
-            end = max(end, t.chunks[chunk] + upto[sample + per] - upto[sample])
-            sample += per
-    if sample != len(t.sizes):
-        raise _Decline("chunks hold fewer samples than stsz lists")
-    return end
-
-
 def _check_alike(clips: list[_Clip]) -> None:
     first = clips[0]
     for clip in clips[1:]:
@@ -387,23 +361,19 @@ def _film_moov(clips: list[_Clip]) -> tuple[bytes, int, bool]:
     first = clips[0]
     body = sum(hi - lo for c in clips for lo, hi in [c.data])
     movie_duration = sum(c.movie_duration for c in clips)
-    # the media's place in the film: after ftyp, moov and the mdat header; moov's size does not depend on the
-    # offsets' values, only on their width, so it is built once with the final width
+    tracks = [_FilmTrack(clips, i) for i in range(len(first.tracks))]
+
+    def moov(wide: bool, base: int) -> bytes:
+        return _moov(first, movie_duration, [t.trak(wide, base) for t in tracks])
+
+    # The media follows ftyp, moov and the mdat header. moov's size depends on the width of the chunk offsets,
+    # not on their values: measured with the media at 0, then written with it where it lands.
     wide = False
-    for _ in range(2):
-        traks = [_film_trak(clips, i, wide) for i in range(len(first.tracks))]
-        moov = _moov(first, movie_duration, traks)
-        base = len(first.ftyp) + len(moov) + (16 if wide else 8)
-        if wide or base + body <= _OFFSET_MAX:
-            break
+    base = len(first.ftyp) + len(moov(wide, 0)) + 8
+    if base + body > _OFFSET_MAX:
         wide = True
-    shifts = []
-    at = base
-    for c in clips:
-        shifts.append(at - c.data[0])
-        at += c.data[1] - c.data[0]
-    traks = [_film_trak(clips, i, wide, shifts) for i in range(len(first.tracks))]
-    return _moov(first, movie_duration, traks), body, wide
+        base = len(first.ftyp) + len(moov(wide, 0)) + 16
+    return moov(wide, base), body, wide
 
 
 def _moov(first: _Clip, duration: int, traks: list[bytes]) -> bytes:
@@ -421,40 +391,54 @@ def _moov(first: _Clip, duration: int, traks: list[bytes]) -> bytes:
     return _box(b"moov", b"".join(parts))
 
 
-def _film_trak(clips: list[_Clip], i: int, wide: bool, shifts: list[int] | None = None) -> bytes:
-    tracks = [c.tracks[i] for c in clips]
-    first = tracks[0]
-    src = clips[0].moov
-    edits = _film_edits(clips, i)
-    if first.handler == b"vide" and sum(t != -1 for _, t in edits) > 1:
-        # the picture would jump within its media at a joint (clips whose frames are shifted differently, or a
-        # clip cut short): an edit per clip, which not every player honours for video; ffmpeg re-times such
-        # clips packet by packet instead
-        raise _Decline("the picture needs an edit per clip")
-    if any(t == -1 for _, t in edits[1:]):
-        # a track shorter than its clip (sound that stops before the picture) leaves a gap, an empty edit, inside
-        # the film: ffmpeg's own demuxer plays the sound before it again there instead of silence
-        raise _Decline("a gap inside a track")
-    track_duration = sum(d for d, _ in edits)
-    media_duration = sum(t.media_duration for t in tracks)
+class _FilmTrack:
+    """Track i of the film, from the clips' track i: everything but its chunk offsets is worked out once;
+    `trak(wide, base)` writes the trak box with the film's media starting at byte `base`."""
 
-    def rebuild(box: Box) -> bytes:
-        if box.kind == b"tkhd":
-            return _with_duration(src, box, track_duration, at_v0=20, at_v1=28)
-        if box.kind == b"edts":
-            return _box(b"edts", _elst(edits))
-        if box.kind == b"mdhd":
-            return _with_duration(src, box, media_duration, at_v0=16, at_v1=24)
-        if box.kind in (b"mdia", b"minf"):
-            return _box(box.kind, b"".join(rebuild(b) for b in boxes(src, box.payload, box.end)))
-        if box.kind == b"stbl":
-            return _stbl(src, box, tracks, wide, shifts)
-        return src[box.start : box.end]
+    def __init__(self, clips: list[_Clip], i: int):
+        tracks = [c.tracks[i] for c in clips]
+        self.first, self.src = tracks[0], clips[0].moov
+        self.edits = _film_edits(clips, i)
+        if self.first.handler == b"vide" and sum(t != -1 for _, t in self.edits) > 1:
+            # the picture would jump within its media at a joint (clips whose frames are shifted differently, or
+            # a clip cut short): an edit per clip, which not every player honours for video; ffmpeg re-times
+            # such clips packet by packet instead
+            raise _Decline("the picture needs an edit per clip")
+        if any(t == -1 for _, t in self.edits[1:]):
+            # a track shorter than its clip (sound that stops before the picture) leaves a gap, an empty edit,
+            # inside the film: ffmpeg's own demuxer plays the sound before it again there instead of silence
+            raise _Decline("a gap inside a track")
+        self.track_duration = sum(d for d, _ in self.edits)
+        self.media_duration = sum(t.media_duration for t in tracks)
+        # the chunk offsets, from the start of the film's media: each clip's media follows the one before
+        self.offsets = array("Q")
+        at = 0
+        for clip, t in zip(clips, tracks, strict=True):
+            lo, hi = clip.data
+            self.offsets.extend([c - lo + at for c in t.chunks])
+            at += hi - lo
+        self.tables = _tables(self.src, tracks)
 
-    children = [rebuild(b) for b in boxes(src, first.trak.payload, first.trak.end)]
-    if find(src, first.trak.payload, first.trak.end, b"edts") is None:
-        children.insert(1, _box(b"edts", _elst(edits)))  # right after tkhd
-    return _box(b"trak", b"".join(children))
+    def trak(self, wide: bool, base: int) -> bytes:
+        src, first = self.src, self.first
+
+        def rebuild(box: Box) -> bytes:
+            if box.kind == b"tkhd":
+                return _with_duration(src, box, self.track_duration, at_v0=20, at_v1=28)
+            if box.kind == b"edts":
+                return _box(b"edts", _elst(self.edits))
+            if box.kind == b"mdhd":
+                return _with_duration(src, box, self.media_duration, at_v0=16, at_v1=24)
+            if box.kind in (b"mdia", b"minf", b"stbl"):
+                return _box(box.kind, b"".join(rebuild(b) for b in boxes(src, box.payload, box.end)))
+            if box.kind in (b"stco", b"co64"):
+                return _chunk_offsets(self.offsets, wide, base)
+            return self.tables.get(box.kind) or src[box.start : box.end]
+
+        children = [rebuild(b) for b in boxes(src, first.trak.payload, first.trak.end)]
+        if find(src, first.trak.payload, first.trak.end, b"edts") is None:
+            children.insert(1, _box(b"edts", _elst(self.edits)))  # right after tkhd
+        return _box(b"trak", b"".join(children))
 
 
 def _film_edits(clips: list[_Clip], i: int) -> list[tuple[int, int]]:
@@ -505,65 +489,61 @@ def _elst(edits: list[tuple[int, int]]) -> bytes:
     return _box(b"elst", struct.pack(">II", 1 << 24, len(edits)) + rows)
 
 
-def _stbl(src: bytes, stbl: Box, tracks: list[_Track], wide: bool, shifts: list[int] | None) -> bytes:
+def _tables(src: bytes, tracks: list[_Track]) -> dict[bytes, bytes]:
+    """The film's sample table boxes for these tracks of its clips (which all have the same tables, see
+    `_check_alike`), all but the chunk offsets; stsd and sgpd stay the first clip's."""
+    first = tracks[0]
     stts: list[tuple[int, int]] = []
+    stsc: list[tuple[int, int]] = []
+    sizes = array("I")
+    chunks = 0
     for t in tracks:
         for count, delta in t.stts:
             _add_run(stts, count, delta)
-    sizes = array("I")
-    chunks = array("Q")
-    stsc: list[tuple[int, int]] = []
-    for k, t in enumerate(tracks):
-        shift = shifts[k] if shifts is not None else 0
-        base = len(chunks)
-        for first, per in t.stsc:
+        for first_chunk, per in t.stsc:
             if not stsc or stsc[-1][1] != per:
-                stsc.append((first + base, per))
+                stsc.append((first_chunk + chunks, per))
+        chunks += len(t.chunks)
         sizes.extend(t.sizes)
-        chunks.extend([c + shift for c in t.chunks])
-    parts: dict[bytes, bytes] = {
+    stsc_rows = b"".join(struct.pack(">III", f, p, 1) for f, p in stsc)
+    tables = {
         b"stts": _table(b"stts", 0, stts, ">II"),
-        b"stsc": _box(
-            b"stsc", struct.pack(">II", 0, len(stsc)) + b"".join(struct.pack(">III", f, p, 1) for f, p in stsc)
-        ),
+        b"stsc": _box(b"stsc", struct.pack(">II", 0, len(stsc)) + stsc_rows),
         b"stsz": _stsz_box(sizes),
-        b"stco": (
-            _box(b"co64", struct.pack(">II", 0, len(chunks)) + _to_big_endian(chunks))
-            if wide
-            else _box(b"stco", struct.pack(">II", 0, len(chunks)) + _to_big_endian(array("I", chunks)))
-        ),
     }
-    if any(t.ctts is not None for t in tracks):
+    if first.ctts is not None:
         ctts: list[tuple[int, int]] = []
         for t in tracks:
-            for count, offset in t.ctts if t.ctts is not None else [(len(t.sizes), 0)]:
+            for count, offset in t.ctts or []:
                 _add_run(ctts, count, offset)
         signed = any(o < 0 for _, o in ctts)
-        parts[b"ctts"] = _table(b"ctts", 1 if signed else 0, ctts, ">Ii" if signed else ">II")
-    if any(t.stss is not None for t in tracks):
+        tables[b"ctts"] = _table(b"ctts", 1 if signed else 0, ctts, ">Ii" if signed else ">II")
+    if first.stss is not None:
         sync: list[int] = []
         at = 0
         for t in tracks:
-            sync.extend(at + s for s in (t.stss if t.stss is not None else range(1, len(t.sizes) + 1)))
+            sync.extend(at + s for s in t.stss or [])
             at += len(t.sizes)
-        parts[b"stss"] = _box(b"stss", struct.pack(f">II{len(sync)}I", 0, len(sync), *sync))
-    if tracks[0].sbgp is not None:
+        tables[b"stss"] = _box(b"stss", struct.pack(f">II{len(sync)}I", 0, len(sync), *sync))
+    if first.sbgp is not None:
         groups: list[tuple[int, int]] = []
         for t in tracks:
             for count, index in t.sbgp or []:
                 _add_run(groups, count, index)
-        sbgp = next(b for b in boxes(src, stbl.payload, stbl.end) if b.kind == b"sbgp")
+        sbgp = find(src, first.trak.payload, first.trak.end, b"mdia", b"minf", b"stbl", b"sbgp")
+        assert sbgp is not None  # every track of the group has one (`_read_track`, `_check_alike`)
         kind = src[sbgp.payload + 4 : sbgp.payload + 8]
         rows = b"".join(struct.pack(">II", c, g) for c, g in groups)
-        parts[b"sbgp"] = _box(b"sbgp", struct.pack(">I", 0) + kind + struct.pack(">I", len(groups)) + rows)
-    if tracks[0].sdtp is not None:
-        parts[b"sdtp"] = _box(b"sdtp", b"\0\0\0\0" + b"".join(t.sdtp or b"" for t in tracks))
-    out = []
-    for b in boxes(src, stbl.payload, stbl.end):  # the first clip's order; stsd and sgpd as they are
-        key = b"stco" if b.kind == b"co64" else b.kind
-        out.append(parts.pop(key) if key in parts else src[b.start : b.end])
-    out.extend(parts.values())  # a ctts or stss that only later clips had
-    return _box(b"stbl", b"".join(out))
+        tables[b"sbgp"] = _box(b"sbgp", struct.pack(">I", 0) + kind + struct.pack(">I", len(groups)) + rows)
+    if first.sdtp is not None:
+        tables[b"sdtp"] = _box(b"sdtp", b"\0\0\0\0" + b"".join(t.sdtp or b"" for t in tracks))
+    return tables
+
+
+def _chunk_offsets(offsets: array[int], wide: bool, base: int) -> bytes:
+    """The stco box (co64 when `wide`) of chunks at `offsets` from the media's start, the media at `base`."""
+    placed = array("Q" if wide else "I", [o + base for o in offsets])
+    return _box(b"co64" if wide else b"stco", struct.pack(">II", 0, len(placed)) + _to_big_endian(placed))
 
 
 def _add_run(runs: list[tuple[int, int]], count: int, value: int) -> None:
