@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from wanbatch.backends.remote.base import PollSchedule
-from wanbatch.backends.remote.novita import seconds
+from wanbatch.backends.remote.novita import NovitaWan21T2V, eta_seconds, seconds
 from wanbatch.backends.remote.settings import check_settings
 from wanbatch.config.backends import AimlConfig, GmiConfig, RemoteConfig
 from wanbatch.config.load import CONF_DIR, backend_config
@@ -133,6 +133,17 @@ def test_item11_aiml_polls_every_15_seconds_as_documented() -> None:
 )
 def test_item11_novita_video_url_ttl_may_be_a_float_string(value: object, expected: float | None) -> None:
     assert seconds(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(12, 12.0), ("3.5", 3.5), (0, 0.0), ("0", 0.0), (0.0, 0.0), (-4, 0.0), (None, None), ("soon", None), (True, None)],
+)
+def test_a_running_novita_tasks_eta_of_zero_is_a_hint_not_none(value: object, expected: float | None) -> None:
+    assert eta_seconds(value) == expected
+    backend = NovitaWan21T2V(backend_config("novita_wan21_t2v"))
+    status = backend.read_status({"task": {"status": "TASK_STATUS_PROCESSING", "eta": value}}, "t1")
+    assert status.state == "running" and status.eta_s == expected
 
 
 def test_item11_novita_float_string_ttl_sets_the_journalled_expiry(

@@ -218,6 +218,23 @@ def test_novita_polls_follow_the_eta_hint(remote: rf.Remote) -> None:
     # The same job on a fixed 0.1 s interval would have polled about 12 times.
 
 
+def test_an_eta_of_zero_means_poll_again_soon_not_after_a_whole_interval(
+    remote: rf.Remote, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task Novita expects done any moment (`eta: 0`, or less when running late) is polled again after
+    min_interval_s. Read as no hint, the next poll waited interval_s (here 30 s) on a render about to finish."""
+    from wanbatch.testing.fakeprovider.state import FakeJob
+
+    monkeypatch.setattr(FakeJob, "eta", lambda self, now: 0.0)  # every running answer says `eta: 0`
+    remote.fake.configure(latency_s=0.6)
+    poll = {"initial_s": 0.1, "interval_s": 30, "backoff": 1.0, "jitter": 0.0, "min_interval_s": 0.1}
+    job, backend = remote.job(NOVITA, poll=poll)
+    result = remote.render(job, backend)
+    gaps = [b - a for a, b in itertools.pairwise(polls_of(remote))]
+    assert result.info["polls"] >= 2 and gaps  # it was running at the first poll, so polled again
+    assert max(gaps) < 15, gaps  # min_interval_s apart (slower on a loaded machine), never interval_s
+
+
 def test_the_first_poll_is_due_when_the_job_is_and_never_earlier(remote: rf.Remote) -> None:
     remote.fake.configure(latency_s=0.4)
     # jitter 0.5 would have put half the first polls before the job is done, had it been +-50%

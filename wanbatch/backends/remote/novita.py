@@ -126,7 +126,7 @@ class NovitaWan21T2V(RemoteBackend):
                 request_id=request_id,
             )
         if raw in RUNNING:
-            return Status("running", raw, eta_s=seconds(task.get("eta")))
+            return Status("running", raw, eta_s=eta_seconds(task.get("eta")))
         if raw == "TASK_STATUS_FAILED":
             return Status("failed", raw, reason=task.get("reason") or None)
         videos = data.get("videos")
@@ -154,6 +154,21 @@ class NovitaWan21T2V(RemoteBackend):
 def seconds(value: Any) -> float | None:
     """A count of seconds as Novita may send it: a number, or a string of one ("604800", "3600.5"; its schema
     types `video_url_ttl` as a string). None for anything else, or a value that is not finite and > 0."""
+    number = _number(value)
+    return number if number is not None and number > 0 else None
+
+
+def eta_seconds(value: Any) -> float | None:
+    """A running task's `eta`: the seconds Novita expects it still needs, 0 when it may be done any moment (an
+    eta of 0 or less, as a task about to finish, or running late, says). Not "no hint": read as none, it put
+    the next poll a whole `poll.interval_s` away (10 s as shipped) from a render finishing then; at 0 the next
+    poll comes after `poll.min_interval_s`. None when absent or not a number."""
+    number = _number(value)
+    return None if number is None else max(0.0, number)
+
+
+def _number(value: Any) -> float | None:
+    """A finite number, or a string of one; None for anything else (booleans included)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
@@ -161,9 +176,9 @@ def seconds(value: Any) -> float | None:
             value = float(value.strip())
         except ValueError:
             return None
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
 
 
-__all__ = ["NovitaWan21T2V", "seconds"]
+__all__ = ["NovitaWan21T2V", "eta_seconds", "seconds"]
