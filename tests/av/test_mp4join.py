@@ -135,6 +135,40 @@ def test_clips_without_sound_join(tmp_path):
     assert movie is not None and movie.audio is None and movie.duration == pytest.approx(3.0)
 
 
+def test_tables_read_as_clips_land_are_joined_without_reading_again_unless_the_file_changed(tmp_path, monkeypatch):
+    """A run reads each clip's tables as it lands (`read_tables`); the join after the last clip takes them, and
+    reads a clip again only where its file is no longer the one read (here: another clip written in its place)."""
+    clips = [tone_clip(tmp_path / f"c{k}.mp4", freq=330 * (k + 1), seconds=1) for k in range(3)]
+    read = {c: mp4join.read_tables(c) for c in clips}
+    assert all(t is not None for t in read.values())
+    reads: list[Path] = []
+    real = mp4join._read_clip
+    monkeypatch.setattr(mp4join, "_read_clip", lambda path: reads.append(path) or real(path))
+
+    film = tmp_path / "film.mp4"
+    assert join_mp4(clips, film, read)
+    assert reads == []
+    assert frame_bytes(film) == [f for c in clips for f in frame_bytes(c)]
+
+    replaced = tone_clip(tmp_path / "other.mp4", freq=440, seconds=1.5)
+    replaced.replace(clips[1])  # a new file at the path (as a repaired blob is linked in anew)
+    again = tmp_path / "again.mp4"
+    assert join_mp4(clips, again, read)
+    assert reads == [clips[1]]
+    assert frame_bytes(again) == [f for c in clips for f in frame_bytes(c)]
+    assert_sound_in_turn(again, clips)
+
+
+def test_tables_of_a_clip_that_cannot_be_joined_read_as_none(tmp_path):
+    mkv = tmp_path / "c.mkv"
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "color=c=red:s=32x32:d=0.5", "-c:v", "libx264", str(mkv)],
+        check=True,
+    )
+    assert mp4join.read_tables(mkv) is None
+    assert mp4join.read_tables(tmp_path / "missing.mp4") is None
+
+
 def test_a_film_past_4_gib_takes_64_bit_offsets(tmp_path, monkeypatch):
     """Past 4 GiB of media, chunk offsets need co64 and the mdat a 64-bit size; the limit is lowered so that
     small clips cross it."""

@@ -54,3 +54,47 @@ def test_a_slow_manifest_is_rewritten_less_often_mid_run(compose_demo, tmp_path,
     assert writes == [True, True]
     manifest_module.write(tmp_path / "run", outputs.manifest())  # as the run's end does: indented
     assert (tmp_path / "run" / "manifest.json").read_text().startswith('{\n  "project"')
+
+
+def test_the_films_join_takes_the_clips_tables_read_as_they_landed(compose_demo, tmp_path, monkeypatch):
+    """Each clip's mp4 tables are read as it lands, so the join after the last clip reads no clip again."""
+    import numpy as np
+
+    import wanbatch.av.mp4join as mp4join
+    from wanbatch.av.encode import write_clip
+    from wanbatch.av.mp4 import read_movie
+    from wanbatch.cache.store import Cache
+    from wanbatch.config.schema import EncodeConfig
+
+    cfg = compose_demo("scenes.1.transition=cut", "scenes.3.transition=cut")
+    plan = _plan_of(cfg)
+    outputs = RunOutputs(tmp_path / "run", plan, time.time(), probe=True)
+    for i, job in enumerate(plan.jobs):
+        frames = [np.full((48, 64, 3), 40 * i + k, np.uint8) for k in range(8)]
+        clip = write_clip(frames, tmp_path / f"c{i}.mp4", fps=8, settings=EncodeConfig(preset="ultrafast"))
+        outputs.add(Outcome(job.id, "rendered", job.key, clip=clip))
+    assert len(outputs.tables) == len(plan.film_jobs) and all(outputs.tables.values())
+    reads: list[Any] = []
+    real = mp4join._read_clip
+    monkeypatch.setattr(mp4join, "_read_clip", lambda path: reads.append(path) or real(path))
+    _name, notes = outputs.stitch(cfg.stitch, cfg.encode, None, Cache(tmp_path / "cache"))
+    assert notes["method"] == "copy" and reads == []
+    movie = read_movie(tmp_path / "run" / "film.mp4")
+    assert movie is not None and movie.video is not None and movie.video.frames == 8 * len(plan.film_jobs)
+
+
+def test_a_film_to_be_composed_keeps_no_clip_tables(compose_demo, tmp_path):
+    """A transition other than a cut makes the film a composed one: reading the clips' tables would only hold
+    memory (a 10,000-scene run's worth)."""
+    import numpy as np
+
+    from wanbatch.av.encode import write_clip
+    from wanbatch.config.schema import EncodeConfig
+
+    plan = _plan_of(compose_demo())  # the demo crossfades into its second scene
+    outputs = RunOutputs(tmp_path / "run", plan, time.time(), probe=True)
+    for i, job in enumerate(plan.jobs):
+        frames = [np.full((48, 64, 3), 40 * i, np.uint8) for _ in range(4)]
+        clip = write_clip(frames, tmp_path / f"c{i}.mp4", fps=8, settings=EncodeConfig(preset="ultrafast"))
+        outputs.add(Outcome(job.id, "rendered", job.key, clip=clip))
+    assert len(outputs.probed) == len(plan.film_jobs) and outputs.tables == {}

@@ -22,6 +22,9 @@ Example::
 
     if not join_mp4([Path("a.mp4"), Path("b.mp4")], Path("film.mp4")):
         ...  # ffmpeg's concat demuxer instead
+
+A run reads each clip's tables as the clip lands (`read_tables`) and hands them to `join_mp4`, so the join after
+the last clip reads only files that changed since (0.2-0.6 ms a clip: 20-60 ms for 100 clips on that path).
 """
 
 from __future__ import annotations
@@ -30,14 +33,14 @@ import os
 import struct
 import sys
 from array import array
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
 from wanbatch.av.mp4 import Box, boxes, data_end, file_boxes, find, read_esds, time_box
 
-__all__ = ["join_mp4"]
+__all__ = ["ClipTables", "join_mp4", "read_tables"]
 
 # sample table boxes joined here; any other box in an `stbl` makes the join decline
 _STBL = frozenset({b"stsd", b"stts", b"ctts", b"stss", b"stsc", b"stsz", b"stco", b"co64", b"sgpd", b"sbgp", b"sdtp"})
@@ -76,7 +79,9 @@ class _Track:
 
 
 @dataclass
-class _Clip:
+class ClipTables:
+    """What the join reads of one clip: its `ftyp` and `moov`, each track's tables, where its media lies."""
+
     path: Path
     ftyp: bytes
     moov: bytes
@@ -84,13 +89,15 @@ class _Clip:
     movie_duration: int
     tracks: list[_Track]
     data: tuple[int, int]  # the byte range of its media data: every sample lies in it
+    identity: tuple[int, int, int, int]  # the file as it was read (device, inode, size, mtime): still it?
 
 
-def join_mp4(paths: Sequence[Path], out: Path) -> bool:
+def join_mp4(paths: Sequence[Path], out: Path, read: Mapping[Path, ClipTables | None] | None = None) -> bool:
     """Write the clips at `paths`, in order, joined into one mp4 at `out` (media after `moov`, so the film
-    plays while it downloads). False, with nothing written, when they cannot be joined exactly this way."""
+    plays while it downloads). False, with nothing written, when they cannot be joined exactly this way.
+    `read`: tables read before (`read_tables`), taken where the file is still the one read."""
     try:
-        clips = [_read_clip(Path(p)) for p in paths]
+        clips = [_tables_now(Path(p), (read or {}).get(Path(p))) for p in paths]
         _check_alike(clips)
         moov, body, wide = _film_moov(clips)
     except (_Decline, struct.error, IndexError, KeyError, ValueError, OSError):
@@ -102,7 +109,27 @@ def join_mp4(paths: Sequence[Path], out: Path) -> bool:
 # -- Reading ------------------------------------------------------------------------------------------------
 
 
-def _read_clip(path: Path) -> _Clip:
+def read_tables(path: Path) -> ClipTables | None:
+    """The clip's tables, for a `join_mp4` to come; None where it cannot be joined this way."""
+    try:
+        return _read_clip(Path(path))
+    except (_Decline, struct.error, IndexError, KeyError, ValueError, OSError):
+        return None
+
+
+def _tables_now(path: Path, before: ClipTables | None) -> ClipTables:
+    """`before` where the file at `path` is still the one it was read from (a run's clip is a link to a cache
+    blob that is never written in place, but a repaired blob is linked in anew), else the file read now."""
+    if before is not None and before.path == path and _identity(os.stat(path)) == before.identity:
+        return before
+    return _read_clip(path)
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _read_clip(path: Path) -> ClipTables:
     ftyp = moov = None
     mdats: list[Box] = []
     with open(path, "rb") as f:
@@ -119,6 +146,7 @@ def _read_clip(path: Path) -> _Clip:
             elif box.kind not in (b"free", b"skip", b"wide", b"uuid"):
                 raise _Decline(f"top-level box {box.kind!r}")
         size = f.seek(0, os.SEEK_END)
+        identity = _identity(os.fstat(f.fileno()))
     if ftyp is None or moov is None or len(mdats) != 1 or mdats[0].end > size:
         raise _Decline("not one ftyp, moov and whole mdat")
     if find(moov, 0, len(moov), b"mvex") is not None:
@@ -134,7 +162,7 @@ def _read_clip(path: Path) -> _Clip:
     hi = max((t.data_end for t in tracks), default=lo)
     if lo < mdats[0].payload or hi > mdats[0].end:
         raise _Decline("samples outside the mdat")
-    return _Clip(path, ftyp, moov, scale, duration, tracks, (lo, hi))
+    return ClipTables(path, ftyp, moov, scale, duration, tracks, (lo, hi), identity)
 
 
 def _read_track(moov: bytes, trak: Box, movie_scale: int) -> _Track:
@@ -343,7 +371,7 @@ def _mdhd_shape(buf: bytes, mdhd: Box) -> bytes:
     return buf[p : p + 4] + buf[p + 12 : p + 16] + buf[p + 20 : mdhd.end]
 
 
-def _check_alike(clips: list[_Clip]) -> None:
+def _check_alike(clips: list[ClipTables]) -> None:
     first = clips[0]
     for clip in clips[1:]:
         if clip.movie_scale != first.movie_scale or len(clip.tracks) != len(first.tracks):
@@ -356,7 +384,7 @@ def _check_alike(clips: list[_Clip]) -> None:
 # -- The film's moov ----------------------------------------------------------------------------------------
 
 
-def _film_moov(clips: list[_Clip]) -> tuple[bytes, int, bool]:
+def _film_moov(clips: list[ClipTables]) -> tuple[bytes, int, bool]:
     """(the film's moov box, the size of its media data, whether offsets and the mdat size take 64 bits)."""
     first = clips[0]
     body = sum(hi - lo for c in clips for lo, hi in [c.data])
@@ -376,7 +404,7 @@ def _film_moov(clips: list[_Clip]) -> tuple[bytes, int, bool]:
     return moov(wide, base), body, wide
 
 
-def _moov(first: _Clip, duration: int, traks: list[bytes]) -> bytes:
+def _moov(first: ClipTables, duration: int, traks: list[bytes]) -> bytes:
     """The first clip's moov with the film's duration in mvhd and the film's tracks in place of its own."""
     src = first.moov
     parts = []
@@ -395,7 +423,7 @@ class _FilmTrack:
     """Track i of the film, from the clips' track i: everything but its chunk offsets is worked out once;
     `trak(wide, base)` writes the trak box with the film's media starting at byte `base`."""
 
-    def __init__(self, clips: list[_Clip], i: int):
+    def __init__(self, clips: list[ClipTables], i: int):
         tracks = [c.tracks[i] for c in clips]
         self.first, self.src = tracks[0], clips[0].moov
         self.edits = _film_edits(clips, i)
@@ -441,7 +469,7 @@ class _FilmTrack:
         return _box(b"trak", b"".join(children))
 
 
-def _film_edits(clips: list[_Clip], i: int) -> list[tuple[int, int]]:
+def _film_edits(clips: list[ClipTables], i: int) -> list[tuple[int, int]]:
     """Track i's edits in the film: each clip's, its media times moved to where the clip's media now starts,
     fitted to the clip's movie duration (an empty edit where the track ends early, so the next clip starts in
     step in every track), merged where one runs on into the next."""
@@ -589,7 +617,7 @@ def _box(kind: bytes, payload: bytes) -> bytes:
 # -- Writing ------------------------------------------------------------------------------------------------
 
 
-def _write(clips: list[_Clip], moov: bytes, body: int, wide: bool, out: Path) -> None:
+def _write(clips: list[ClipTables], moov: bytes, body: int, wide: bool, out: Path) -> None:
     with open(out, "wb") as dst:
         dst.write(clips[0].ftyp)
         dst.write(moov)

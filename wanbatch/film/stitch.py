@@ -32,7 +32,7 @@ from pathlib import Path
 
 from wanbatch.av.encode import EncodeSettings
 from wanbatch.av.ffmpeg import run_ffmpeg
-from wanbatch.av.mp4join import join_mp4
+from wanbatch.av.mp4join import ClipTables, join_mp4
 from wanbatch.config.schema import StitchConfig
 from wanbatch.core.project import Soundtrack
 from wanbatch.errors import ConfigError, Issue
@@ -117,9 +117,11 @@ def stitch_film(
     encode: EncodeSettings,
     soundtrack: Soundtrack | None = None,
     probed: Mapping[Path, ClipInfo] | None = None,
+    tables: Mapping[Path, ClipTables | None] | None = None,
 ) -> StitchResult:
     """Join `clips` (in film order) into `out`, by stream copy when possible, else by composing. `probed`:
     clips already described (`probe_clips`, e.g. as each landed during the run); the others are probed here.
+    `tables`: mp4 clips' tables read for the copy (`mp4join.read_tables`) as they landed.
 
     Raises ConfigError for invalid `settings`, for `mode: copy` when a stream copy is impossible (with
     the reason) and for transitions that do not fit their clips; RenderError when a clip is unreadable.
@@ -176,7 +178,7 @@ def stitch_film(
             reason = "; ".join(against) if against else "`stitch.mode` is compose"
             duration = lay.duration
         else:
-            _join_copy([c.path for c in clips], part)
+            _join_copy([c.path for c in clips], part, tables)
             method = "copy"
             reason = (
                 f"all {len(clips)} clips are {infos[0].describe()} and every transition is a cut"
@@ -197,10 +199,10 @@ def stitch_film(
 _ISO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov"})
 
 
-def _join_copy(paths: Sequence[Path], out: Path) -> None:
+def _join_copy(paths: Sequence[Path], out: Path, tables: Mapping[Path, ClipTables | None] | None = None) -> None:
     """Join mp4 clips by their sample tables (no pass over the packets, and each clip's audio edits kept);
     anything that cannot be joined exactly that way goes through ffmpeg's concat demuxer."""
-    if out.suffix.lower() in _ISO_SUFFIXES and join_mp4(paths, out):
+    if out.suffix.lower() in _ISO_SUFFIXES and join_mp4(paths, out, tables):
         return
     _concat_copy(paths, out)
 

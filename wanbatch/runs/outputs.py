@@ -54,6 +54,9 @@ class RunOutputs:
         self.posters = posters
         self.probe = probe  # describe clips for the film as they land
         self.probed: dict[Path, Any] = {}  # clip path -> wanbatch.film.clips.ClipInfo
+        self.tables: dict[Path, Any] = {}  # mp4 clip path -> wanbatch.av.mp4join.ClipTables (None: not joinable)
+        # a film with a transition other than a cut is composed: its clips' tables would only take memory
+        self._tables = probe and all(j.scene.transition.type == "cut" for j in plan.film_jobs[1:])
         # a scene's place in the manifest and report: its row is its picked take's, in film order
         self._index = {j.scene.id: i for i, j in enumerate(plan.film_jobs)}
         # the manifest's `environment`: what this process is (ready some time into the run; `wait` for it), and
@@ -88,12 +91,17 @@ class RunOutputs:
         self.outcomes[outcome.scene] = outcome
         linked = self.clips.get(outcome.scene) if outcome.ok else None
         if self.probe and linked is not None:
-            # the film's copy-path checks read each clip's header as it lands, not all after the last one
+            # the film's copy-path checks read each clip's header as it lands, not all after the last one, and
+            # an mp4's sample tables for the join too
+            from wanbatch.av.mp4join import read_tables
             from wanbatch.film.clips import mp4_header
 
-            info = mp4_header(self.run_dir / linked)
+            path = self.run_dir / linked
+            info = mp4_header(path)
             if info is not None:
-                self.probed[self.run_dir / linked] = info
+                self.probed[path] = info
+                if self._tables:
+                    self.tables[path] = read_tables(path)
         record = manifest.scene_record(
             self.plan, outcome.scene, outcome, self.clips.get(outcome.scene), self.estimates.get(outcome.scene)
         )
@@ -194,7 +202,13 @@ class RunOutputs:
                 if j.id in self.clips or stand_in == "slate"
             ]
             result = stitch_film(
-                clips, film, settings=settings, encode=encode, soundtrack=soundtrack, probed=self.probed
+                clips,
+                film,
+                settings=settings,
+                encode=encode,
+                soundtrack=soundtrack,
+                probed=self.probed,
+                tables=self.tables,
             )
             notes: dict[str, Any] = {
                 "method": result.method,
