@@ -10,7 +10,7 @@ import numpy as np
 
 from wanbatch.av.ffmpeg import read_frames
 
-from conftest import CountingPreview, blobs
+from conftest import PROJECT, CountingPreview, blobs
 
 
 def _manifest(run_dir):
@@ -187,3 +187,42 @@ def test_a_ctrl_c_inside_the_bookkeeping_of_a_finished_job_loses_nothing(compose
     assert calls[0] in recorded and recorded[calls[0]] in ("rendered", "cached")
     assert set(recorded) == {j.id for j in plan.jobs}  # every job ended somehow: none left pending
     assert set(recorded.values()) <= {"rendered", "cached", "cancelled"}
+
+
+class HeldUntilIdle(CountingPreview):
+    """Renders wait until the executor says it is idle (the test's `on_idle` releases them), or a minute."""
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.release = threading.Event()
+
+    def at_work(self, job, ctx):
+        self.release.wait(60)
+
+
+def test_the_executor_calls_on_idle_once_while_jobs_are_out_and_none_lands(compose_demo, cache_dir):
+    """`on_idle` (the run imports what its film and report will need) comes while the renders are out and the
+    executor has nothing to do, once: not after every job, not after the last."""
+    from wanbatch.cache.store import Cache
+    from wanbatch.config.load import backend_configs
+    from wanbatch.core.plan import make_plan
+    from wanbatch.core.project import load_project
+    from wanbatch.execute.local import LocalExecutor
+
+    cfg = compose_demo()
+    backend = HeldUntilIdle(cfg.backend)
+    plan = make_plan(load_project(cfg, PROJECT.parent, backend_configs(cfg)), {"preview": backend})
+    calls: list[int] = []
+
+    def idle():
+        calls.append(len(backend.rendered))
+        backend.release.set()
+
+    cache = Cache(cache_dir)
+    try:
+        outcomes = LocalExecutor(cache, concurrency=2).run(plan, on_idle=idle)
+    finally:
+        cache.close()
+    assert calls == [0]  # once, before any render could land (they were held until then)
+    assert sorted(backend.rendered) == sorted(j.id for j in plan.jobs)
+    assert all(o.status == "rendered" for o in outcomes.values())

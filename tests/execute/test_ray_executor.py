@@ -331,3 +331,19 @@ def test_ray_executor_config_is_checked_up_front(tmp_path):
     [issue] = err.value.issues
     assert issue.field == "executor.adress" and issue.value == "auto"
     assert "unknown option (did you mean address?); known:" in issue.allowed and "address" in issue.allowed
+
+
+def test_on_idle_is_called_once_while_a_render_is_out_and_none_lands(tmp_path, compose_demo):
+    """As the local executor: the run's `on_idle` (imports for the film and report) comes while the renders are
+    out and nothing lands, once."""
+    cfg = compose_demo("executor=ray", "stitch.enabled=false", "report=false")
+    backend = ActorPreview(ActorPreviewConfig.of(cfg.backend, delay={"title": 2.0}))  # 4 half-second waits at least
+    plan = make_plan(load_project(cfg, PROJECT.parent, backend_configs(cfg)), {"preview": backend})
+    calls: list[float] = []
+    cache = Cache(tmp_path / "cache")
+    try:
+        outcomes = RayExecutor(cache, config=cfg.executor).run(plan, on_idle=lambda: calls.append(time.monotonic()))
+    finally:
+        cache.close()
+    assert len(calls) == 1
+    assert {o.status for o in outcomes.values()} == {"rendered"}

@@ -98,3 +98,29 @@ def test_a_film_to_be_composed_keeps_no_clip_tables(compose_demo, tmp_path):
         clip = write_clip(frames, tmp_path / f"c{i}.mp4", fps=8, settings=EncodeConfig(preset="ultrafast"))
         outputs.add(Outcome(job.id, "rendered", job.key, clip=clip))
     assert len(outputs.probed) == len(plan.film_jobs) and outputs.tables == {}
+
+
+def test_warm_imports_what_the_film_timeline_and_report_need(compose_demo, tmp_path, monkeypatch):
+    """Called while the jobs render and the executor idles, so that the path from the last clip to the report
+    spends no time importing them (OpenTimelineIO and its plugin manifest: 15-60 ms)."""
+    import importlib
+
+    from wanbatch.runs.posters import EarlyPosters
+
+    asked: list[str] = []
+    real = importlib.import_module
+    monkeypatch.setattr(importlib, "import_module", lambda name, *a: asked.append(name) or real(name, *a))
+    plan = _plan_of(compose_demo())
+    early = EarlyPosters(tmp_path / "run", None)
+    try:
+        RunOutputs(tmp_path / "run", plan, time.time(), posters=early, probe=True).warm()
+    finally:
+        early.close()
+    assert {"wanbatch.film.stitch", "wanbatch.film.timeline", "wanbatch.runs.report", "opentimelineio"} <= set(asked)
+    import opentimelineio
+
+    assert opentimelineio.plugins.manifest._MANIFEST is not None  # its plugin manifest is loaded too
+
+    asked.clear()
+    RunOutputs(tmp_path / "bare", plan, time.time()).warm()  # no film, no report: nothing to import
+    assert asked == []

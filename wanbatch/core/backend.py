@@ -140,6 +140,11 @@ class Backend(ABC):
     def render(self, job: Job, ctx: RenderContext) -> RenderResult:
         """Make the clip. Raise RenderError (or a subclass) on failure; never leave partial output."""
 
+    def warm(self) -> None:  # noqa: B027 - optional hook
+        """The run has jobs for this backend and is about to start them: begin, in the background, what its
+        first job would otherwise wait for (a remote backend's HTTP client). Never raises; a dry run, or a run
+        whose jobs are all cached, does not call it."""
+
     def expect(self, job: Job) -> None:  # noqa: B027 - optional hook
         """`job` holds its executor slots and is on its way to `render`: jobs take their slots in the order the
         executor hands them out (grouped by model), but their threads reach `render` in any order. A backend

@@ -49,10 +49,16 @@ class LocalExecutor:
         self.cancel = cancel or threading.Event()
         self.abandon = threading.Event()  # a second Ctrl-C: leave even the downloads of paid renders
 
-    def run(self, plan: Plan, on_done: Callable[[Outcome], None] = lambda _o: None) -> dict[str, Outcome]:
+    def run(
+        self,
+        plan: Plan,
+        on_done: Callable[[Outcome], None] = lambda _o: None,
+        on_idle: Callable[[], None] | None = None,
+    ) -> dict[str, Outcome]:
         """Run every job; returns outcomes by scene id. On KeyboardInterrupt, stops starting jobs, lets
         running ones stop at their next safe point, keeps every finished clip, then re-raises. A render that
-        is paid for (done at its provider) still downloads and is cached, unless Ctrl-C comes again."""
+        is paid for (done at its provider) still downloads and is cached, unless Ctrl-C comes again.
+        `on_idle` is called once, the first time half a second passes with jobs out and none landing."""
         # Remote backends bound themselves per provider account (shared by every backend of a provider, and
         # released as soon as the provider is done, before the download): a second limit here would hold
         # their slots through download and check. Every other backend is bounded here.
@@ -136,6 +142,9 @@ class LocalExecutor:
                     if not running:
                         continue
                     done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+                    if not done and on_idle is not None:
+                        idle, on_idle = on_idle, None
+                        idle()
                     for fut in done:  # finished before it is forgotten: a Ctrl-C in between loses nothing
                         frontier.finish(fut.result())
                         del running[fut]

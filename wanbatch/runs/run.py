@@ -134,6 +134,8 @@ def _run(
         if over:
             print(f"error: {ConfigError(over)}", file=sys.stderr)
         return RunResult(2 if over else 0)
+    for name in est.by_backend:  # the backends with jobs to render (none in a fully cached rerun)
+        plan.backends[name].warm()
     cache = Cache(cache_dir)
     cache.project = plan.project.name  # recorded in each entry it puts (`wanbatch cache list --project`)
     if cache.notes != (found.notes if found is not None else []):
@@ -220,7 +222,7 @@ def _execute(
         progress.start([(j.id, j.backend) for j in plan.jobs])
         outcomes: dict[str, Outcome] = {}
         try:
-            outcomes = executor.run(plan, on_done=outputs.add)
+            outcomes = executor.run(plan, on_done=outputs.add, on_idle=outputs.warm)
         except KeyboardInterrupt:
             interrupted = True
             outcomes = outputs.outcomes

@@ -193,6 +193,11 @@ class Api:
                 )
             return self._client
 
+    def warm(self) -> None:
+        """Make the client now (see `client`), so that the first call does not wait for it; never raises."""
+        with contextlib.suppress(Exception):
+            _ = self.client
+
     def timeout(self, *, download: bool = False) -> httpx.Timeout:
         return self._download_timeout if download else self._timeout
 

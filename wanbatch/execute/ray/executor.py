@@ -274,12 +274,19 @@ class RayExecutor:
             return [f"ray: {res.describe()}; fitted so the render actors and a preview task run at once"]
         return []
 
-    def run(self, plan: Plan, on_done: Callable[[Outcome], None] = lambda _o: None) -> dict[str, Outcome]:
+    def run(
+        self,
+        plan: Plan,
+        on_done: Callable[[Outcome], None] = lambda _o: None,
+        on_idle: Callable[[], None] | None = None,
+    ) -> dict[str, Outcome]:
         """Run every job; returns outcomes by scene id. On KeyboardInterrupt, cancels outstanding work,
-        keeps every finished clip, then re-raises."""
+        keeps every finished clip, then re-raises. `on_idle` is called once, the first time half a second
+        passes with jobs out and none landing."""
         if self.reservations is None:
             self.prepare(plan)
         run = _Run(self, plan, on_done)
+        run.on_idle = on_idle
         interrupted = clean = False
         try:
             try:
@@ -333,6 +340,7 @@ class _Run:
 
         self.ray: Any = ray
         self.ex, self.plan = ex, plan
+        self.on_idle: Callable[[], None] | None = None  # called once, when jobs are out and none lands for a while
         assert ex.reservations is not None, "prepare() fits the reservations first"
         self.res: Reservations = ex.reservations
         self.watch = StallWatch(ex.config.stall_s, ex.say)
@@ -363,6 +371,9 @@ class _Run:
         self._dispatch()
         if self.flights:
             done, _ = self.ray.wait(list(self.flights), num_returns=1, timeout=0.5)
+            if not done and self.on_idle is not None:
+                idle, self.on_idle = self.on_idle, None
+                idle()
             for ref in done:
                 self._land(ref, self.flights.pop(ref))
             self._relay_status()
