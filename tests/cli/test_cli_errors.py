@@ -30,6 +30,16 @@ def one_error_line(got) -> str:
             "error: film/project.yaml: no `defaults: [wanbatch, _self_]` line; add it at the top",
         ),
         (GOOD + "  - {id: quay, prompt: Again.}\n", "`scenes.1.id` = 'quay' is not allowed; a unique id"),
+        (  # a group chosen where its options go: say where the choice is made
+            GOOD + "backend: novita_wan21_t2v\n",
+            "`backend` = 'novita_wan21_t2v' is not allowed; `backend:` in the project file holds the backend's "
+            "options (a mapping); choose the backend in the file's defaults list (`- override backend: "
+            "novita_wan21_t2v`, before `_self_`) or on the command line (`backend=novita_wan21_t2v`)",
+        ),
+        (
+            GOOD + "executor: rey\n",
+            "`executor` = 'rey' is not allowed; one of local, ray (did you mean ray?)",
+        ),
     ],
 )
 def test_a_broken_project_file_is_one_line(tmp_path, text, expected):
@@ -55,6 +65,15 @@ def test_a_mistyped_override_is_one_line_with_did_you_mean(tmp_path, override, e
     assert expected in line and "+scenes" not in line
     if override.startswith("backend="):
         assert line.endswith("(did you mean preview?)")
+
+
+def test_the_choice_the_error_suggests_works(tmp_path):
+    (tmp_path / "film").mkdir()
+    chosen = "defaults: [wanbatch, {override backend: novita_wan21_t2v}, _self_]"
+    (tmp_path / "film" / "project.yaml").write_text(GOOD.replace("defaults: [wanbatch, _self_]", chosen))
+    got = wanbatch("--config-dir", "film", "dry_run=true", cwd=tmp_path, env={"NOVITA_API_KEY": "k"})
+    assert got.returncode == 0, got.stderr
+    assert "novita_wan21_t2v" in got.stdout
 
 
 def test_a_folder_without_project_yaml_is_named(tmp_path):

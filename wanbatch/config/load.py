@@ -206,6 +206,10 @@ def composition_error(
         issue = _scene_index_issue(overrides, project_file)
         if issue is not None:
             return ConfigError([issue])
+    if "Merge error" in str(exc) and "str is not a subclass of" in str(exc):
+        issue = _group_named_in_file(project_file)
+        if issue is not None:
+            return ConfigError([issue])
     issue = schema_issue(exc if isinstance(exc, Exception) else Exception(exc), value_of=value_of)
     if issue is None and isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options:
         group, _, option = str(exc.missing_cfg_file).rpartition("/")
@@ -214,6 +218,33 @@ def composition_error(
     if issue is None:
         issue = Issue(None, "config", None, " ".join(str(exc).split()))
     return ConfigError([issue])
+
+
+GROUPS = ("backend", "executor", "cache", "stitch", "encode")  # the config groups (folders of conf/)
+
+
+def _group_named_in_file(project_file: Path | None) -> Issue | None:
+    """`backend: novita_wan21_t2v` in a project file: a group's option named where its options (a mapping) go.
+    OmegaConf says only "Merge error: str is not a subclass of PreviewConfig"; say where the choice is made."""
+    if project_file is None or not project_file.is_file():
+        return None
+    with contextlib.suppress(Exception):
+        raw = OmegaConf.load(project_file)
+        for group in GROUPS:
+            value = raw.get(group) if isinstance(raw, DictConfig) else None
+            if isinstance(value, str):
+                options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("base_"))
+                if value not in options:
+                    return Issue(None, group, value, f"one of {', '.join(options)}{did_you_mean(value, options)}")
+                return Issue(
+                    None,
+                    group,
+                    value,
+                    f"`{group}:` in the project file holds the {group}'s options (a mapping); choose the {group} "
+                    f"in the file's defaults list (`- override {group}: {value}`, before `_self_`) or on the "
+                    f"command line (`{group}={value}`)",
+                )
+    return None
 
 
 def _scene_index_issue(overrides: Sequence[str], project_file: Path | None) -> Issue | None:
