@@ -124,3 +124,5 @@ def test_warm_imports_what_the_film_timeline_and_report_need(compose_demo, tmp_p
     asked.clear()
     RunOutputs(tmp_path / "bare", plan, time.time()).warm()  # no film, no report: nothing to import
     assert asked == []
+    RunOutputs(tmp_path / "film-only", plan, time.time(), probe=True).warm()  # no report: no timeline either
+    assert asked == ["wanbatch.film.stitch"]

@@ -57,6 +57,10 @@ class _Decline(Exception):
     """The clips cannot be joined exactly here; ffmpeg joins them."""
 
 
+# what reading or joining clips raises where they cannot be joined this way (a malformed box reads out of range)
+_UNJOINABLE = (_Decline, struct.error, IndexError, KeyError, ValueError, OSError)
+
+
 @dataclass
 class _Track:
     """One track of one clip, its sample tables read into lists."""
@@ -100,7 +104,7 @@ def join_mp4(paths: Sequence[Path], out: Path, read: Mapping[Path, ClipTables | 
         clips = [_tables_now(Path(p), (read or {}).get(Path(p))) for p in paths]
         _check_alike(clips)
         moov, body, wide = _film_moov(clips)
-    except (_Decline, struct.error, IndexError, KeyError, ValueError, OSError):
+    except _UNJOINABLE:
         return False
     _write(clips, moov, body, wide, out)
     return True
@@ -113,7 +117,7 @@ def read_tables(path: Path) -> ClipTables | None:
     """The clip's tables, for a `join_mp4` to come; None where it cannot be joined this way."""
     try:
         return _read_clip(Path(path))
-    except (_Decline, struct.error, IndexError, KeyError, ValueError, OSError):
+    except _UNJOINABLE:
         return None
 
 

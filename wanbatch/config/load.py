@@ -25,7 +25,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from wanbatch.config.apart import ScenesApart, apart
+from wanbatch.config.apart import GROUPS, ScenesApart, apart
 from wanbatch.config.backends import BACKEND_SCHEMAS, BackendConfig, DiffusersConfig
 from wanbatch.config.checks import choice, did_you_mean, merge_issue, schema_issue, unknown_keys
 from wanbatch.config.fastyaml import load_text
@@ -48,8 +48,15 @@ CONF_DIR = Path(str(importlib.resources.files("wanbatch.conf")))
 RECIPES_DIR = Path(str(importlib.resources.files("wanbatch.recipes")))
 PROJECT_FILE = "project.yaml"
 CONF_SEARCH_PATH = "pkg://wanbatch.conf"  # how Hydra finds conf/: through the installed package
+
+
+def group_options(group: str) -> tuple[str, ...]:
+    """The options of config group `group` (a folder of conf/): its YAML files' names, sorted."""
+    return tuple(sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")))
+
+
 #: every backend name: the options of the `backend` config group
-BACKEND_NAMES = tuple(sorted(p.stem for p in (CONF_DIR / "backend").glob("*.yaml")))
+BACKEND_NAMES = group_options("backend")
 
 
 @functools.cache
@@ -220,9 +227,6 @@ def composition_error(
     return ConfigError([issue])
 
 
-GROUPS = ("backend", "executor", "cache", "stitch", "encode")  # the config groups (folders of conf/)
-
-
 def _group_named_in_file(project_file: Path | None) -> Issue | None:
     """`backend: novita_wan21_t2v` in a project file: a group's option named where its options (a mapping) go.
     OmegaConf says only "Merge error: str is not a subclass of PreviewConfig"; say where the choice is made."""
@@ -233,7 +237,7 @@ def _group_named_in_file(project_file: Path | None) -> Issue | None:
         for group in GROUPS:
             value = raw.get(group) if isinstance(raw, DictConfig) else None
             if isinstance(value, str):
-                options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("base_"))
+                options = group_options(group)
                 if value not in options:
                     return Issue(None, group, value, f"one of {', '.join(options)}{did_you_mean(value, options)}")
                 return Issue(

@@ -58,7 +58,7 @@ class RunOutputs:
         self.probed: dict[Path, Any] = {}  # clip path -> wanbatch.film.clips.ClipInfo
         self.tables: dict[Path, Any] = {}  # mp4 clip path -> wanbatch.av.mp4join.ClipTables (None: not joinable)
         # a film with a transition other than a cut is composed: its clips' tables would only take memory
-        self._tables = probe and all(j.scene.transition.type == "cut" for j in plan.film_jobs[1:])
+        self._keep_tables = probe and all(j.scene.transition.type == "cut" for j in plan.film_jobs[1:])
         # a scene's place in the manifest and report: its row is its picked take's, in film order
         self._index = {j.scene.id: i for i, j in enumerate(plan.film_jobs)}
         # the manifest's `environment`: what this process is (ready some time into the run; `wait` for it), and
@@ -102,7 +102,7 @@ class RunOutputs:
             info = mp4_header(path)
             if info is not None:
                 self.probed[path] = info
-                if self._tables:
+                if self._keep_tables:
                     self.tables[path] = read_tables(path)
         record = manifest.scene_record(
             self.plan, outcome.scene, outcome, self.clips.get(outcome.scene), self.estimates.get(outcome.scene)
@@ -122,13 +122,13 @@ class RunOutputs:
         """While the jobs render and this process has nothing to do: import what the film, the timeline and the
         report will need after the last clip (OpenTimelineIO alone is 15-60 ms), so that the time from the last
         clip to the report is spent on them, not on their imports. Never raises."""
-        names = ["wanbatch.film.stitch", "wanbatch.film.timeline"] if self.probe else []
-        if self.posters is not None:
-            names.append("wanbatch.runs.report")
+        film, report = self.probe, self.posters is not None
+        timeline = film and report  # written by `report`, for a film
+        names = (["wanbatch.film.stitch"] if film else []) + (["wanbatch.runs.report"] if report else [])
         with contextlib.suppress(Exception):
-            for name in names:
+            for name in names + (["wanbatch.film.timeline"] if timeline else []):
                 importlib.import_module(name)
-            if self.probe and importlib.util.find_spec("opentimelineio") is not None:
+            if timeline and importlib.util.find_spec("opentimelineio") is not None:
                 otio: Any = importlib.import_module("opentimelineio")
                 importlib.import_module("opentimelineio.adapters")
                 # its plugin manifest and JSON adapter are loaded on the first write otherwise (~10 ms)
